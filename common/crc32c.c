@@ -1,0 +1,88 @@
+// SPDX-License-Identifier: MIT
+/*
+ * CRC32C (Castagnoli, reflected polynomial 0x82F63B78), as carried by ring
+ * slots. Built for a portable baseline: the SSE4.2 instruction is used via a
+ * function-level target attribute only when the CPU reports it at run time.
+ */
+#include "dagger/ring.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+static uint32_t table[8][256];
+static bool have_hw;
+
+__attribute__((constructor)) static void crc32c_init(void)
+{
+	uint32_t i, j, c;
+
+	for (i = 0; i < 256; i++) {
+		c = i;
+		for (j = 0; j < 8; j++)
+			c = (c >> 1) ^ (0x82F63B78u & (0u - (c & 1u)));
+		table[0][i] = c;
+	}
+	for (i = 0; i < 256; i++)
+		for (j = 1; j < 8; j++)
+			table[j][i] = (table[j - 1][i] >> 8) ^
+				      table[0][table[j - 1][i] & 0xff];
+#if defined(__x86_64__)
+	__builtin_cpu_init();
+	have_hw = __builtin_cpu_supports("sse4.2");
+#endif
+}
+
+static uint32_t crc32c_sw(uint32_t crc, const uint8_t *p, size_t n)
+{
+	while (n >= 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		v ^= crc;
+		crc = table[7][v & 0xff] ^ table[6][(v >> 8) & 0xff] ^
+		      table[5][(v >> 16) & 0xff] ^ table[4][(v >> 24) & 0xff] ^
+		      table[3][(v >> 32) & 0xff] ^ table[2][(v >> 40) & 0xff] ^
+		      table[1][(v >> 48) & 0xff] ^ table[0][v >> 56];
+		p += 8;
+		n -= 8;
+	}
+	while (n--)
+		crc = (crc >> 8) ^ table[0][(crc ^ *p++) & 0xff];
+	return crc;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("sse4.2"))) static uint32_t
+crc32c_hw(uint32_t crc, const uint8_t *p, size_t n)
+{
+	uint64_t c = crc;
+
+	while (n >= 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		c = __builtin_ia32_crc32di(c, v);
+		p += 8;
+		n -= 8;
+	}
+	crc = (uint32_t)c;
+	while (n--)
+		crc = __builtin_ia32_crc32qi(crc, *p++);
+	return crc;
+}
+#endif
+
+uint32_t dg_crc32c(uint32_t seed, const void *buf, size_t len)
+{
+	uint32_t crc = ~seed;
+
+	/*
+	 * A little-endian-only target (x86 and arm64 as built here) is
+	 * assumed by the slicing-by-8 fallback.
+	 */
+#if defined(__x86_64__)
+	if (have_hw)
+		return ~crc32c_hw(crc, buf, len);
+#endif
+	return ~crc32c_sw(crc, buf, len);
+}

@@ -1,0 +1,188 @@
+// SPDX-License-Identifier: MIT
+/*
+ * dagger-echo: an echo service and its client over a NIC engine.
+ *
+ *   dagger-echo server --engine ADDR[:PORT] [--threads N]
+ *   dagger-echo client --engine ADDR[:PORT] [-n RPCS] [-s SIZE]
+ *
+ * Both attach to the engine (dagger-nic) over RDMA; the engine polls their
+ * rings with RDMA READ and delivers with RDMA WRITE. The client makes
+ * synchronous calls and prints RPC count, errors, p50/p99/p99.9 latency
+ * and throughput.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dagger/dagger.h"
+
+enum { FN_ECHO = 1 };
+
+static volatile sig_atomic_t stop;
+
+static void on_sig(int s)
+{
+	(void)s;
+	stop = 1;
+}
+
+static int echo(void *arg, const struct dg_request *req,
+		struct dg_response *resp)
+{
+	(void)arg;
+	memcpy(resp->data, req->data, req->len);
+	resp->len = req->len;
+	return 0;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+static int cmp(const void *a, const void *b)
+{
+	uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: dagger-echo server|client --engine ADDR[:PORT] "
+		   "[--threads N] [-n RPCS] [-s SIZE]\n");
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {
+		{"engine", required_argument, NULL, 'e'},
+		{"threads", required_argument, NULL, 't'},
+		{"help", no_argument, NULL, 'h'},
+		{NULL, 0, NULL, 0},
+	};
+	static const struct dg_handler hs[] = {{FN_ECHO, echo}};
+	static const struct dg_service_def svc = {
+		.name = "echo", .handlers = hs, .nhandlers = 1};
+	struct dg_host_opts ho = {.engine_port = 7471};
+	uint32_t threads = 1, n = 10000, size = 64, i, errors = 0;
+	char addr[64] = "", *colon;
+	struct dg_host *h;
+	int c, rc;
+
+	if (argc < 2) {
+		usage(stderr);
+		return 2;
+	}
+	optind = 2;
+	while ((c = getopt_long(argc, argv, "e:t:n:s:h", lo, NULL)) != -1) {
+		switch (c) {
+		case 'e':
+			snprintf(addr, sizeof(addr), "%s", optarg);
+			break;
+		case 't':
+			threads = (uint32_t)strtoul(optarg, NULL, 0);
+			break;
+		case 'n':
+			n = (uint32_t)strtoul(optarg, NULL, 0);
+			break;
+		case 's':
+			size = (uint32_t)strtoul(optarg, NULL, 0);
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+	}
+	colon = strrchr(addr, ':');
+	if (colon) {
+		*colon = 0;
+		ho.engine_port = (uint16_t)strtoul(colon + 1, NULL, 0);
+	}
+	if (!addr[0] || !n || size > DG_MAX_MSG || !threads ||
+	    threads > DG_MAX_FLOWS) {
+		usage(stderr);
+		return 2;
+	}
+	ho.engine_addr = addr;
+	ho.nflows = strcmp(argv[1], "server") ? 1 : threads;
+	rc = dg_host_attach(&ho, &h);
+	if (rc) {
+		fprintf(stderr, "dagger-echo: cannot attach to %s:%u: %s\n",
+			addr, ho.engine_port, strerror(-rc));
+		return 1;
+	}
+	if (!strcmp(argv[1], "server")) {
+		struct dg_server *s;
+
+		signal(SIGINT, on_sig);
+		signal(SIGTERM, on_sig);
+		rc = dg_server_start(h, &svc, 0, threads, &s);
+		if (rc) {
+			fprintf(stderr, "dagger-echo: serve: %s\n",
+				strerror(-rc));
+			dg_host_detach(h);
+			return 1;
+		}
+		printf("dagger-echo: serving \"echo\" with %u thread(s)\n",
+		       threads);
+		fflush(stdout);
+		while (!stop)
+			pause();
+		dg_server_stop(s);
+	} else {
+		struct dg_flow *f = dg_host_flow(h, 0);
+		uint64_t *lat = calloc(n, sizeof(*lat)), t0, t1;
+		uint8_t *req = malloc(DG_MAX_MSG), *resp = malloc(DG_MAX_MSG);
+		int conn = dg_connect(f, NULL, 0, "echo", 10000);
+
+		if (conn < 0 || !lat || !req || !resp) {
+			fprintf(stderr, "dagger-echo: connect: %s\n",
+				strerror(conn < 0 ? -conn : ENOMEM));
+			dg_host_detach(h);
+			return 1;
+		}
+		t0 = now_ns();
+		for (i = 0; i < n; i++) {
+			size_t rlen = DG_MAX_MSG;
+			uint64_t a = now_ns();
+
+			memset(req, (int)(i & 0xff), size);
+			rc = dg_call_sync(f, conn, FN_ECHO, req, size, resp,
+					  &rlen, 5000);
+			lat[i] = now_ns() - a;
+			if (rc || rlen != size || memcmp(req, resp, size))
+				errors++;
+		}
+		t1 = now_ns();
+		qsort(lat, n, sizeof(*lat), cmp);
+		printf("# echo over the NIC engine at %s:%u, %u-byte "
+		       "requests, synchronous\n"
+		       "%8s %7s %9s %9s %9s %9s %10s\n"
+		       "%8u %7u %9.2f %9.2f %9.2f %9.2f %10.0f\n",
+		       addr, ho.engine_port, size, "rpcs", "errors", "p50_us",
+		       "p99_us", "p99.9_us", "max_us", "rpcs/s", n, errors,
+		       lat[n / 2] / 1e3, lat[(uint64_t)n * 99 / 100] / 1e3,
+		       lat[(uint64_t)n * 999 / 1000] / 1e3, lat[n - 1] / 1e3,
+		       n / ((t1 - t0) / 1e9));
+		dg_close(f, conn);
+		free(lat);
+		free(req);
+		free(resp);
+		rc = errors ? 1 : 0;
+	}
+	dg_host_detach(h);
+	return rc;
+}

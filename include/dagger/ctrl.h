@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dagger/ctrl.h - control messages between a host and its NIC engine, and
+ * the attach handshake. Control messages travel through the same rings as
+ * RPCs, as frames with DG_FF_CTRL set (possibly several frames); the engine
+ * answers in the flow's RX ring with a one-frame DG_FF_CTRL reply carrying
+ * the request's rpc_id, a status and, for OPEN, the new connection id.
+ */
+#ifndef DAGGER_CTRL_H
+#define DAGGER_CTRL_H
+
+#include <assert.h>
+#include <stdint.h>
+
+#include "dagger/frame.h"
+
+#define DG_NAME_MAX 48 /* service names, including the NUL */
+#define DG_ADDR_MAX 48 /* engine addresses "ip", including the NUL */
+
+enum dg_ctrl_op {
+	DG_CTRL_REGISTER = 1, /* this flow serves a service */
+	DG_CTRL_OPEN = 2,     /* open a connection to a remote service */
+	DG_CTRL_CLOSE = 3,    /* close a connection */
+};
+
+enum dg_lb_policy {
+	DG_LB_ROUND_ROBIN = 0,
+	DG_LB_STATIC = 1, /* by connection id: one server flow per conn */
+	DG_LB_RANDOM = 2,
+};
+
+struct dg_ctrl_msg {
+	uint8_t op;    /* enum dg_ctrl_op */
+	uint8_t lb;    /* REGISTER: enum dg_lb_policy */
+	uint16_t port; /* OPEN: peer engine port; 0 = this engine */
+	uint16_t conn; /* CLOSE: the connection */
+	uint16_t rsvd;
+	char service[DG_NAME_MAX];
+	char peer[DG_ADDR_MAX]; /* OPEN: peer engine address; "" = local */
+};
+
+static_assert(sizeof(struct dg_ctrl_msg) <= 4 * DG_FRAME_PAYLOAD,
+	      "a control message spans at most four frames");
+
+/* Private data of an RDMA attach (host -> engine), fits rdma_cm's 56. */
+#define DG_ATTACH_MAGIC 0x44474831u /* "DGH1" */
+#define DG_PEER_MAGIC	0x44475031u /* "DGP1" */
+
+struct dg_attach_req {
+	uint32_t magic; /* DG_ATTACH_MAGIC */
+	uint32_t version;
+	uint64_t addr; /* host region */
+	uint32_t rkey;
+	uint32_t len;
+	uint32_t nflows;
+	uint32_t slots;
+	uint32_t flags; /* enum dg_ring_flags */
+	uint32_t rsvd;
+};
+
+static_assert(sizeof(struct dg_attach_req) <= 56, "rdma_cm private data");
+
+struct dg_attach_rep {
+	uint32_t magic;
+	int32_t status; /* 0 or negative errno */
+	uint32_t tenant;
+	uint32_t engine_id;
+};
+
+#endif /* DAGGER_CTRL_H */

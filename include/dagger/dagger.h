@@ -1,0 +1,158 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dagger/dagger.h - libdagger, the host library applications link.
+ *
+ * A host attaches to a NIC engine as a tenant and gets flows, one per
+ * application thread. Each flow is a TX ring and an RX ring in the host's
+ * own memory; in the default polling mode a call is a few stores into the
+ * TX ring and a completion is a few loads from the RX ring: no system call,
+ * no verb, no lock. A flow belongs to the first thread that uses it; any
+ * other thread gets -EPERM.
+ *
+ * Errors are negative errno values: -EAGAIN (ring full, poll and retry),
+ * -EMSGSIZE (payload over DG_MAX_MSG or the ring), -EPERM (wrong thread),
+ * -ETIMEDOUT, -ENOTCONN (engine gone), -EINVAL.
+ */
+#ifndef DAGGER_DAGGER_H
+#define DAGGER_DAGGER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dagger/ctrl.h"
+#include "dagger/frame.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct dg_host;
+struct dg_flow;
+
+struct dg_host_opts {
+	/* RDMA backend: the engine's address and port; src selects the
+	 * local device (its address), NULL lets routing choose. */
+	const char *engine_addr;
+	uint16_t engine_port;
+	const char *src_addr;
+	/* Local backend (engine in this process): used when engine_addr is
+	 * NULL. Called with the region to attach; returns a tenant id. */
+	int (*attach_local)(void *arg, void *region, uint64_t size);
+	void (*detach_local)(void *arg, int tenant);
+	void *local_arg;
+	uint32_t nflows; /* default 1 */
+	uint32_t slots;	 /* per ring, power of two; default 2048 */
+	int timeout_ms;	 /* attach timeout; default 10000 */
+};
+
+int dg_host_attach(const struct dg_host_opts *o, struct dg_host **out);
+void dg_host_detach(struct dg_host *h);
+struct dg_flow *dg_host_flow(struct dg_host *h, uint32_t i);
+uint32_t dg_host_nflows(const struct dg_host *h);
+
+/* ---- client ------------------------------------------------------------- */
+
+/*
+ * Opens a connection from this flow to service at the engine peer_addr
+ * (NULL or "" = the service is behind this host's own engine). Returns the
+ * connection id (>= 0). The flow must have no calls outstanding.
+ */
+int dg_connect(struct dg_flow *f, const char *peer_addr, uint16_t peer_port,
+	       const char *service, int timeout_ms);
+int dg_close(struct dg_flow *f, int conn);
+
+/*
+ * Asynchronous call: queues the request and returns 0 with its rpc id in
+ * *rpc_id, or -EAGAIN when the TX ring has no room (poll, then retry).
+ */
+int dg_call(struct dg_flow *f, int conn, uint16_t fn, const void *req,
+	    size_t len, uint32_t *rpc_id);
+
+struct dg_completion {
+	uint32_t rpc_id;
+	uint16_t conn;
+	uint16_t fn;
+	int status;	  /* 0, or enum dg_status / an application status */
+	const void *data; /* valid until the next dg_poll() on this flow */
+	uint32_t len;
+};
+
+/* Returns up to max completions (0 when none), never blocks. */
+int dg_poll(struct dg_flow *f, struct dg_completion *c, int max);
+
+/*
+ * Synchronous call built on dg_call/dg_poll. Copies the response into resp
+ * (up to *resp_len; *resp_len gets the full length) and returns the status:
+ * 0, a positive dg_status, or a negative errno (-ETIMEDOUT, -EMSGSIZE...).
+ * The flow must have no other calls outstanding.
+ */
+int dg_call_sync(struct dg_flow *f, int conn, uint16_t fn, const void *req,
+		 size_t len, void *resp, size_t *resp_len, int timeout_ms);
+
+/* ---- server ------------------------------------------------------------- */
+
+struct dg_request {
+	uint32_t rpc_id;
+	uint16_t conn;
+	uint16_t fn;
+	const void *data;
+	uint32_t len;
+};
+
+struct dg_response {
+	void *data;   /* buffer of cap bytes for the response */
+	uint32_t cap; /* DG_MAX_MSG */
+	uint32_t len; /* set by the handler */
+};
+
+/*
+ * A handler fills resp and returns 0, or a status >= DG_ST_APP_BASE that
+ * travels back to the caller (with whatever resp holds).
+ */
+typedef int (*dg_handler_fn)(void *arg, const struct dg_request *req,
+			     struct dg_response *resp);
+
+struct dg_handler {
+	uint16_t fn;
+	dg_handler_fn handler;
+};
+
+struct dg_service_def {
+	const char *name;
+	const struct dg_handler *handlers;
+	uint32_t nhandlers;
+	void *arg;
+	uint8_t lb; /* enum dg_lb_policy */
+};
+
+/* Registers this flow as a server flow of def->name at the engine. */
+int dg_serve(struct dg_flow *f, const struct dg_service_def *def,
+	     int timeout_ms);
+/*
+ * Handles up to max requests waiting on this flow; returns how many.
+ * Unknown function ids are answered with DG_ST_NO_FUNCTION.
+ */
+int dg_serve_poll(struct dg_flow *f, int max);
+
+/* Dispatch threads: flows [first, first + n) each get a thread that
+ * registers def and serves until dg_server_stop(). */
+struct dg_server;
+int dg_server_start(struct dg_host *h, const struct dg_service_def *def,
+		    uint32_t first_flow, uint32_t nthreads,
+		    struct dg_server **out);
+void dg_server_stop(struct dg_server *s);
+
+/* ---- statistics ------------------------------------------------------- */
+
+struct dg_flow_stats {
+	uint64_t calls, completions, eagain, requests, responses;
+	uint64_t bad_frames; /* RX frames that failed validation */
+};
+
+void dg_flow_stats(const struct dg_flow *f, struct dg_flow_stats *s);
+const char *dg_status_str(int status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DAGGER_DAGGER_H */

@@ -1,0 +1,71 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * dagger/ring.h - publishing and accepting slots, the two halves of the
+ * protocol that dagger/frame.h lays out. Used by the host library (TX
+ * producer, RX consumer) and by the NIC engine (TX consumer, RX producer).
+ */
+#ifndef DAGGER_RING_H
+#define DAGGER_RING_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dagger/frame.h"
+
+/* CRC32C (Castagnoli); SSE4.2 when the CPU has it, else a table. */
+uint32_t dg_crc32c(uint32_t seed, const void *buf, size_t len);
+
+/*
+ * The checksum a slot must carry for stamp: CRC32C over the stamp's four
+ * bytes, then bytes 8..63. The stamp is checksummed as data, not passed as
+ * the seed: a seed is only XORed into the first four bytes covered
+ * (rpc_id), so the check would see stamp ^ rpc_id alone, and a torn slot
+ * whose stamp and rpc_id have landed over an older lap (rpc ids advance
+ * with positions) would keep its old checksum valid.
+ */
+static inline uint32_t dg_slot_csum(const struct dg_frame *f, uint32_t stamp)
+{
+	return dg_crc32c(dg_crc32c(0, &stamp, sizeof(stamp)),
+			 (const uint8_t *)f + 8, DG_SLOT_SIZE - 8);
+}
+
+/*
+ * Producer side: the slot's bytes 8..63 are already written in place. Seals
+ * the slot for free-running position pos. The release store of the stamp
+ * orders every earlier store to the slot before it, so a consumer that
+ * acquires the new stamp from the same memory (local backend) sees the
+ * whole frame; a remote READ that copies out of order is caught by the
+ * checksum instead.
+ */
+static inline void dg_slot_publish(struct dg_frame *slot, uint32_t pos,
+				   unsigned ring_flags)
+{
+	uint32_t stamp = dg_stamp(pos);
+
+	slot->csum =
+		(ring_flags & DG_RING_F_CSUM) ? dg_slot_csum(slot, stamp) : 0;
+	__atomic_store_n(&slot->stamp, stamp, __ATOMIC_RELEASE);
+}
+
+/*
+ * Consumer side: true when slot holds a complete frame for position pos.
+ * The acquire load of the stamp orders the loads of the frame's other
+ * bytes after it (local backend: those bytes were stored before the
+ * producer's release). With DG_RING_F_CSUM a slot whose stamp is new but
+ * whose bytes are not all there yet fails the checksum and is reported as
+ * not ready; the caller retries it later, it is not an error.
+ */
+static inline bool dg_slot_ready(const struct dg_frame *slot, uint32_t pos,
+				 unsigned ring_flags)
+{
+	uint32_t stamp = __atomic_load_n(&slot->stamp, __ATOMIC_ACQUIRE);
+
+	if (stamp != dg_stamp(pos))
+		return false;
+	if (!(ring_flags & DG_RING_F_CSUM))
+		return true;
+	return slot->csum == dg_slot_csum(slot, stamp);
+}
+
+#endif /* DAGGER_RING_H */

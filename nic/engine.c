@@ -1,0 +1,1063 @@
+// SPDX-License-Identifier: MIT
+/*
+ * engine.c - the NIC engine's poll loop.
+ *
+ * Per iteration: take in new tenants; for every tenant, reap hostmem
+ * completions (TX READs -> parse and route whole RPCs; rx_head READs ->
+ * credits), post the next TX READ of every flow, then write back what was
+ * produced (RX frames, tx_head) and flush once per tenant.
+ *
+ * Whole RPCs only: the TX poller forwards an RPC only when all its frames
+ * are in the shadow, so every RPC reaches an RX ring (or a peer link) as one
+ * contiguous run of frames; no receiver ever reassembles interleaved RPCs.
+ */
+#define _GNU_SOURCE
+#include "engine.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "dagger/ctrl.h"
+#include "dagger/ring.h"
+#include "dg_rdma.h"
+#include "hostmem.h"
+
+#define MAX_TENANTS  64
+#define MAX_CONNS    4096
+#define MAX_SERVICES 64
+#define MAX_SERVERS  64 /* (tenant, flow) pairs per service */
+#define NO_IDX	     0xffffu
+
+enum tag_kind {
+	TAG_TXREAD = 1,
+	TAG_RXHEAD = 2,
+	TAG_WRITE = 3,
+};
+
+static uint64_t mktag(enum tag_kind k, uint32_t flow, uint32_t seg)
+{
+	return ((uint64_t)k << 56) | ((uint64_t)flow << 32) | seg;
+}
+
+enum drop_reason {
+	DROP_BAD_LEN,
+	DROP_BAD_IDX,
+	DROP_BAD_FLAGS,
+	DROP_BAD_CONN,
+	DROP_BAD_CTRL,
+	DROP_TOO_BIG,
+	DROP_NREASONS,
+};
+
+static const char *const drop_names[DROP_NREASONS] = {
+	"bad_len", "bad_idx", "bad_flags", "bad_conn", "bad_ctrl", "too_big",
+};
+
+struct flow_stats {
+	uint64_t rpcs_tx, frames_tx, bytes_tx; /* read from the host */
+	uint64_t rpcs_rx, frames_rx;	       /* delivered to the host */
+	uint64_t reads, read_slots, writes;
+	uint64_t drops[DROP_NREASONS];
+	uint64_t busy;	  /* requests refused: this flow's RX ring full */
+	uint64_t stalled; /* iterations an RPC waited for room */
+};
+
+struct flow {
+	/* TX ring: the host produces, we consume. */
+	uint32_t tx_tail;      /* next position to consume */
+	uint32_t tx_head_sent; /* tx_head last written to the host */
+	uint32_t tx_want;      /* slots the next READ must cover */
+	uint32_t read_pending; /* READ segments in flight */
+	uint32_t read_pos, read_n;
+	/* RX ring: we produce, the host consumes. */
+	uint32_t rx_tail;     /* next position to produce */
+	uint32_t rx_head;     /* host's consumer index, as last read */
+	uint32_t rx_dirty;    /* first produced position not yet written */
+	bool rx_head_pending; /* a READ of rx_head is in flight */
+	/* A request on this TX position found its server's ring full. */
+	bool busy_armed;
+	uint32_t busy_pos;
+	struct flow_stats st;
+};
+
+struct tenant {
+	bool used;
+	bool dead;
+	struct dg_hostmem *hm;
+	struct dg_region_layout lay;
+	uint32_t nflows, slots, mask, rflags;
+	struct flow *flows;
+	void *local_region; /* local backend: the host's region */
+};
+
+struct server_ref {
+	uint16_t tenant, flow;
+};
+
+struct service {
+	bool used;
+	char name[DG_NAME_MAX];
+	uint8_t lb;
+	uint32_t rr;
+	uint32_t nservers;
+	struct server_ref servers[MAX_SERVERS];
+};
+
+enum conn_state { CONN_FREE = 0, CONN_OPEN };
+
+struct conn {
+	uint8_t state;
+	uint16_t tenant, flow; /* owner (client) */
+	uint16_t svc;	       /* service at this engine (local) */
+};
+
+struct pending_attach {
+	void *region;
+	uint64_t size;
+	int tenant; /* result */
+	bool done;
+};
+
+struct dg_nic {
+	struct dg_nic_opts o;
+	struct tenant tenants[MAX_TENANTS];
+	struct service services[MAX_SERVICES];
+	struct conn conns[MAX_CONNS];
+	uint32_t conn_hint;
+	uint64_t rng;
+	struct dg_rdma_listener *listener;
+	volatile int stop;
+
+	/* Hand-over of local attaches/detaches from other threads. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct pending_attach *pend_attach;
+	int pend_detach; /* tenant id, or -1 */
+	int pend_flag;	 /* atomic: something is pending */
+	uint64_t loops;
+};
+
+static uint64_t rng_next(struct dg_nic *n)
+{
+	/* xorshift64*: fast, good enough for load balancing. */
+	n->rng ^= n->rng >> 12;
+	n->rng ^= n->rng << 25;
+	n->rng ^= n->rng >> 27;
+	return n->rng * 2685821657736338717ull;
+}
+
+static struct dg_frame *tx_slot(struct tenant *t, uint32_t f, uint32_t pos)
+{
+	return (struct dg_frame *)(t->hm->shadow + dg_tx_ring_off(&t->lay, f) +
+				   (uint64_t)(pos & t->mask) * DG_SLOT_SIZE);
+}
+
+static struct dg_frame *rx_slot(struct tenant *t, uint32_t f, uint32_t pos)
+{
+	return (struct dg_frame *)(t->hm->shadow + dg_rx_ring_off(&t->lay, f) +
+				   (uint64_t)(pos & t->mask) * DG_SLOT_SIZE);
+}
+
+static struct dg_flow_ctrl *ctrl_of(struct tenant *t, uint32_t f)
+{
+	return (struct dg_flow_ctrl *)(t->hm->shadow + dg_ctrl_off(&t->lay, f));
+}
+
+/* ---- RX delivery ------------------------------------------------------ */
+
+static uint32_t rx_room(struct tenant *t, struct flow *fl)
+{
+	return t->slots - (fl->rx_tail - fl->rx_head);
+}
+
+/* Asks the host how far it consumed its RX ring (credits). */
+static void rx_refresh(struct tenant *t, uint32_t f)
+{
+	struct flow *fl = &t->flows[f];
+
+	if (fl->rx_head_pending)
+		return;
+	if (t->hm->ops->read(t->hm,
+			     dg_ctrl_off(&t->lay, f) +
+				     offsetof(struct dg_flow_ctrl, rx_head),
+			     4, mktag(TAG_RXHEAD, f, 0)) == 0)
+		fl->rx_head_pending = true;
+}
+
+/*
+ * Copies one whole RPC (cnt frames at src, contiguous) into the shadow of
+ * a tenant's RX ring and seals each slot. The bytes reach the host when the
+ * tenant's dirty range is written at the end of the iteration. Returns
+ * -ENOSPC (and asks for fresh credits) when the ring has no room.
+ */
+static int rx_deliver(struct tenant *t, uint32_t f, const struct dg_frame *src,
+		      uint32_t cnt, uint16_t conn_id)
+{
+	struct flow *fl = &t->flows[f];
+	uint32_t i;
+
+	if (rx_room(t, fl) < cnt) {
+		rx_refresh(t, f);
+		return -ENOSPC;
+	}
+	for (i = 0; i < cnt; i++) {
+		uint32_t pos = fl->rx_tail + i;
+		struct dg_frame *d = rx_slot(t, f, pos);
+
+		memcpy(d, &src[i], DG_SLOT_SIZE);
+		d->conn_id = conn_id;
+		d->src_flow = (uint8_t)f;
+		dg_slot_publish(d, pos, t->rflags);
+	}
+	fl->rx_tail += cnt;
+	fl->st.rpcs_rx++;
+	fl->st.frames_rx += cnt;
+	return 0;
+}
+
+/* A one-frame response with an error status (or a control reply). */
+static int rx_status(struct tenant *t, uint32_t f, uint8_t flags,
+		     uint32_t rpc_id, uint16_t conn_id, uint16_t fn_id,
+		     uint8_t status)
+{
+	struct dg_frame e = {0};
+
+	e.rpc_id = rpc_id;
+	e.fn_id = fn_id;
+	e.cnt = 1;
+	e.flags = flags;
+	e.status = status;
+	return rx_deliver(t, f, &e, 1, conn_id);
+}
+
+/* Writes every RX slot produced since the last call, split at the wrap. */
+static void rx_write_back(struct tenant *t, uint32_t f)
+{
+	struct flow *fl = &t->flows[f];
+	uint32_t n = fl->rx_tail - fl->rx_dirty;
+
+	while (n) {
+		uint32_t start = fl->rx_dirty & t->mask;
+		uint32_t run = t->slots - start < n ? t->slots - start : n;
+		int rc = t->hm->ops->write(
+			t->hm,
+			dg_rx_ring_off(&t->lay, f) +
+				(uint64_t)start * DG_SLOT_SIZE,
+			run * DG_SLOT_SIZE, mktag(TAG_WRITE, f, 0));
+		if (rc)
+			return; /* queue full: the rest goes next time */
+		fl->st.writes++;
+		fl->rx_dirty += run;
+		n -= run;
+	}
+}
+
+/* ---- services, connections, load balancing ---------------------------- */
+
+static struct service *svc_find(struct dg_nic *n, const char *name)
+{
+	uint32_t i;
+
+	for (i = 0; i < MAX_SERVICES; i++)
+		if (n->services[i].used &&
+		    !strncmp(n->services[i].name, name, DG_NAME_MAX))
+			return &n->services[i];
+	return NULL;
+}
+
+/*
+ * Load-balancing policies: pick the server flow for a new request. The
+ * policy is per service, chosen by the server at registration.
+ */
+static const struct server_ref *lb_pick(struct dg_nic *n, struct service *s,
+					uint16_t conn_id)
+{
+	uint32_t i;
+
+	if (!s->nservers)
+		return NULL;
+	switch (s->lb) {
+	case DG_LB_STATIC:
+		i = conn_id % s->nservers;
+		break;
+	case DG_LB_RANDOM:
+		i = (uint32_t)(rng_next(n) % s->nservers);
+		break;
+	default:
+		i = s->rr++ % s->nservers;
+		break;
+	}
+	return &s->servers[i];
+}
+
+static int ctrl_register(struct dg_nic *n, uint32_t tid, uint32_t f,
+			 const struct dg_ctrl_msg *m)
+{
+	struct service *s = svc_find(n, m->service);
+	uint32_t i;
+
+	if (!m->service[0] || memchr(m->service, 0, DG_NAME_MAX) == NULL)
+		return DG_ST_BAD_FRAME;
+	if (!s) {
+		for (i = 0; i < MAX_SERVICES && n->services[i].used; i++)
+			;
+		if (i == MAX_SERVICES)
+			return DG_ST_BUSY;
+		s = &n->services[i];
+		memset(s, 0, sizeof(*s));
+		s->used = true;
+		memcpy(s->name, m->service, DG_NAME_MAX);
+		s->lb = m->lb <= DG_LB_RANDOM ? m->lb : DG_LB_ROUND_ROBIN;
+	}
+	for (i = 0; i < s->nservers; i++)
+		if (s->servers[i].tenant == tid && s->servers[i].flow == f)
+			return DG_ST_OK;
+	if (s->nservers == MAX_SERVERS)
+		return DG_ST_BUSY;
+	s->servers[s->nservers++] =
+		(struct server_ref){(uint16_t)tid, (uint16_t)f};
+	if (n->o.verbose)
+		fprintf(stderr, "dagger-nic: tenant %u flow %u serves %s\n",
+			tid, f, s->name);
+	return DG_ST_OK;
+}
+
+static int ctrl_open(struct dg_nic *n, uint32_t tid, uint32_t f,
+		     const struct dg_ctrl_msg *m, uint16_t *conn_out)
+{
+	struct service *s;
+	uint32_t i, c;
+
+	if (memchr(m->service, 0, DG_NAME_MAX) == NULL ||
+	    memchr(m->peer, 0, DG_ADDR_MAX) == NULL)
+		return DG_ST_BAD_FRAME;
+	if (m->peer[0])
+		return DG_ST_UNREACHABLE; /* peer engines: nic/peer.c */
+	s = svc_find(n, m->service);
+	if (!s)
+		return DG_ST_NO_SERVICE;
+	for (i = 0; i < MAX_CONNS; i++) {
+		c = (n->conn_hint + i) % MAX_CONNS;
+		if (n->conns[c].state == CONN_FREE)
+			break;
+	}
+	if (i == MAX_CONNS)
+		return DG_ST_BUSY;
+	n->conn_hint = c + 1;
+	n->conns[c] = (struct conn){.state = CONN_OPEN,
+				    .tenant = (uint16_t)tid,
+				    .flow = (uint16_t)f,
+				    .svc = (uint16_t)(s - n->services)};
+	*conn_out = (uint16_t)c;
+	return DG_ST_OK;
+}
+
+static int ctrl_close(struct dg_nic *n, uint32_t tid, uint32_t f,
+		      const struct dg_ctrl_msg *m)
+{
+	struct conn *c;
+
+	if (m->conn >= MAX_CONNS)
+		return DG_ST_NO_CONN;
+	c = &n->conns[m->conn];
+	if (c->state != CONN_OPEN || c->tenant != tid || c->flow != f)
+		return DG_ST_NO_CONN;
+	c->state = CONN_FREE;
+	return DG_ST_OK;
+}
+
+/* ---- TX processing ------------------------------------------------------ */
+
+enum verdict {
+	V_DONE,	 /* consumed (delivered, answered or dropped) */
+	V_RETRY, /* keep it in the TX ring, try again next iteration */
+};
+
+static enum verdict drop(struct flow *fl, enum drop_reason r)
+{
+	fl->st.drops[r]++;
+	return V_DONE;
+}
+
+/*
+ * A control message from host flow f. Its reply goes to f's own RX ring;
+ * without room the message stays in the TX ring (back-pressure).
+ */
+static enum verdict do_ctrl(struct dg_nic *n, uint32_t tid, uint32_t f,
+			    const struct dg_frame *fr, uint32_t cnt)
+{
+	struct tenant *t = &n->tenants[tid];
+	struct flow *fl = &t->flows[f];
+	struct dg_ctrl_msg m;
+	uint16_t conn = 0;
+	uint32_t i, len = 0;
+	int st;
+
+	if (cnt > 4)
+		return drop(fl, DROP_BAD_CTRL);
+	if (rx_room(t, fl) < 1) {
+		rx_refresh(t, f);
+		return V_RETRY;
+	}
+	memset(&m, 0, sizeof(m));
+	for (i = 0; i < cnt; i++) {
+		uint32_t take = fr[i].len;
+
+		if (len + take > sizeof(m))
+			take = sizeof(m) - len;
+		memcpy((uint8_t *)&m + len, fr[i].data, take);
+		len += take;
+	}
+	switch (m.op) {
+	case DG_CTRL_REGISTER:
+		st = ctrl_register(n, tid, f, &m);
+		break;
+	case DG_CTRL_OPEN:
+		st = ctrl_open(n, tid, f, &m, &conn);
+		break;
+	case DG_CTRL_CLOSE:
+		st = ctrl_close(n, tid, f, &m);
+		conn = m.conn;
+		break;
+	default:
+		fl->st.drops[DROP_BAD_CTRL]++;
+		st = DG_ST_BAD_FRAME;
+		break;
+	}
+	rx_status(t, f, DG_FF_CTRL, fr[0].rpc_id, conn, 0, (uint8_t)st);
+	return V_DONE;
+}
+
+/* A request from client flow f on connection conn_id. */
+static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
+			       const struct dg_frame *fr, uint32_t cnt)
+{
+	struct tenant *t = &n->tenants[tid];
+	struct flow *fl = &t->flows[f];
+	uint16_t cid = fr[0].conn_id;
+	const struct server_ref *srv;
+	struct tenant *st;
+	struct conn *c;
+	bool armed;
+	int rc;
+
+	if (cid >= MAX_CONNS || n->conns[cid].state != CONN_OPEN ||
+	    n->conns[cid].tenant != tid || n->conns[cid].flow != f) {
+		/* Tell the caller; without room, retry later. */
+		if (rx_status(t, f, DG_FF_RESP, fr[0].rpc_id, cid, fr[0].fn_id,
+			      DG_ST_NO_CONN))
+			return V_RETRY;
+		fl->st.drops[DROP_BAD_CONN]++;
+		return V_DONE;
+	}
+	c = &n->conns[cid];
+	srv = lb_pick(n, &n->services[c->svc], cid);
+	st = srv ? &n->tenants[srv->tenant] : NULL;
+	if (!srv || !st->used || st->dead) {
+		if (rx_status(t, f, DG_FF_RESP, fr[0].rpc_id, cid, fr[0].fn_id,
+			      DG_ST_UNREACHABLE))
+			return V_RETRY;
+		return V_DONE;
+	}
+	/*
+	 * Before answering BUSY, learn the server's real credits: a request
+	 * that found the ring full is retried once the rx_head READ that the
+	 * failed delivery posted has come back, and only then refused.
+	 */
+	armed = fl->busy_armed && fl->busy_pos == fl->tx_tail;
+	if (armed && st->flows[srv->flow].rx_head_pending)
+		return V_RETRY;
+	rc = rx_deliver(st, srv->flow, fr, cnt, cid);
+	if (rc && !armed) {
+		fl->busy_armed = true;
+		fl->busy_pos = fl->tx_tail;
+		return V_RETRY;
+	}
+	fl->busy_armed = false;
+	if (rc) {
+		/* The server's ring is full: the caller gets BUSY. */
+		if (rx_status(t, f, DG_FF_RESP, fr[0].rpc_id, cid, fr[0].fn_id,
+			      DG_ST_BUSY))
+			return V_RETRY;
+		st->flows[srv->flow].st.busy++;
+		return V_DONE;
+	}
+	return V_DONE;
+}
+
+/*
+ * A response from server flow f. conn_id names the client's connection at
+ * this engine (the server echoes what it was delivered with).
+ */
+static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
+				const struct dg_frame *fr, uint32_t cnt)
+{
+	struct flow *fl = &n->tenants[tid].flows[f];
+	uint16_t cid = fr[0].conn_id;
+	struct tenant *ct;
+	struct conn *c;
+
+	if (cid >= MAX_CONNS || n->conns[cid].state != CONN_OPEN)
+		return drop(fl, DROP_BAD_CONN); /* client went away */
+	c = &n->conns[cid];
+	ct = &n->tenants[c->tenant];
+	if (!ct->used || ct->dead)
+		return drop(fl, DROP_BAD_CONN);
+	/* No room at the client: hold the server's ring (back-pressure). */
+	if (rx_deliver(ct, c->flow, fr, cnt, cid)) {
+		fl->st.stalled++;
+		return V_RETRY;
+	}
+	return V_DONE;
+}
+
+/*
+ * Checks one frame of an RPC against the rules every frame must keep.
+ * The host is not trusted: nothing it writes may crash the engine.
+ */
+static int frame_check(const struct dg_frame *fr, const struct dg_frame *first,
+		       uint32_t idx)
+{
+	uint8_t kind = fr->flags & (DG_FF_REQ | DG_FF_RESP | DG_FF_CTRL);
+
+	if (kind != DG_FF_REQ && kind != DG_FF_RESP && kind != DG_FF_CTRL)
+		return DROP_BAD_FLAGS;
+	if (fr->len > DG_FRAME_PAYLOAD)
+		return DROP_BAD_LEN;
+	if (fr->idx != idx || fr->cnt != first->cnt ||
+	    fr->rpc_id != first->rpc_id || fr->flags != first->flags ||
+	    fr->conn_id != first->conn_id)
+		return DROP_BAD_IDX;
+	/* Every frame but the last is full. */
+	if (idx + 1u < fr->cnt && fr->len != DG_FRAME_PAYLOAD)
+		return DROP_BAD_LEN;
+	return -1;
+}
+
+/*
+ * Consumes whole RPCs from the shadow of flow f's TX ring, from tx_tail up
+ * to avail slots that the last READ brought in. Stops at the first slot not
+ * ready, at an RPC whose frames are not all in yet (and asks the next READ
+ * to cover it), or when routing wants a retry.
+ */
+static uint32_t tx_process(struct dg_nic *n, uint32_t tid, uint32_t f,
+			   uint32_t avail)
+{
+	struct tenant *t = &n->tenants[tid];
+	struct flow *fl = &t->flows[f];
+	/* Frames of one RPC, gathered contiguous (the ring may wrap). */
+	static __thread struct dg_frame rpc[DG_MAX_FRAMES];
+	uint32_t done = 0;
+
+	fl->tx_want = 0;
+	while (done < avail) {
+		uint32_t pos = fl->tx_tail;
+		struct dg_frame *first = tx_slot(t, f, pos);
+		uint32_t cnt, i;
+		enum verdict v;
+		int bad = -1;
+
+		if (!dg_slot_ready(first, pos, t->rflags))
+			break;
+		cnt = first->cnt;
+		if (first->idx != 0 || cnt == 0 || cnt > DG_MAX_FRAMES ||
+		    cnt > t->slots) {
+			/* Not the start of an RPC: skip this one slot. */
+			fl->st.drops[cnt > DG_MAX_FRAMES || cnt > t->slots
+					     ? DROP_TOO_BIG
+					     : DROP_BAD_IDX]++;
+			fl->tx_tail++;
+			done++;
+			continue;
+		}
+		if (cnt > avail - done) {
+			fl->tx_want = cnt; /* the next READ brings it all */
+			break;
+		}
+		for (i = 0; i < cnt; i++) {
+			struct dg_frame *s = tx_slot(t, f, pos + i);
+
+			if (!dg_slot_ready(s, pos + i, t->rflags))
+				break;
+			bad = frame_check(s, first, i);
+			if (bad >= 0)
+				break;
+			rpc[i] = *s;
+		}
+		if (i < cnt && bad < 0)
+			break; /* rest not written yet */
+		if (bad >= 0) {
+			/* Drop the frames up to and including the bad one. */
+			fl->st.drops[bad]++;
+			fl->tx_tail += i + 1;
+			done += i + 1;
+			continue;
+		}
+		if (rpc[0].flags & DG_FF_CTRL)
+			v = do_ctrl(n, tid, f, rpc, cnt);
+		else if (rpc[0].flags & DG_FF_REQ)
+			v = do_request(n, tid, f, rpc, cnt);
+		else
+			v = do_response(n, tid, f, rpc, cnt);
+		if (v == V_RETRY)
+			break;
+		fl->st.rpcs_tx++;
+		fl->st.frames_tx += cnt;
+		fl->st.bytes_tx += (uint64_t)(cnt - 1) * DG_FRAME_PAYLOAD +
+				   rpc[cnt - 1].len;
+		fl->tx_tail += cnt;
+		done += cnt;
+	}
+	return done;
+}
+
+/* Posts the READ of the next TX slots of flow f (two segments at a wrap). */
+static void tx_post_read(struct dg_nic *n, struct tenant *t, uint32_t f)
+{
+	struct flow *fl = &t->flows[f];
+	uint32_t want = n->o.read_batch, start, first;
+
+	if (fl->tx_want > want)
+		want = fl->tx_want;
+	if (want > t->slots)
+		want = t->slots;
+	start = fl->tx_tail & t->mask;
+	first = t->slots - start < want ? t->slots - start : want;
+	if (t->hm->ops->read(t->hm,
+			     dg_tx_ring_off(&t->lay, f) +
+				     (uint64_t)start * DG_SLOT_SIZE,
+			     first * DG_SLOT_SIZE, mktag(TAG_TXREAD, f, 0)))
+		return;
+	fl->read_pending = 1;
+	if (want > first && t->hm->ops->read(t->hm, dg_tx_ring_off(&t->lay, f),
+					     (want - first) * DG_SLOT_SIZE,
+					     mktag(TAG_TXREAD, f, 1)) == 0)
+		fl->read_pending = 2;
+	fl->read_pos = fl->tx_tail;
+	fl->read_n = fl->read_pending == 2 ? want : first;
+	fl->st.reads++;
+	fl->st.read_slots += fl->read_n;
+}
+
+/* Tells the host how far its TX ring was consumed. */
+static void tx_write_head(struct tenant *t, uint32_t f, bool force)
+{
+	struct flow *fl = &t->flows[f];
+	uint32_t progress = fl->tx_tail - fl->tx_head_sent;
+
+	if (!progress || (!force && progress < t->slots / 4))
+		return;
+	ctrl_of(t, f)->tx_head = fl->tx_tail;
+	if (t->hm->ops->write(t->hm,
+			      dg_ctrl_off(&t->lay, f) +
+				      offsetof(struct dg_flow_ctrl, tx_head),
+			      4, mktag(TAG_WRITE, f, 1)) == 0)
+		fl->tx_head_sent = fl->tx_tail;
+}
+
+/* ---- tenants ------------------------------------------------------------ */
+
+static int tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
+		       void *local_region)
+{
+	const struct dg_region_hdr *h = (const void *)hm->shadow;
+	struct dg_region_hdr hdr;
+	struct tenant *t;
+	uint32_t i;
+
+	/* The header was copied into the shadow by the caller. */
+	memcpy(&hdr, h, sizeof(hdr));
+	if (hdr.magic != DG_REGION_MAGIC || hdr.version != DG_REGION_VERSION)
+		return -EPROTO;
+	for (i = 0; i < MAX_TENANTS && n->tenants[i].used; i++)
+		;
+	if (i == MAX_TENANTS)
+		return -EUSERS;
+	t = &n->tenants[i];
+	memset(t, 0, sizeof(*t));
+	if (dg_region_layout(hdr.nflows, hdr.slots, &t->lay) ||
+	    t->lay.total > hm->size)
+		return -EINVAL;
+	t->flows = calloc(hdr.nflows, sizeof(*t->flows));
+	if (!t->flows)
+		return -ENOMEM;
+	t->used = true;
+	t->hm = hm;
+	t->nflows = hdr.nflows;
+	t->slots = hdr.slots;
+	t->mask = hdr.slots - 1;
+	t->rflags = hdr.flags & DG_RING_F_CSUM;
+	t->local_region = local_region;
+	if (n->o.verbose)
+		fprintf(stderr,
+			"dagger-nic: tenant %u attached: %u flows x %u slots\n",
+			i, t->nflows, t->slots);
+	return (int)i;
+}
+
+static void tenant_free(struct dg_nic *n, uint32_t tid)
+{
+	struct tenant *t = &n->tenants[tid];
+	uint32_t i, j;
+
+	/* Forget its services and connections. */
+	for (i = 0; i < MAX_SERVICES; i++) {
+		struct service *s = &n->services[i];
+
+		for (j = 0; j < s->nservers;) {
+			if (s->servers[j].tenant == tid)
+				s->servers[j] = s->servers[--s->nservers];
+			else
+				j++;
+		}
+	}
+	for (i = 0; i < MAX_CONNS; i++)
+		if (n->conns[i].state && n->conns[i].tenant == tid)
+			n->conns[i].state = CONN_FREE;
+	t->hm->ops->destroy(t->hm);
+	free(t->flows);
+	memset(t, 0, sizeof(*t));
+}
+
+static void take_pending(struct dg_nic *n)
+{
+	if (!__atomic_load_n(&n->pend_flag, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&n->lock);
+	if (n->pend_attach && !n->pend_attach->done) {
+		struct pending_attach *p = n->pend_attach;
+		struct dg_hostmem *hm;
+		int rc = dg_hostmem_local_create(p->region, p->size, &hm);
+
+		if (!rc) {
+			memcpy(hm->shadow, p->region,
+			       sizeof(struct dg_region_hdr));
+			rc = tenant_init(n, hm, p->region);
+			if (rc < 0)
+				hm->ops->destroy(hm);
+		}
+		p->tenant = rc;
+		p->done = true;
+	}
+	if (n->pend_detach >= 0) {
+		if (n->tenants[n->pend_detach].used)
+			tenant_free(n, (uint32_t)n->pend_detach);
+		n->pend_detach = -1;
+	}
+	__atomic_store_n(&n->pend_flag, 0, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&n->cond);
+	pthread_mutex_unlock(&n->lock);
+}
+
+int dg_nic_attach_local(struct dg_nic *n, void *region, uint64_t size)
+{
+	struct pending_attach p = {.region = region, .size = size};
+
+	pthread_mutex_lock(&n->lock);
+	while (n->pend_attach)
+		pthread_cond_wait(&n->cond, &n->lock);
+	n->pend_attach = &p;
+	__atomic_store_n(&n->pend_flag, 1, __ATOMIC_RELEASE);
+	while (!p.done)
+		pthread_cond_wait(&n->cond, &n->lock);
+	n->pend_attach = NULL;
+	pthread_cond_broadcast(&n->cond);
+	pthread_mutex_unlock(&n->lock);
+	return p.tenant;
+}
+
+int dg_nic_detach_local(struct dg_nic *n, int tenant)
+{
+	if (tenant < 0 || tenant >= MAX_TENANTS)
+		return -EINVAL;
+	pthread_mutex_lock(&n->lock);
+	while (n->pend_detach >= 0)
+		pthread_cond_wait(&n->cond, &n->lock);
+	n->pend_detach = tenant;
+	__atomic_store_n(&n->pend_flag, 1, __ATOMIC_RELEASE);
+	while (n->pend_detach == tenant)
+		pthread_cond_wait(&n->cond, &n->lock);
+	pthread_mutex_unlock(&n->lock);
+	return 0;
+}
+
+/* Accepts one RDMA attach (host tenant) if a request is waiting. */
+static void accept_rdma(struct dg_nic *n)
+{
+	struct dg_rdma_ep_attr attr = {.sq_depth = 256, .rd_depth = 16};
+	struct dg_attach_req req;
+	struct dg_attach_rep rep = {.magic = DG_ATTACH_MAGIC,
+				    .engine_id = n->o.engine_id};
+	struct dg_rdma_remote rem;
+	struct dg_rdma_ep *ep;
+	struct dg_hostmem *hm;
+	size_t plen = sizeof(req);
+	int rc;
+
+	if (!n->listener)
+		return;
+	memset(&req, 0, sizeof(req));
+	if (dg_rdma_listener_next(n->listener, &attr, 0, &req, &plen, &ep))
+		return;
+	if (plen < sizeof(req) || req.magic != DG_ATTACH_MAGIC) {
+		fprintf(stderr, "dagger-nic: refused a connection: bad "
+				"attach request\n");
+		dg_rdma_ep_destroy(ep);
+		return;
+	}
+	rem = (struct dg_rdma_remote){req.addr, req.rkey, req.len};
+	rc = dg_hostmem_rdma_create(ep, &rem, &hm);
+	if (rc) {
+		dg_rdma_ep_destroy(ep);
+		return;
+	}
+	/* The region header comes from the request, not a READ. */
+	*(struct dg_region_hdr *)hm->shadow = (struct dg_region_hdr){
+		.magic = DG_REGION_MAGIC,
+		.version = DG_REGION_VERSION,
+		.nflows = req.nflows,
+		.slots = req.slots,
+		.flags = req.flags,
+	};
+	rc = tenant_init(n, hm, NULL);
+	rep.status = rc < 0 ? rc : 0;
+	rep.tenant = rc < 0 ? 0 : (uint32_t)rc;
+	if (rc < 0) {
+		hm->ops->destroy(hm); /* also rejects */
+		return;
+	}
+	if (dg_rdma_ep_accept(ep, &rep, sizeof(rep), 5000)) {
+		tenant_free(n, (uint32_t)rc);
+		return;
+	}
+}
+
+/* ---- the loop ------------------------------------------------------------ */
+
+static int tenant_poll(struct dg_nic *n, uint32_t tid)
+{
+	struct tenant *t = &n->tenants[tid];
+	struct dg_hostmem_comp c[32];
+	int k, i, work = 0;
+	uint32_t f;
+
+	while ((k = t->hm->ops->poll(t->hm, c, 32)) > 0) {
+		for (i = 0; i < k; i++) {
+			uint32_t kind = (uint32_t)(c[i].tag >> 56);
+			uint32_t fi = (uint32_t)(c[i].tag >> 32) & 0xffffff;
+			struct flow *fl;
+
+			if (c[i].status) {
+				t->dead = true;
+				continue;
+			}
+			if (fi >= t->nflows)
+				continue;
+			fl = &t->flows[fi];
+			if (kind == TAG_TXREAD && fl->read_pending &&
+			    --fl->read_pending == 0) {
+				uint32_t got =
+					tx_process(n, tid, fi, fl->read_n);
+				work += (int)got;
+				tx_write_head(t, fi, got == 0);
+			} else if (kind == TAG_RXHEAD) {
+				fl->rx_head_pending = false;
+				fl->rx_head = __atomic_load_n(
+					&ctrl_of(t, fi)->rx_head,
+					__ATOMIC_RELAXED);
+			}
+		}
+	}
+	if (k < 0 || t->hm->ops->check(t->hm))
+		t->dead = true;
+	if (t->dead)
+		return work;
+	for (f = 0; f < t->nflows; f++)
+		if (!t->flows[f].read_pending)
+			tx_post_read(n, t, f);
+	return work;
+}
+
+static void tenant_flush(struct dg_nic *n, uint32_t tid)
+{
+	struct tenant *t = &n->tenants[tid];
+	uint32_t f;
+
+	(void)n;
+	for (f = 0; f < t->nflows; f++)
+		rx_write_back(t, f);
+	t->hm->ops->flush(t->hm);
+}
+
+int dg_nic_poll(struct dg_nic *n)
+{
+	uint32_t i;
+	int work = 0;
+
+	take_pending(n);
+	if (n->listener && (n->loops & 255) == 0)
+		accept_rdma(n);
+	n->loops++;
+	for (i = 0; i < MAX_TENANTS; i++) {
+		struct tenant *t = &n->tenants[i];
+
+		if (!t->used)
+			continue;
+		if (t->dead && t->hm->ops->check(t->hm) != 0 &&
+		    !t->local_region) {
+			if (n->o.verbose)
+				fprintf(stderr, "dagger-nic: tenant %u gone\n",
+					i);
+			tenant_free(n, i);
+			continue;
+		}
+		work += tenant_poll(n, i);
+	}
+	/* Deliveries above may have touched any tenant's RX rings. */
+	for (i = 0; i < MAX_TENANTS; i++)
+		if (n->tenants[i].used && !n->tenants[i].dead)
+			tenant_flush(n, i);
+	return work;
+}
+
+static uint64_t mono_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+int dg_nic_run(struct dg_nic *n)
+{
+	uint64_t last_work = mono_us();
+	uint32_t iter = 0;
+
+	while (!__atomic_load_n(&n->stop, __ATOMIC_RELAXED)) {
+		uint64_t now;
+
+		if (dg_nic_poll(n)) {
+			iter = 0;
+			last_work = 0;
+			continue;
+		}
+		if (++iter & 255)
+			continue;
+		/*
+		 * Idle back-off by time, not by iterations (one RDMA READ
+		 * round trip spans many idle iterations): a busy engine
+		 * never sleeps; after 100 ms without a frame it sleeps
+		 * idle_us between polls, bounding its CPU use.
+		 */
+		now = mono_us();
+		if (!last_work)
+			last_work = now;
+		if (now - last_work > 100000)
+			usleep(n->o.idle_us);
+	}
+	return 0;
+}
+
+void dg_nic_stop(struct dg_nic *n)
+{
+	__atomic_store_n(&n->stop, 1, __ATOMIC_RELAXED);
+}
+
+void dg_nic_resume(struct dg_nic *n)
+{
+	__atomic_store_n(&n->stop, 0, __ATOMIC_RELAXED);
+}
+
+int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out)
+{
+	struct dg_nic *n = calloc(1, sizeof(*n));
+	int rc;
+
+	if (!n)
+		return -ENOMEM;
+	if (o)
+		n->o = *o;
+	if (!n->o.read_batch)
+		n->o.read_batch = 16;
+	if (!n->o.idle_us)
+		n->o.idle_us = 1000;
+	n->rng = 0x9E3779B97F4A7C15ull ^ n->o.engine_id;
+	n->pend_detach = -1;
+	pthread_mutex_init(&n->lock, NULL);
+	pthread_cond_init(&n->cond, NULL);
+	if (n->o.listen_addr) {
+		rc = dg_rdma_listen(n->o.listen_addr, n->o.port, 64,
+				    &n->listener);
+		if (rc) {
+			free(n);
+			return rc;
+		}
+	}
+	*out = n;
+	return 0;
+}
+
+uint16_t dg_nic_port(const struct dg_nic *n)
+{
+	return n->listener ? dg_rdma_listener_port(n->listener) : 0;
+}
+
+void dg_nic_destroy(struct dg_nic *n)
+{
+	uint32_t i;
+
+	if (!n)
+		return;
+	for (i = 0; i < MAX_TENANTS; i++)
+		if (n->tenants[i].used)
+			tenant_free(n, i);
+	dg_rdma_listener_destroy(n->listener);
+	pthread_mutex_destroy(&n->lock);
+	pthread_cond_destroy(&n->cond);
+	free(n);
+}
+
+void dg_nic_stats_print(struct dg_nic *n, FILE *f)
+{
+	uint32_t i, j, r;
+
+	fprintf(f, "# dagger-nic statistics\n");
+	for (i = 0; i < MAX_TENANTS; i++) {
+		struct tenant *t = &n->tenants[i];
+
+		if (!t->used)
+			continue;
+		for (j = 0; j < t->nflows; j++) {
+			struct flow_stats *s = &t->flows[j].st;
+
+			if (!s->frames_tx && !s->frames_rx && !s->reads)
+				continue;
+			fprintf(f,
+				"tenant %u flow %u: rpcs_tx %llu frames_tx "
+				"%llu bytes_tx %llu rpcs_rx %llu frames_rx "
+				"%llu reads %llu avg_batch %.1f writes %llu "
+				"busy %llu stalled %llu",
+				i, j, (unsigned long long)s->rpcs_tx,
+				(unsigned long long)s->frames_tx,
+				(unsigned long long)s->bytes_tx,
+				(unsigned long long)s->rpcs_rx,
+				(unsigned long long)s->frames_rx,
+				(unsigned long long)s->reads,
+				s->reads ? (double)s->frames_tx / s->reads : 0,
+				(unsigned long long)s->writes,
+				(unsigned long long)s->busy,
+				(unsigned long long)s->stalled);
+			for (r = 0; r < DROP_NREASONS; r++)
+				if (s->drops[r])
+					fprintf(f, " drop_%s %llu",
+						drop_names[r],
+						(unsigned long long)
+							s->drops[r]);
+			fputc('\n', f);
+		}
+	}
+}

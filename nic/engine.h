@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine.h - the NIC engine: tenants (attached hosts), the TX poller, the
+ * connection table, load balancing, RX delivery and statistics. One engine
+ * runs one poll loop on one thread; every function here except
+ * dg_nic_attach_local() and dg_nic_stop() must be called from that thread.
+ */
+#ifndef DG_NIC_ENGINE_H
+#define DG_NIC_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+
+struct dg_nic;
+
+struct dg_nic_opts {
+	const char *listen_addr; /* RDMA address to accept on; NULL: none */
+	uint16_t port;		 /* 0: pick one (dg_nic_port) */
+	uint32_t read_batch;	 /* TX slots per READ (default 16) */
+	uint32_t engine_id;
+	uint32_t idle_us; /* longest idle sleep (default 1000 us) */
+	bool verbose;
+};
+
+int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out);
+void dg_nic_destroy(struct dg_nic *n);
+uint16_t dg_nic_port(const struct dg_nic *n);
+
+/*
+ * Attaches a host region in this address space (local backend). Safe from
+ * any thread: the engine picks it up in its next loop iteration. Returns
+ * the tenant id, or a negative errno. The region must stay mapped until
+ * dg_nic_detach_local() has returned.
+ */
+int dg_nic_attach_local(struct dg_nic *n, void *region, uint64_t size);
+/* Detaches a local tenant; waits for the engine loop to let go of it. */
+int dg_nic_detach_local(struct dg_nic *n, int tenant);
+
+/* One loop iteration; returns how much work it did (0: idle). */
+int dg_nic_poll(struct dg_nic *n);
+/* Runs until dg_nic_stop(); backs off (sleeps) while idle. */
+int dg_nic_run(struct dg_nic *n);
+/* Makes dg_nic_run() return (async-signal-safe); resume clears it. */
+void dg_nic_stop(struct dg_nic *n);
+void dg_nic_resume(struct dg_nic *n);
+
+void dg_nic_stats_print(struct dg_nic *n, FILE *f);
+
+#endif /* DG_NIC_ENGINE_H */

@@ -1,0 +1,68 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hostmem.h - how the NIC engine reaches one host's memory region.
+ *
+ * The engine keeps a shadow of the host region with the same layout
+ * (dagger/frame.h). It never touches host memory directly: it asks the
+ * backend to READ a byte range of the host region into the same range of
+ * the shadow, or to WRITE a range of the shadow into the host region.
+ * Requests are queued, handed over in one batch by flush(), and complete
+ * in order through poll(), each with the caller's tag.
+ *
+ * Two backends:
+ *  - rdma:  one-sided RDMA READ/WRITE on the tenant's endpoint; the shadow
+ *           is the engine's registered staging memory (the product);
+ *  - local: shared memory in one address space (the ideal-interconnect
+ *           analogue used for fast tests and the host-side ceiling).
+ */
+#ifndef DG_HOSTMEM_H
+#define DG_HOSTMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct dg_hostmem;
+
+struct dg_hostmem_comp {
+	uint64_t tag;
+	int status; /* 0 or negative errno */
+};
+
+struct dg_hostmem_ops {
+	int (*read)(struct dg_hostmem *hm, uint64_t off, uint32_t len,
+		    uint64_t tag);
+	int (*write)(struct dg_hostmem *hm, uint64_t off, uint32_t len,
+		     uint64_t tag);
+	int (*flush)(struct dg_hostmem *hm);
+	int (*poll)(struct dg_hostmem *hm, struct dg_hostmem_comp *c, int n);
+	/* 0 while the host is reachable, else -ENOTCONN / -EIO. */
+	int (*check)(struct dg_hostmem *hm);
+	void (*destroy)(struct dg_hostmem *hm);
+};
+
+struct dg_hostmem {
+	const struct dg_hostmem_ops *ops;
+	uint8_t *shadow; /* engine side, same layout as the host region */
+	uint64_t size;	 /* bytes in the region */
+};
+
+/*
+ * Local backend over a region in this address space. Reads of whole slots
+ * load each slot's stamp first with acquire semantics and writes store it
+ * last with release semantics; 4-byte accesses (control words) are single
+ * atomic loads/stores.
+ */
+int dg_hostmem_local_create(void *host_region, uint64_t size,
+			    struct dg_hostmem **out);
+
+struct dg_rdma_ep;
+struct dg_rdma_remote;
+/*
+ * RDMA backend over a connected endpoint to the host; remote describes the
+ * host region (from the attach private data). Registers its own shadow.
+ */
+int dg_hostmem_rdma_create(struct dg_rdma_ep *ep,
+			   const struct dg_rdma_remote *remote,
+			   struct dg_hostmem **out);
+
+#endif /* DG_HOSTMEM_H */
