@@ -25,12 +25,15 @@
 #include "dagger/ring.h"
 #include "dg_rdma.h"
 #include "hostmem.h"
+#include "peer.h"
 
 #define MAX_TENANTS  64
 #define MAX_CONNS    4096
 #define MAX_SERVICES 64
 #define MAX_SERVERS  64 /* (tenant, flow) pairs per service */
 #define NO_IDX	     0xffffu
+#define MAX_PEERS    16
+#define PEER_FIFO    4096u /* frames; > DG_MAX_FRAMES + a batch */
 
 enum tag_kind {
 	TAG_TXREAD = 1,
@@ -66,6 +69,12 @@ struct flow_stats {
 	uint64_t stalled; /* iterations an RPC waited for room */
 };
 
+/* A request (by rpc id) that found its server's ring full once. */
+struct busy {
+	bool armed;
+	uint32_t rpc;
+};
+
 struct flow {
 	/* TX ring: the host produces, we consume. */
 	uint32_t tx_tail;      /* next position to consume */
@@ -78,9 +87,7 @@ struct flow {
 	uint32_t rx_head;     /* host's consumer index, as last read */
 	uint32_t rx_dirty;    /* first produced position not yet written */
 	bool rx_head_pending; /* a READ of rx_head is in flight */
-	/* A request on this TX position found its server's ring full. */
-	bool busy_armed;
-	uint32_t busy_pos;
+	struct busy busy;
 	struct flow_stats st;
 };
 
@@ -107,12 +114,57 @@ struct service {
 	struct server_ref servers[MAX_SERVERS];
 };
 
-enum conn_state { CONN_FREE = 0, CONN_OPEN };
+/*
+ * Connection table. A client's connection id is its index here at the
+ * client's own engine; a connection that arrives from a peer engine gets an
+ * INBOUND entry at the server's engine, whose index is what the server host
+ * sees (and echoes in its responses).
+ */
+enum conn_state {
+	CONN_FREE = 0,
+	CONN_OPEN,    /* client; the service is behind this engine */
+	CONN_BINDING, /* client; waiting for the peer engine's BIND_ACK */
+	CONN_REMOTE,  /* client; the service is behind peer engine 'peer' */
+	CONN_INBOUND, /* server side of a client behind engine 'peer' */
+	CONN_DEAD,    /* client; its peer link died: calls get UNREACHABLE */
+};
 
 struct conn {
 	uint8_t state;
-	uint16_t tenant, flow; /* owner (client) */
-	uint16_t svc;	       /* service at this engine (local) */
+	uint16_t tenant, flow; /* client: the owner */
+	uint16_t svc;	       /* OPEN, INBOUND: local service (NO_IDX: none) */
+	uint16_t peer;	       /* BINDING, REMOTE, INBOUND */
+	uint16_t remote;       /* INBOUND: the client's conn id at 'peer' */
+	uint32_t rpc;	       /* BINDING: the host's OPEN request */
+};
+
+/* Engine-to-engine control (DG_FF_CTRL frames on a peer link). */
+enum peer_op {
+	PEER_BIND = 16,	    /* conn_id: client conn; dg_ctrl_msg.service */
+	PEER_BIND_ACK = 17, /* conn_id: client conn; status */
+	PEER_UNBIND = 18,   /* conn_id: client conn */
+};
+
+struct peer_stats {
+	uint64_t rpcs_tx, frames_tx, rpcs_rx, frames_rx, busy, drops;
+};
+
+struct peer_ref {
+	bool used, dead, outbound;
+	struct dg_peer *link;
+	char addr[DG_ADDR_MAX]; /* outbound: where we connected */
+	uint16_t port;
+	uint16_t *inmap; /* peer's client conn id -> INBOUND entry */
+	/*
+	 * Frames from the link wait here until they are routed; the link is
+	 * polled only while the FIFO has room for what a poll may bring, so
+	 * a receiver that cannot deliver stops the sender (credits), and
+	 * nothing is dropped.
+	 */
+	struct dg_frame *fifo;
+	uint32_t head, tail;
+	struct busy busy;
+	struct peer_stats st;
 };
 
 struct pending_attach {
@@ -128,6 +180,7 @@ struct dg_nic {
 	struct service services[MAX_SERVICES];
 	struct conn conns[MAX_CONNS];
 	uint32_t conn_hint;
+	struct peer_ref peers[MAX_PEERS];
 	uint64_t rng;
 	struct dg_rdma_listener *listener;
 	volatile int stop;
@@ -326,34 +379,254 @@ static int ctrl_register(struct dg_nic *n, uint32_t tid, uint32_t f,
 	return DG_ST_OK;
 }
 
-static int ctrl_open(struct dg_nic *n, uint32_t tid, uint32_t f,
-		     const struct dg_ctrl_msg *m, uint16_t *conn_out)
+static int conn_alloc(struct dg_nic *n)
 {
-	struct service *s;
 	uint32_t i, c;
 
-	if (memchr(m->service, 0, DG_NAME_MAX) == NULL ||
-	    memchr(m->peer, 0, DG_ADDR_MAX) == NULL)
-		return DG_ST_BAD_FRAME;
-	if (m->peer[0])
-		return DG_ST_UNREACHABLE; /* peer engines: nic/peer.c */
-	s = svc_find(n, m->service);
-	if (!s)
-		return DG_ST_NO_SERVICE;
 	for (i = 0; i < MAX_CONNS; i++) {
 		c = (n->conn_hint + i) % MAX_CONNS;
-		if (n->conns[c].state == CONN_FREE)
-			break;
+		if (n->conns[c].state == CONN_FREE) {
+			n->conn_hint = c + 1;
+			return (int)c;
+		}
 	}
-	if (i == MAX_CONNS)
+	return -1;
+}
+
+/* ---- peer links ---------------------------------------------------------- */
+
+static int peer_add(struct dg_nic *n, struct dg_peer *link, bool outbound,
+		    const char *addr, uint16_t port)
+{
+	struct peer_ref *p;
+	uint32_t i;
+
+	for (i = 0; i < MAX_PEERS && n->peers[i].used; i++)
+		;
+	if (i == MAX_PEERS)
+		return -EUSERS;
+	p = &n->peers[i];
+	memset(p, 0, sizeof(*p));
+	p->inmap = malloc(65536 * sizeof(*p->inmap));
+	p->fifo = aligned_alloc(DG_SLOT_SIZE, PEER_FIFO * DG_SLOT_SIZE);
+	if (!p->inmap || !p->fifo) {
+		free(p->inmap);
+		free(p->fifo);
+		return -ENOMEM;
+	}
+	memset(p->inmap, 0xff, 65536 * sizeof(*p->inmap));
+	p->used = true;
+	p->link = link;
+	p->outbound = outbound;
+	if (addr)
+		snprintf(p->addr, sizeof(p->addr), "%s", addr);
+	p->port = port;
+	return (int)i;
+}
+
+/*
+ * Marks a peer link dead: its inbound connections go away; client
+ * connections through it answer UNREACHABLE from now on.
+ */
+static void peer_kill(struct dg_nic *n, uint32_t pi, int why)
+{
+	struct peer_ref *p = &n->peers[pi];
+	uint32_t i;
+
+	if (p->dead)
+		return;
+	p->dead = true;
+	if (n->o.verbose)
+		fprintf(stderr, "dagger-nic: peer link %u (%s) down: %s\n", pi,
+			p->addr[0] ? p->addr : "inbound", strerror(-why));
+	for (i = 0; i < MAX_CONNS; i++) {
+		struct conn *c = &n->conns[i];
+
+		if (c->peer != pi)
+			continue;
+		if (c->state == CONN_INBOUND) {
+			c->state = CONN_FREE;
+		} else if (c->state == CONN_REMOTE) {
+			c->state = CONN_DEAD;
+		} else if (c->state == CONN_BINDING) {
+			/* Best effort; without room the host's OPEN times
+			 * out instead. */
+			rx_status(&n->tenants[c->tenant], c->flow, DG_FF_CTRL,
+				  c->rpc, (uint16_t)i, 0, DG_ST_UNREACHABLE);
+			c->state = CONN_FREE;
+		}
+	}
+}
+
+static void peer_free(struct dg_nic *n, uint32_t pi)
+{
+	struct peer_ref *p = &n->peers[pi];
+
+	peer_kill(n, pi, -ECONNRESET);
+	dg_peer_destroy(p->link);
+	free(p->inmap);
+	free(p->fifo);
+	memset(p, 0, sizeof(*p));
+}
+
+/*
+ * Puts one whole message (cnt frames) on peer link pi with conn_id
+ * rewritten, or nothing: -EAGAIN without room (credits), -ENOTCONN once
+ * the link is dead.
+ */
+static int peer_send(struct dg_nic *n, uint32_t pi, const struct dg_frame *fr,
+		     uint32_t cnt, uint16_t conn_id)
+{
+	struct peer_ref *p = &n->peers[pi];
+	uint32_t i;
+
+	if (p->dead)
+		return -ENOTCONN;
+	if (dg_peer_room(p->link) < cnt)
+		return -EAGAIN;
+	for (i = 0; i < cnt; i++) {
+		struct dg_frame *slot;
+		int rc = dg_peer_reserve(p->link, 1, &slot);
+
+		if (!rc) {
+			*slot = fr[i];
+			slot->conn_id = conn_id;
+			slot->stamp = 0;
+			slot->csum = 0;
+			rc = dg_peer_commit(p->link, 1);
+		}
+		if (rc) {
+			/* room said yes: only a dead link gets here */
+			peer_kill(n, pi, rc);
+			return -ENOTCONN;
+		}
+	}
+	p->st.rpcs_tx++;
+	p->st.frames_tx += cnt;
+	return 0;
+}
+
+static int peer_status(struct dg_nic *n, uint32_t pi, uint8_t flags,
+		       uint32_t rpc_id, uint16_t conn_id, uint16_t fn_id,
+		       uint8_t status, uint8_t op)
+{
+	struct dg_frame e = {0};
+
+	e.rpc_id = rpc_id;
+	e.fn_id = fn_id;
+	e.cnt = 1;
+	e.flags = flags;
+	e.status = status;
+	if (op) {
+		e.len = 1;
+		e.data[0] = op;
+	}
+	return peer_send(n, pi, &e, 1, conn_id);
+}
+
+/* Finds or makes the outbound link to addr:port. Blocks while connecting. */
+static int peer_get(struct dg_nic *n, const char *addr, uint16_t port)
+{
+	struct dg_peer_opts po = {.send_bufs = 32, .engine_id = n->o.engine_id};
+	struct dg_peer *link;
+	uint32_t i;
+	int rc;
+
+	for (i = 0; i < MAX_PEERS; i++) {
+		struct peer_ref *p = &n->peers[i];
+
+		if (p->used && p->outbound && !p->dead && p->port == port &&
+		    !strcmp(p->addr, addr))
+			return (int)i;
+	}
+	rc = dg_peer_connect(NULL, addr, port, &po, 5000, &link);
+	if (rc) {
+		if (n->o.verbose)
+			fprintf(stderr, "dagger-nic: peer %s:%u: %s\n", addr,
+				port, strerror(-rc));
+		return rc;
+	}
+	rc = peer_add(n, link, true, addr, port);
+	if (rc < 0)
+		dg_peer_destroy(link);
+	else if (n->o.verbose)
+		fprintf(stderr, "dagger-nic: peer link %d to %s:%u\n", rc, addr,
+			port);
+	return rc;
+}
+
+/* ---- control ------------------------------------------------------------- */
+
+/* Sentinel status: the reply to the host comes later (BIND_ACK). */
+#define ST_PENDING 0x100
+
+static bool is_self(struct dg_nic *n, const struct dg_ctrl_msg *m)
+{
+	return n->o.listen_addr && m->port == dg_nic_port(n) &&
+	       !strcmp(m->peer, n->o.listen_addr);
+}
+
+static int ctrl_open(struct dg_nic *n, uint32_t tid, uint32_t f,
+		     const struct dg_ctrl_msg *m, uint32_t rpc_id,
+		     uint16_t *conn_out)
+{
+	struct dg_ctrl_msg bind;
+	struct dg_frame fr[4];
+	struct service *s;
+	uint32_t cnt, i;
+	int c, pi;
+
+	if (memchr(m->service, 0, DG_NAME_MAX) == NULL ||
+	    memchr(m->peer, 0, DG_ADDR_MAX) == NULL || !m->service[0])
+		return DG_ST_BAD_FRAME;
+	if (!m->peer[0] || is_self(n, m)) {
+		s = svc_find(n, m->service);
+		if (!s)
+			return DG_ST_NO_SERVICE;
+		c = conn_alloc(n);
+		if (c < 0)
+			return DG_ST_BUSY;
+		n->conns[c] = (struct conn){.state = CONN_OPEN,
+					    .tenant = (uint16_t)tid,
+					    .flow = (uint16_t)f,
+					    .svc = (uint16_t)(s - n->services)};
+		*conn_out = (uint16_t)c;
+		return DG_ST_OK;
+	}
+	/* A service behind another engine: bind it there first. */
+	pi = peer_get(n, m->peer, m->port ? m->port : 7471);
+	if (pi < 0)
+		return DG_ST_UNREACHABLE;
+	c = conn_alloc(n);
+	if (c < 0)
 		return DG_ST_BUSY;
-	n->conn_hint = c + 1;
-	n->conns[c] = (struct conn){.state = CONN_OPEN,
+	memset(&bind, 0, sizeof(bind));
+	bind.op = PEER_BIND;
+	memcpy(bind.service, m->service, DG_NAME_MAX);
+	cnt = dg_frames_for(sizeof(bind));
+	memset(fr, 0, sizeof(fr));
+	for (i = 0; i < cnt; i++) {
+		uint32_t off = i * DG_FRAME_PAYLOAD;
+		uint32_t len = sizeof(bind) - off < DG_FRAME_PAYLOAD
+				       ? sizeof(bind) - off
+				       : DG_FRAME_PAYLOAD;
+
+		fr[i].rpc_id = rpc_id;
+		fr[i].idx = (uint16_t)i;
+		fr[i].cnt = (uint16_t)cnt;
+		fr[i].len = (uint8_t)len;
+		fr[i].flags = DG_FF_CTRL;
+		memcpy(fr[i].data, (uint8_t *)&bind + off, len);
+	}
+	if (peer_send(n, (uint32_t)pi, fr, cnt, (uint16_t)c))
+		return DG_ST_UNREACHABLE;
+	n->conns[c] = (struct conn){.state = CONN_BINDING,
 				    .tenant = (uint16_t)tid,
 				    .flow = (uint16_t)f,
-				    .svc = (uint16_t)(s - n->services)};
+				    .peer = (uint16_t)pi,
+				    .rpc = rpc_id};
 	*conn_out = (uint16_t)c;
-	return DG_ST_OK;
+	return ST_PENDING;
 }
 
 static int ctrl_close(struct dg_nic *n, uint32_t tid, uint32_t f,
@@ -364,8 +637,14 @@ static int ctrl_close(struct dg_nic *n, uint32_t tid, uint32_t f,
 	if (m->conn >= MAX_CONNS)
 		return DG_ST_NO_CONN;
 	c = &n->conns[m->conn];
-	if (c->state != CONN_OPEN || c->tenant != tid || c->flow != f)
+	if ((c->state != CONN_OPEN && c->state != CONN_REMOTE &&
+	     c->state != CONN_DEAD) ||
+	    c->tenant != tid || c->flow != f)
 		return DG_ST_NO_CONN;
+	/* Best effort: a dead or busy link forgets the binding itself. */
+	if (c->state == CONN_REMOTE)
+		peer_status(n, c->peer, DG_FF_CTRL, 0, m->conn, 0, 0,
+			    PEER_UNBIND);
 	c->state = CONN_FREE;
 	return DG_ST_OK;
 }
@@ -383,6 +662,23 @@ static enum verdict drop(struct flow *fl, enum drop_reason r)
 	return V_DONE;
 }
 
+/* Gathers a control message's payload from its frames. */
+static void ctrl_gather(struct dg_ctrl_msg *m, const struct dg_frame *fr,
+			uint32_t cnt)
+{
+	uint32_t i, len = 0;
+
+	memset(m, 0, sizeof(*m));
+	for (i = 0; i < cnt && len < sizeof(*m); i++) {
+		uint32_t take = fr[i].len;
+
+		if (len + take > sizeof(*m))
+			take = sizeof(*m) - len;
+		memcpy((uint8_t *)m + len, fr[i].data, take);
+		len += take;
+	}
+}
+
 /*
  * A control message from host flow f. Its reply goes to f's own RX ring;
  * without room the message stays in the TX ring (back-pressure).
@@ -394,7 +690,6 @@ static enum verdict do_ctrl(struct dg_nic *n, uint32_t tid, uint32_t f,
 	struct flow *fl = &t->flows[f];
 	struct dg_ctrl_msg m;
 	uint16_t conn = 0;
-	uint32_t i, len = 0;
 	int st;
 
 	if (cnt > 4)
@@ -403,21 +698,13 @@ static enum verdict do_ctrl(struct dg_nic *n, uint32_t tid, uint32_t f,
 		rx_refresh(t, f);
 		return V_RETRY;
 	}
-	memset(&m, 0, sizeof(m));
-	for (i = 0; i < cnt; i++) {
-		uint32_t take = fr[i].len;
-
-		if (len + take > sizeof(m))
-			take = sizeof(m) - len;
-		memcpy((uint8_t *)&m + len, fr[i].data, take);
-		len += take;
-	}
+	ctrl_gather(&m, fr, cnt);
 	switch (m.op) {
 	case DG_CTRL_REGISTER:
 		st = ctrl_register(n, tid, f, &m);
 		break;
 	case DG_CTRL_OPEN:
-		st = ctrl_open(n, tid, f, &m, &conn);
+		st = ctrl_open(n, tid, f, &m, fr[0].rpc_id, &conn);
 		break;
 	case DG_CTRL_CLOSE:
 		st = ctrl_close(n, tid, f, &m);
@@ -428,8 +715,50 @@ static enum verdict do_ctrl(struct dg_nic *n, uint32_t tid, uint32_t f,
 		st = DG_ST_BAD_FRAME;
 		break;
 	}
-	rx_status(t, f, DG_FF_CTRL, fr[0].rpc_id, conn, 0, (uint8_t)st);
+	if (st != ST_PENDING)
+		rx_status(t, f, DG_FF_CTRL, fr[0].rpc_id, conn, 0, (uint8_t)st);
 	return V_DONE;
+}
+
+/*
+ * Delivers a request to a server flow of service svc, chosen by its load
+ * balancer. 0: delivered; DG_ST_*: the status to answer the caller with;
+ * -EAGAIN: try again (the server's credits are being refreshed).
+ */
+static int svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
+		       const struct dg_frame *fr, uint32_t cnt, uint16_t cid)
+{
+	const struct server_ref *srv;
+	struct tenant *st;
+	bool armed;
+	int rc;
+
+	if (svc == NO_IDX || !n->services[svc].used)
+		return DG_ST_NO_SERVICE;
+	srv = lb_pick(n, &n->services[svc], cid);
+	st = srv ? &n->tenants[srv->tenant] : NULL;
+	if (!srv || !st->used || st->dead)
+		return DG_ST_UNREACHABLE;
+	/*
+	 * Before answering BUSY, learn the server's real credits: a request
+	 * that found the ring full is retried once the rx_head READ that the
+	 * failed delivery posted has come back, and only then refused.
+	 */
+	armed = b->armed && b->rpc == fr[0].rpc_id;
+	if (armed && st->flows[srv->flow].rx_head_pending)
+		return -EAGAIN;
+	rc = rx_deliver(st, srv->flow, fr, cnt, cid);
+	if (rc && !armed) {
+		b->armed = true;
+		b->rpc = fr[0].rpc_id;
+		return -EAGAIN;
+	}
+	b->armed = false;
+	if (rc) {
+		st->flows[srv->flow].st.busy++;
+		return DG_ST_BUSY;
+	}
+	return 0;
 }
 
 /* A request from client flow f on connection conn_id. */
@@ -439,14 +768,13 @@ static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
 	struct tenant *t = &n->tenants[tid];
 	struct flow *fl = &t->flows[f];
 	uint16_t cid = fr[0].conn_id;
-	const struct server_ref *srv;
-	struct tenant *st;
-	struct conn *c;
-	bool armed;
-	int rc;
+	struct conn *c = cid < MAX_CONNS ? &n->conns[cid] : NULL;
+	int st;
 
-	if (cid >= MAX_CONNS || n->conns[cid].state != CONN_OPEN ||
-	    n->conns[cid].tenant != tid || n->conns[cid].flow != f) {
+	if (!c ||
+	    (c->state != CONN_OPEN && c->state != CONN_REMOTE &&
+	     c->state != CONN_DEAD) ||
+	    c->tenant != tid || c->flow != f) {
 		/* Tell the caller; without room, retry later. */
 		if (rx_status(t, f, DG_FF_RESP, fr[0].rpc_id, cid, fr[0].fn_id,
 			      DG_ST_NO_CONN))
@@ -454,44 +782,28 @@ static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
 		fl->st.drops[DROP_BAD_CONN]++;
 		return V_DONE;
 	}
-	c = &n->conns[cid];
-	srv = lb_pick(n, &n->services[c->svc], cid);
-	st = srv ? &n->tenants[srv->tenant] : NULL;
-	if (!srv || !st->used || st->dead) {
-		if (rx_status(t, f, DG_FF_RESP, fr[0].rpc_id, cid, fr[0].fn_id,
-			      DG_ST_UNREACHABLE))
+	if (c->state == CONN_DEAD) {
+		st = DG_ST_UNREACHABLE;
+	} else if (c->state == CONN_REMOTE) {
+		st = peer_send(n, c->peer, fr, cnt, cid);
+		if (st == -EAGAIN)
+			return V_RETRY; /* the link's credits: back-pressure */
+		st = st ? DG_ST_UNREACHABLE : 0;
+	} else {
+		st = svc_deliver(n, &fl->busy, c->svc, fr, cnt, cid);
+		if (st == -EAGAIN)
 			return V_RETRY;
-		return V_DONE;
 	}
-	/*
-	 * Before answering BUSY, learn the server's real credits: a request
-	 * that found the ring full is retried once the rx_head READ that the
-	 * failed delivery posted has come back, and only then refused.
-	 */
-	armed = fl->busy_armed && fl->busy_pos == fl->tx_tail;
-	if (armed && st->flows[srv->flow].rx_head_pending)
+	if (st && rx_status(t, f, DG_FF_RESP, fr[0].rpc_id, cid, fr[0].fn_id,
+			    (uint8_t)st))
 		return V_RETRY;
-	rc = rx_deliver(st, srv->flow, fr, cnt, cid);
-	if (rc && !armed) {
-		fl->busy_armed = true;
-		fl->busy_pos = fl->tx_tail;
-		return V_RETRY;
-	}
-	fl->busy_armed = false;
-	if (rc) {
-		/* The server's ring is full: the caller gets BUSY. */
-		if (rx_status(t, f, DG_FF_RESP, fr[0].rpc_id, cid, fr[0].fn_id,
-			      DG_ST_BUSY))
-			return V_RETRY;
-		st->flows[srv->flow].st.busy++;
-		return V_DONE;
-	}
 	return V_DONE;
 }
 
 /*
- * A response from server flow f. conn_id names the client's connection at
- * this engine (the server echoes what it was delivered with).
+ * A response from server flow f. conn_id is what the server was delivered
+ * with: a client connection at this engine, or an INBOUND entry whose
+ * client is behind a peer engine.
  */
 static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
 				const struct dg_frame *fr, uint32_t cnt)
@@ -500,10 +812,21 @@ static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
 	uint16_t cid = fr[0].conn_id;
 	struct tenant *ct;
 	struct conn *c;
+	int rc;
 
-	if (cid >= MAX_CONNS || n->conns[cid].state != CONN_OPEN)
-		return drop(fl, DROP_BAD_CONN); /* client went away */
+	if (cid >= MAX_CONNS)
+		return drop(fl, DROP_BAD_CONN);
 	c = &n->conns[cid];
+	if (c->state == CONN_INBOUND) {
+		rc = peer_send(n, c->peer, fr, cnt, c->remote);
+		if (rc == -EAGAIN) {
+			fl->st.stalled++;
+			return V_RETRY;
+		}
+		return rc ? drop(fl, DROP_BAD_CONN) : V_DONE;
+	}
+	if (c->state != CONN_OPEN)
+		return drop(fl, DROP_BAD_CONN); /* client went away */
 	ct = &n->tenants[c->tenant];
 	if (!ct->used || ct->dead)
 		return drop(fl, DROP_BAD_CONN);
@@ -659,6 +982,186 @@ static void tx_write_head(struct tenant *t, uint32_t f, bool force)
 		fl->tx_head_sent = fl->tx_tail;
 }
 
+/* ---- frames from peer engines -------------------------------------------- */
+
+static void peer_rx(void *arg, const struct dg_frame *f)
+{
+	struct peer_ref *p = arg;
+
+	/* peer_poll polls only while the FIFO has room for a whole poll. */
+	p->fifo[p->tail++ & (PEER_FIFO - 1)] = *f;
+}
+
+/* Engine-to-engine control: BIND, BIND_ACK, UNBIND. */
+static enum verdict peer_ctrl(struct dg_nic *n, uint32_t pi,
+			      const struct dg_frame *fr, uint32_t cnt)
+{
+	struct peer_ref *p = &n->peers[pi];
+	uint16_t x = fr[0].conn_id;
+	struct dg_ctrl_msg m;
+	struct service *s;
+	struct conn *c;
+	int i, rc;
+
+	ctrl_gather(&m, fr, cnt);
+	switch (m.op) {
+	case PEER_BIND: {
+		uint8_t st = DG_ST_OK;
+
+		if (dg_peer_room(p->link) < 1)
+			return V_RETRY;
+		s = memchr(m.service, 0, DG_NAME_MAX) ? svc_find(n, m.service)
+						      : NULL;
+		if (!s) {
+			st = DG_ST_NO_SERVICE;
+		} else if (p->inmap[x] == NO_IDX) {
+			i = conn_alloc(n);
+			if (i < 0) {
+				st = DG_ST_BUSY;
+			} else {
+				n->conns[i] = (struct conn){
+					.state = CONN_INBOUND,
+					.svc = (uint16_t)(s - n->services),
+					.peer = (uint16_t)pi,
+					.remote = x};
+				p->inmap[x] = (uint16_t)i;
+			}
+		}
+		peer_status(n, pi, DG_FF_CTRL, fr[0].rpc_id, x, 0, st,
+			    PEER_BIND_ACK);
+		return V_DONE;
+	}
+	case PEER_BIND_ACK:
+		c = x < MAX_CONNS ? &n->conns[x] : NULL;
+		if (!c || c->state != CONN_BINDING || c->peer != pi) {
+			p->st.drops++;
+			return V_DONE;
+		}
+		/* The host's OPEN gets its answer now. */
+		rc = rx_status(&n->tenants[c->tenant], c->flow, DG_FF_CTRL,
+			       c->rpc, x, 0, fr[0].status);
+		if (rc)
+			return V_RETRY;
+		c->state = fr[0].status == DG_ST_OK ? CONN_REMOTE : CONN_FREE;
+		return V_DONE;
+	case PEER_UNBIND:
+		if (p->inmap[x] != NO_IDX) {
+			n->conns[p->inmap[x]].state = CONN_FREE;
+			p->inmap[x] = NO_IDX;
+		}
+		return V_DONE;
+	default:
+		p->st.drops++;
+		return V_DONE;
+	}
+}
+
+/* A request from a client behind peer engine pi. */
+static enum verdict peer_request(struct dg_nic *n, uint32_t pi,
+				 const struct dg_frame *fr, uint32_t cnt)
+{
+	struct peer_ref *p = &n->peers[pi];
+	uint16_t x = fr[0].conn_id, i = p->inmap[x];
+	int st;
+
+	if (dg_peer_room(p->link) < 1)
+		return V_RETRY; /* keep room for an error answer */
+	if (i == NO_IDX)
+		st = DG_ST_NO_CONN;
+	else
+		st = svc_deliver(n, &p->busy, n->conns[i].svc, fr, cnt, i);
+	if (st == -EAGAIN)
+		return V_RETRY;
+	if (st == DG_ST_BUSY)
+		p->st.busy++;
+	if (st)
+		peer_status(n, pi, DG_FF_RESP, fr[0].rpc_id, x, fr[0].fn_id,
+			    (uint8_t)st, 0);
+	return V_DONE;
+}
+
+/* A response for one of our client connections through peer pi. */
+static enum verdict peer_response(struct dg_nic *n, uint32_t pi,
+				  const struct dg_frame *fr, uint32_t cnt)
+{
+	uint16_t x = fr[0].conn_id;
+	struct conn *c = x < MAX_CONNS ? &n->conns[x] : NULL;
+	struct tenant *ct;
+
+	if (!c || c->state != CONN_REMOTE || c->peer != pi) {
+		n->peers[pi].st.drops++; /* closed meanwhile */
+		return V_DONE;
+	}
+	ct = &n->tenants[c->tenant];
+	if (!ct->used || ct->dead) {
+		n->peers[pi].st.drops++;
+		return V_DONE;
+	}
+	/* No room: the FIFO holds it, then the link's credits stop. */
+	return rx_deliver(ct, c->flow, fr, cnt, x) ? V_RETRY : V_DONE;
+}
+
+/* Routes whole messages from peer pi's FIFO; returns frames consumed. */
+static uint32_t peer_process(struct dg_nic *n, uint32_t pi)
+{
+	static __thread struct dg_frame msg[DG_MAX_FRAMES];
+	struct peer_ref *p = &n->peers[pi];
+	uint32_t done = 0;
+
+	while (p->tail != p->head) {
+		const struct dg_frame *first =
+			&p->fifo[p->head & (PEER_FIFO - 1)];
+		uint32_t cnt = first->cnt, i;
+		enum verdict v;
+		int bad = -1;
+
+		if (first->idx != 0 || !cnt || cnt > DG_MAX_FRAMES) {
+			p->st.drops++; /* a broken peer: skip the frame */
+			p->head++;
+			continue;
+		}
+		if (p->tail - p->head < cnt)
+			break; /* the rest is still on its way */
+		for (i = 0; i < cnt && bad < 0; i++) {
+			msg[i] = p->fifo[(p->head + i) & (PEER_FIFO - 1)];
+			bad = frame_check(&msg[i], &msg[0], i);
+		}
+		if (bad >= 0) {
+			p->st.drops++;
+			p->head += i;
+			continue;
+		}
+		if (msg[0].flags & DG_FF_CTRL)
+			v = peer_ctrl(n, pi, msg, cnt);
+		else if (msg[0].flags & DG_FF_REQ)
+			v = peer_request(n, pi, msg, cnt);
+		else
+			v = peer_response(n, pi, msg, cnt);
+		if (v == V_RETRY)
+			break;
+		p->st.rpcs_rx++;
+		p->st.frames_rx += cnt;
+		p->head += cnt;
+		done += cnt;
+	}
+	return done;
+}
+
+static int peer_poll(struct dg_nic *n, uint32_t pi)
+{
+	struct peer_ref *p = &n->peers[pi];
+	uint32_t room = PEER_FIFO - (p->tail - p->head);
+	uint32_t msgs = room / dg_peer_batch_frames(p->link);
+	int rc = 0;
+
+	if (msgs && !p->dead) {
+		rc = dg_peer_poll(p->link, peer_rx, p, msgs);
+		if (rc < 0)
+			peer_kill(n, pi, rc);
+	}
+	return (int)peer_process(n, pi) + (rc > 0 ? rc : 0);
+}
+
 /* ---- tenants ------------------------------------------------------------ */
 
 static int tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
@@ -715,9 +1218,18 @@ static void tenant_free(struct dg_nic *n, uint32_t tid)
 				j++;
 		}
 	}
-	for (i = 0; i < MAX_CONNS; i++)
-		if (n->conns[i].state && n->conns[i].tenant == tid)
-			n->conns[i].state = CONN_FREE;
+	for (i = 0; i < MAX_CONNS; i++) {
+		struct conn *c = &n->conns[i];
+
+		/* Its client connections (INBOUND ones have no tenant). */
+		if (c->state == CONN_FREE || c->state == CONN_INBOUND ||
+		    c->tenant != tid)
+			continue;
+		if (c->state == CONN_REMOTE)
+			peer_status(n, c->peer, DG_FF_CTRL, 0, (uint16_t)i, 0,
+				    0, PEER_UNBIND);
+		c->state = CONN_FREE;
+	}
 	t->hm->ops->destroy(t->hm);
 	free(t->flows);
 	memset(t, 0, sizeof(*t));
@@ -788,21 +1300,52 @@ int dg_nic_detach_local(struct dg_nic *n, int tenant)
 /* Accepts one RDMA attach (host tenant) if a request is waiting. */
 static void accept_rdma(struct dg_nic *n)
 {
-	struct dg_rdma_ep_attr attr = {.sq_depth = 256, .rd_depth = 16};
+	struct dg_peer_opts po = {.send_bufs = 32, .engine_id = n->o.engine_id};
+	struct dg_rdma_ep_attr attr;
+	union {
+		struct dg_attach_req req;
+		struct dg_peer_hello hello;
+		uint8_t raw[DG_RDMA_CONNECT_PDATA_MAX];
+	} pd;
 	struct dg_attach_req req;
+	struct dg_peer *link;
 	struct dg_attach_rep rep = {.magic = DG_ATTACH_MAGIC,
 				    .engine_id = n->o.engine_id};
 	struct dg_rdma_remote rem;
 	struct dg_rdma_ep *ep;
 	struct dg_hostmem *hm;
-	size_t plen = sizeof(req);
+	size_t plen = sizeof(pd);
 	int rc;
 
 	if (!n->listener)
 		return;
-	memset(&req, 0, sizeof(req));
-	if (dg_rdma_listener_next(n->listener, &attr, 0, &req, &plen, &ep))
+	/* One set of queue sizes that fits both kinds of connection. */
+	dg_peer_ep_attr(&po, &attr);
+	if (attr.sq_depth < 256)
+		attr.sq_depth = 256;
+	if (attr.rd_depth < 16)
+		attr.rd_depth = 16;
+	memset(&pd, 0, sizeof(pd));
+	if (dg_rdma_listener_next(n->listener, &attr, 0, &pd, &plen, &ep))
 		return;
+	if (dg_peer_is_hello(&pd, plen)) {
+		rc = dg_peer_accept(ep, &pd, plen, &po, 5000, &link);
+		if (rc) {
+			fprintf(stderr, "dagger-nic: peer accept: %s\n",
+				strerror(-rc));
+			return;
+		}
+		rc = peer_add(n, link, false, NULL, 0);
+		if (rc < 0)
+			dg_peer_destroy(link);
+		else if (n->o.verbose)
+			fprintf(stderr,
+				"dagger-nic: peer link %d from engine "
+				"%u\n",
+				rc, dg_peer_remote_engine(link));
+		return;
+	}
+	memcpy(&req, &pd, sizeof(req));
 	if (plen < sizeof(req) || req.magic != DG_ATTACH_MAGIC) {
 		fprintf(stderr, "dagger-nic: refused a connection: bad "
 				"attach request\n");
@@ -917,10 +1460,29 @@ int dg_nic_poll(struct dg_nic *n)
 		}
 		work += tenant_poll(n, i);
 	}
+	for (i = 0; i < MAX_PEERS; i++) {
+		struct peer_ref *p = &n->peers[i];
+
+		if (!p->used)
+			continue;
+		if (p->dead) {
+			peer_free(n, i);
+			continue;
+		}
+		work += peer_poll(n, i);
+	}
 	/* Deliveries above may have touched any tenant's RX rings. */
 	for (i = 0; i < MAX_TENANTS; i++)
 		if (n->tenants[i].used && !n->tenants[i].dead)
 			tenant_flush(n, i);
+	/* One SEND per link for what this iteration queued. */
+	for (i = 0; i < MAX_PEERS; i++)
+		if (n->peers[i].used && !n->peers[i].dead) {
+			int rc = dg_peer_flush(n->peers[i].link);
+
+			if (rc && rc != -EAGAIN)
+				peer_kill(n, i, rc);
+		}
 	return work;
 }
 
@@ -1015,6 +1577,9 @@ void dg_nic_destroy(struct dg_nic *n)
 	for (i = 0; i < MAX_TENANTS; i++)
 		if (n->tenants[i].used)
 			tenant_free(n, i);
+	for (i = 0; i < MAX_PEERS; i++)
+		if (n->peers[i].used)
+			peer_free(n, i);
 	dg_rdma_listener_destroy(n->listener);
 	pthread_mutex_destroy(&n->lock);
 	pthread_cond_destroy(&n->cond);
@@ -1026,6 +1591,23 @@ void dg_nic_stats_print(struct dg_nic *n, FILE *f)
 	uint32_t i, j, r;
 
 	fprintf(f, "# dagger-nic statistics\n");
+	for (i = 0; i < MAX_PEERS; i++) {
+		struct peer_ref *p = &n->peers[i];
+
+		if (!p->used)
+			continue;
+		fprintf(f,
+			"peer %u %s%s: rpcs_tx %llu frames_tx %llu rpcs_rx "
+			"%llu frames_rx %llu busy %llu drops %llu\n",
+			i, p->outbound ? p->addr : "inbound",
+			p->dead ? " (down)" : "",
+			(unsigned long long)p->st.rpcs_tx,
+			(unsigned long long)p->st.frames_tx,
+			(unsigned long long)p->st.rpcs_rx,
+			(unsigned long long)p->st.frames_rx,
+			(unsigned long long)p->st.busy,
+			(unsigned long long)p->st.drops);
+	}
 	for (i = 0; i < MAX_TENANTS; i++) {
 		struct tenant *t = &n->tenants[i];
 

@@ -58,8 +58,14 @@ static int cmp(const void *a, const void *b)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: dagger-echo server|client --engine ADDR[:PORT] "
-		   "[--threads N] [-n RPCS] [-s SIZE]\n");
+	fprintf(f,
+		"usage: dagger-echo server --engine ADDR[:PORT] [--threads N]\n"
+		"       dagger-echo client --engine ADDR[:PORT] "
+		"[--remote ADDR[:PORT]] [--wait S] [-n RPCS] [-s SIZE]\n"
+		"--remote names the engine the echo server is behind, when it\n"
+		"is not the client's own engine; --wait retries the "
+		"connection\n"
+		"for S seconds while the service is not registered yet.\n");
 }
 
 int main(int argc, char **argv)
@@ -67,6 +73,8 @@ int main(int argc, char **argv)
 	static const struct option lo[] = {
 		{"engine", required_argument, NULL, 'e'},
 		{"threads", required_argument, NULL, 't'},
+		{"remote", required_argument, NULL, 'r'},
+		{"wait", required_argument, NULL, 'w'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -75,7 +83,9 @@ int main(int argc, char **argv)
 		.name = "echo", .handlers = hs, .nhandlers = 1};
 	struct dg_host_opts ho = {.engine_port = 7471};
 	uint32_t threads = 1, n = 10000, size = 64, i, errors = 0;
-	char addr[64] = "", *colon;
+	char addr[64] = "", remote[64] = "", *colon;
+	uint16_t rport = 0;
+	uint32_t wait_s = 0;
 	struct dg_host *h;
 	int c, rc;
 
@@ -84,13 +94,19 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "e:t:n:s:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "e:t:r:w:n:s:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'e':
 			snprintf(addr, sizeof(addr), "%s", optarg);
 			break;
 		case 't':
 			threads = (uint32_t)strtoul(optarg, NULL, 0);
+			break;
+		case 'w':
+			wait_s = (uint32_t)strtoul(optarg, NULL, 0);
+			break;
+		case 'r':
+			snprintf(remote, sizeof(remote), "%s", optarg);
 			break;
 		case 'n':
 			n = (uint32_t)strtoul(optarg, NULL, 0);
@@ -105,6 +121,11 @@ int main(int argc, char **argv)
 			usage(stderr);
 			return 2;
 		}
+	}
+	colon = strrchr(remote, ':');
+	if (colon) {
+		*colon = 0;
+		rport = (uint16_t)strtoul(colon + 1, NULL, 0);
 	}
 	colon = strrchr(addr, ':');
 	if (colon) {
@@ -146,7 +167,14 @@ int main(int argc, char **argv)
 		struct dg_flow *f = dg_host_flow(h, 0);
 		uint64_t *lat = calloc(n, sizeof(*lat)), t0, t1;
 		uint8_t *req = malloc(DG_MAX_MSG), *resp = malloc(DG_MAX_MSG);
-		int conn = dg_connect(f, NULL, 0, "echo", 10000);
+		uint64_t until = now_ns() + wait_s * 1000000000ull;
+		int conn;
+
+		/* The server may still be starting: retry within --wait. */
+		while ((conn = dg_connect(f, remote, rport, "echo", 10000)) ==
+			       -ENOENT &&
+		       now_ns() < until)
+			usleep(100000);
 
 		if (conn < 0 || !lat || !req || !resp) {
 			fprintf(stderr, "dagger-echo: connect: %s\n",

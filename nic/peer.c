@@ -1,0 +1,640 @@
+// SPDX-License-Identifier: MIT
+/*
+ * peer.c - batched, credit-controlled frame transport between two engines.
+ *
+ * Memory: one allocation per link, registered once (LOCAL_WRITE: the device
+ * writes received messages into it):
+ *
+ *   [recv buffer 0]...[recv buffer R-1][send buffer 0]...[send buffer S-1]
+ *
+ * each buffer being one 64-byte message header followed by buf_frames
+ * frames. Receive buffers are posted as RECVs; send buffers are filled by
+ * dg_peer_put/reserve and posted as SENDs.
+ *
+ * Deadlock freedom of the credit scheme (see peer.h for the scheme). Rules:
+ *   (a) every message spends one credit; a data message only if the sender
+ *       holds >= 2 credits, a credit-only message if it holds >= 1;
+ *   (b) a side owing T = recv_bufs / 2 >= 2 credits sends a credit-only
+ *       message as soon as it holds a credit and a free send buffer (every
+ *       dg_peer_poll and dg_peer_flush re-checks this);
+ *   (c) send buffers always come back: SEND completions are produced by
+ *       the peer's device (the RC ACK) once the message landed in a posted
+ *       receive buffer, which (a) guarantees, without the peer polling.
+ * Suppose both sides keep polling and nothing moves any more although data
+ * is queued: every message has been delivered and processed and every send
+ * buffer but the one being filled is free. Then for each direction the
+ * credits are conserved: A.credits + B.owed = B.recv_bufs and vice versa.
+ * Look at the last message sent on the link, say by A. If it was a data
+ * message A kept >= 1 credit (a); if it was credit-only it carried >= T >= 1
+ * credits to B, and B has sent nothing since. So one side, X, holds >= 1
+ * credit. X owes < T (else (b) would send). If the other side Y is blocked
+ * on data it holds <= 1 credit, so X owes >= X.recv_bufs - 1 >= T
+ * (recv_bufs >= 4): contradiction. So X is the blocked one, holding exactly
+ * 1 credit, and Y owes Y.recv_bufs - 1 >= T; by (b) Y must hold 0 credits,
+ * which means X owes all X.recv_bufs >= T: contradiction again.
+ * Credit-only messages cannot ping-pong forever either: each one needs T >= 2
+ * messages from the other side to be owed first, so a chain of them alone
+ * halves at every step and dies out.
+ */
+#include "peer.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* Message header: the first 64 bytes of every SEND. */
+#define MSG_MAGIC   0x4d504744u /* "DGPM" little-endian */
+#define MSG_VERSION 1u
+
+struct msg_hdr {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t nframes; /* frames that follow, 0 for credit-only */
+	uint32_t credits; /* receive buffers re-posted since the last report */
+	uint32_t seq;	  /* messages sent before this one on this direction */
+	uint8_t rsvd[48];
+};
+
+static_assert(sizeof(struct msg_hdr) == DG_SLOT_SIZE, "one slot");
+static_assert(DG_PEER_BATCH_MAX <= UINT16_MAX, "nframes fits");
+
+/* wr_id = tag | buffer index; the tag tells send from receive buffers. */
+#define WR_SEND	    (1ull << 32)
+#define WR_RECV	    (2ull << 32)
+#define WR_IDX_MASK 0xffffffffull
+
+/* Completions taken from the CQ per dg_rdma_poll() call. */
+#define POLL_CHUNK	 32u
+/* Completions handled per dg_peer_poll() when max_msgs is 0. */
+#define POLL_DEFAULT_MAX 64u
+
+struct dg_peer {
+	struct dg_rdma_ep *ep;
+	struct dg_rdma_mr *mr;
+	uint8_t *mem;
+	size_t mem_len;
+	size_t buf_size;     /* header + buf_frames frames */
+	uint32_t buf_frames; /* our batch_frames: our buffers' capacity */
+	uint32_t msg_frames; /* frames per SEND: min(ours, peer's buffers) */
+	uint32_t recv_bufs;
+	uint32_t send_bufs;
+	uint32_t local_id;
+	uint32_t remote_id;
+
+	/* Send side. */
+	uint32_t *free_sb; /* stack of free send buffer indices */
+	uint32_t nfree;
+	int32_t cur;	      /* send buffer being filled, -1: none */
+	uint32_t cur_n;	      /* frames in it */
+	uint32_t reserved;    /* frames handed out by dg_peer_reserve */
+	bool stalled;	      /* credit_stalls counted for the current batch */
+	uint32_t credits;     /* peer receive buffers we may still fill */
+	uint32_t credits_max; /* the peer's recv_bufs */
+	uint32_t tx_seq;
+
+	/* Receive side. */
+	uint32_t rx_seq;
+	uint32_t owed;		 /* re-posted, not yet reported to the peer */
+	uint32_t owed_threshold; /* recv_bufs / 2: send a credit-only msg */
+
+	uint32_t poll_calls;
+	int err; /* sticky: the link is dead */
+	struct dg_peer_stats st;
+};
+
+static int fail(struct dg_peer *p, int rc)
+{
+	if (!p->err)
+		p->err = rc;
+	return p->err;
+}
+
+static uint8_t *rbuf(const struct dg_peer *p, uint32_t i)
+{
+	return p->mem + (size_t)i * p->buf_size;
+}
+
+static uint8_t *sbuf(const struct dg_peer *p, uint32_t i)
+{
+	return p->mem + (size_t)(p->recv_bufs + i) * p->buf_size;
+}
+
+static struct dg_frame *buf_frames(uint8_t *buf)
+{
+	return (struct dg_frame *)(buf + sizeof(struct msg_hdr));
+}
+
+static int norm_opts(const struct dg_peer_opts *o, struct dg_peer_opts *n)
+{
+	struct dg_peer_opts z = {0};
+
+	if (!o)
+		o = &z;
+	n->batch_frames =
+		o->batch_frames ? o->batch_frames : DG_PEER_BATCH_DEFAULT;
+	n->recv_bufs = o->recv_bufs ? o->recv_bufs : DG_PEER_RECV_BUFS_DEFAULT;
+	n->send_bufs = o->send_bufs ? o->send_bufs : DG_PEER_SEND_BUFS_DEFAULT;
+	n->engine_id = o->engine_id;
+	if (n->batch_frames > DG_PEER_BATCH_MAX ||
+	    n->recv_bufs < DG_PEER_RECV_BUFS_MIN ||
+	    n->recv_bufs > DG_PEER_RECV_BUFS_MAX ||
+	    /* one batch being filled plus one for credit-only messages */
+	    n->send_bufs < 2 || n->send_bufs > DG_PEER_SEND_BUFS_MAX)
+		return -EINVAL;
+	return 0;
+}
+
+void dg_peer_ep_attr(const struct dg_peer_opts *o, struct dg_rdma_ep_attr *a)
+{
+	struct dg_peer_opts n;
+
+	if (norm_opts(o, &n))
+		norm_opts(NULL, &n);
+	/*
+	 * Every SEND is signaled and owns its send buffer until completion,
+	 * so at most send_bufs requests are on the send queue; the CQ the
+	 * endpoint sizes from these holds every completion that can be due.
+	 */
+	a->sq_depth = n.send_bufs;
+	a->rq_depth = n.recv_bufs;
+	a->rd_depth = 1; /* no READs on a peer link */
+}
+
+int dg_peer_is_hello(const void *pdata, size_t plen)
+{
+	struct dg_peer_hello h;
+
+	if (!pdata || plen < sizeof(h))
+		return 0;
+	memcpy(&h, pdata, sizeof(h));
+	return h.magic == DG_PEER_HELLO_MAGIC &&
+	       h.version == DG_PEER_HELLO_VERSION &&
+	       h.recv_bufs >= DG_PEER_RECV_BUFS_MIN &&
+	       h.recv_bufs <= DG_PEER_RECV_BUFS_MAX && h.buf_frames >= 1 &&
+	       h.buf_frames <= DG_PEER_BATCH_MAX;
+}
+
+static void free_peer(struct dg_peer *p)
+{
+	/*
+	 * MR before endpoint: the endpoint frees the protection domain,
+	 * which must no longer have registrations.
+	 */
+	dg_rdma_dereg(p->mr);
+	dg_rdma_ep_destroy(p->ep);
+	free(p->mem);
+	free(p->free_sb);
+	free(p);
+}
+
+/* Allocates the link and its buffers from normalised options. */
+static int peer_new(const struct dg_peer_opts *n, struct dg_peer **out)
+{
+	struct dg_peer *p = calloc(1, sizeof(*p));
+	uint32_t i;
+
+	if (!p)
+		return -ENOMEM;
+	p->buf_frames = n->batch_frames;
+	p->recv_bufs = n->recv_bufs;
+	p->send_bufs = n->send_bufs;
+	p->local_id = n->engine_id;
+	p->owed_threshold = n->recv_bufs / 2; /* >= 2: RECV_BUFS_MIN is 4 */
+	p->buf_size = sizeof(struct msg_hdr) +
+		      (size_t)n->batch_frames * sizeof(struct dg_frame);
+	p->mem_len = (size_t)(n->recv_bufs + n->send_bufs) * p->buf_size;
+	p->mem_len = (p->mem_len + 4095) & ~(size_t)4095;
+	p->mem = aligned_alloc(4096, p->mem_len);
+	p->free_sb = calloc(n->send_bufs, sizeof(*p->free_sb));
+	p->cur = -1;
+	if (!p->mem || !p->free_sb) {
+		free_peer(p);
+		return -ENOMEM;
+	}
+	memset(p->mem, 0, p->mem_len);
+	for (i = 0; i < n->send_bufs; i++)
+		p->free_sb[i] = n->send_bufs - 1 - i;
+	p->nfree = n->send_bufs;
+	*out = p;
+	return 0;
+}
+
+/*
+ * Registers the buffers and posts every receive buffer. This happens
+ * before the connection is established on either side, so the peer's
+ * first SEND always finds a posted RECV: its initial credits (our
+ * recv_bufs, from our hello) are exactly the buffers posted here.
+ */
+static int peer_attach(struct dg_peer *p)
+{
+	uint32_t i;
+	int rc;
+
+	rc = dg_rdma_reg(p->ep, p->mem, p->mem_len, DG_RDMA_ACC_LOCAL_WRITE,
+			 &p->mr);
+	if (rc)
+		return rc;
+	for (i = 0; i < p->recv_bufs; i++) {
+		rc = dg_rdma_post_recv(p->ep, p->mr, rbuf(p, i),
+				       (uint32_t)p->buf_size, WR_RECV | i);
+		if (rc)
+			return rc; /* -ENOMEM: rq_depth below recv_bufs */
+	}
+	return 0;
+}
+
+static struct dg_peer_hello local_hello(const struct dg_peer *p)
+{
+	struct dg_peer_hello h = {
+		.magic = DG_PEER_HELLO_MAGIC,
+		.version = DG_PEER_HELLO_VERSION,
+		.engine_id = p->local_id,
+		.recv_bufs = p->recv_bufs,
+		.buf_frames = p->buf_frames,
+	};
+	return h;
+}
+
+static void set_remote(struct dg_peer *p, const void *pdata)
+{
+	struct dg_peer_hello h;
+
+	memcpy(&h, pdata, sizeof(h));
+	p->remote_id = h.engine_id;
+	/* Initial credits: the peer pre-posted all its receive buffers. */
+	p->credits = h.recv_bufs;
+	p->credits_max = h.recv_bufs;
+	/* A SEND must fit the peer's receive buffer. */
+	p->msg_frames =
+		p->buf_frames < h.buf_frames ? p->buf_frames : h.buf_frames;
+}
+
+int dg_peer_connect(const char *src, const char *dst, uint16_t port,
+		    const struct dg_peer_opts *o, int timeout_ms,
+		    struct dg_peer **out)
+{
+	uint8_t reply[DG_RDMA_ACCEPT_PDATA_MAX];
+	size_t rlen = sizeof(reply);
+	struct dg_rdma_ep_attr attr;
+	struct dg_peer_hello h;
+	struct dg_peer_opts n;
+	struct dg_peer *p;
+	int rc;
+
+	rc = norm_opts(o, &n);
+	if (rc)
+		return rc;
+	rc = peer_new(&n, &p);
+	if (rc)
+		return rc;
+	dg_peer_ep_attr(&n, &attr);
+	rc = dg_rdma_ep_create(src, dst, port, &attr, timeout_ms, &p->ep);
+	if (rc)
+		goto err;
+	rc = peer_attach(p);
+	if (rc)
+		goto err;
+	h = local_hello(p);
+	rc = dg_rdma_ep_connect(p->ep, &h, sizeof(h), reply, &rlen, timeout_ms);
+	if (rc)
+		goto err;
+	if (!dg_peer_is_hello(reply, rlen)) {
+		rc = -EPROTO;
+		goto err;
+	}
+	set_remote(p, reply);
+	*out = p;
+	return 0;
+err:
+	free_peer(p);
+	return rc;
+}
+
+int dg_peer_accept(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
+		   const struct dg_peer_opts *o, int timeout_ms,
+		   struct dg_peer **out)
+{
+	struct dg_peer_hello h;
+	struct dg_peer_opts n;
+	struct dg_peer *p;
+	int rc;
+
+	rc = norm_opts(o, &n);
+	if (!rc && !dg_peer_is_hello(pdata, plen))
+		rc = -EPROTO;
+	if (!rc)
+		rc = peer_new(&n, &p);
+	if (rc) {
+		dg_rdma_ep_destroy(ep); /* rejects the request */
+		return rc;
+	}
+	p->ep = ep;
+	rc = peer_attach(p);
+	if (rc)
+		goto err;
+	set_remote(p, pdata);
+	h = local_hello(p);
+	rc = dg_rdma_ep_accept(ep, &h, sizeof(h), timeout_ms);
+	if (rc)
+		goto err;
+	*out = p;
+	return 0;
+err:
+	free_peer(p);
+	return rc;
+}
+
+void dg_peer_destroy(struct dg_peer *p)
+{
+	if (p)
+		free_peer(p);
+}
+
+/*
+ * Posts send buffer idx with n frames as one signaled SEND, spending one
+ * credit and reporting every credit owed. The caller checked the credit.
+ * The frames were written by ordinary stores; the provider's post path
+ * orders them before the doorbell, so the device reads what was written.
+ */
+static int post_msg(struct dg_peer *p, uint32_t idx, uint32_t n)
+{
+	uint8_t *buf = sbuf(p, idx);
+	struct msg_hdr *h = (struct msg_hdr *)buf;
+	int rc;
+
+	h->magic = MSG_MAGIC;
+	h->version = MSG_VERSION;
+	h->nframes = (uint16_t)n;
+	h->credits = p->owed;
+	h->seq = p->tx_seq;
+	/*
+	 * Signaled: the buffer is reused only after its own completion, i.e.
+	 * after the peer's device acknowledged the data (rule (c)).
+	 */
+	rc = dg_rdma_post_send(
+		p->ep, p->mr, buf,
+		(uint32_t)(sizeof(*h) + n * sizeof(struct dg_frame)),
+		WR_SEND | idx, DG_RDMA_SIGNALED);
+	if (rc)
+		return rc; /* nothing was spent */
+	p->credits--;
+	p->owed = 0; /* reported in this header */
+	p->tx_seq++;
+	p->st.msgs_tx++;
+	p->st.frames_tx += n;
+	return 0;
+}
+
+/* Sends the current batch if a data credit is available (rule (a)). */
+static int send_cur(struct dg_peer *p)
+{
+	int rc;
+
+	if (p->credits < 2) { /* the last credit is for credit-only msgs */
+		if (!p->stalled)
+			p->st.credit_stalls++;
+		p->stalled = true;
+		return -EAGAIN;
+	}
+	rc = post_msg(p, (uint32_t)p->cur, p->cur_n);
+	if (rc == -EAGAIN)
+		return rc; /* send queue full: cannot happen, see ep_attr */
+	if (rc)
+		return fail(p, rc);
+	p->cur = -1;
+	p->cur_n = 0;
+	p->stalled = false;
+	return 0;
+}
+
+/* Rule (b): returns owed credits alone once T are owed. */
+static int send_credit(struct dg_peer *p)
+{
+	uint32_t idx;
+	int rc;
+
+	if (p->owed < p->owed_threshold || !p->credits || !p->nfree)
+		return 0; /* retried by the next poll or flush */
+	idx = p->free_sb[--p->nfree];
+	rc = post_msg(p, idx, 0);
+	if (rc) {
+		p->free_sb[p->nfree++] = idx;
+		return rc == -EAGAIN ? 0 : fail(p, rc);
+	}
+	p->st.credit_msgs++;
+	return 0;
+}
+
+uint32_t dg_peer_room(const struct dg_peer *p)
+{
+	/* Data SENDs possible now: every credit but the reserved last one. */
+	uint32_t c = p->credits >= 2 ? p->credits - 1 : 0;
+
+	if (p->err)
+		return 0;
+	if (p->cur >= 0)
+		return (p->msg_frames - p->cur_n) +
+		       (c < p->nfree ? c : p->nfree) * p->msg_frames;
+	if (!p->nfree)
+		return 0;
+	return p->msg_frames +
+	       (c < p->nfree - 1 ? c : p->nfree - 1) * p->msg_frames;
+}
+
+int dg_peer_reserve(struct dg_peer *p, uint32_t n, struct dg_frame **slots)
+{
+	int rc;
+
+	if (p->err)
+		return p->err;
+	if (!n || n > p->msg_frames)
+		return -EINVAL;
+	if (p->cur >= 0 && p->cur_n + n > p->msg_frames) {
+		rc = send_cur(p);
+		if (rc)
+			return rc;
+	}
+	if (p->cur < 0) {
+		if (!p->nfree)
+			return -EAGAIN; /* all SENDs in flight: poll */
+		p->cur = (int32_t)p->free_sb[--p->nfree];
+		p->cur_n = 0;
+	}
+	*slots = buf_frames(sbuf(p, (uint32_t)p->cur)) + p->cur_n;
+	p->reserved = n;
+	return 0;
+}
+
+int dg_peer_commit(struct dg_peer *p, uint32_t n)
+{
+	int rc;
+
+	if (p->err)
+		return p->err;
+	if (n > p->reserved)
+		return -EINVAL;
+	p->reserved = 0;
+	p->cur_n += n;
+	if (p->cur_n == p->msg_frames) {
+		/* Full: send now; without credit it waits for put/flush. */
+		rc = send_cur(p);
+		if (rc && rc != -EAGAIN)
+			return rc;
+	}
+	return 0;
+}
+
+int dg_peer_put(struct dg_peer *p, const struct dg_frame *f)
+{
+	struct dg_frame *slot;
+	int rc = dg_peer_reserve(p, 1, &slot);
+
+	if (rc)
+		return rc;
+	memcpy(slot, f, sizeof(*slot));
+	return dg_peer_commit(p, 1);
+}
+
+int dg_peer_flush(struct dg_peer *p)
+{
+	int rc = 0, rc2;
+
+	if (p->err)
+		return p->err;
+	/* Data first: it carries every owed credit along. */
+	if (p->cur >= 0 && p->cur_n)
+		rc = send_cur(p);
+	if (rc && rc != -EAGAIN)
+		return rc;
+	/* Still owed (no data, or no data credit): rule (b). */
+	rc2 = send_credit(p);
+	return rc2 ? rc2 : rc;
+}
+
+/*
+ * One received message in receive buffer idx. The RECV completion orders
+ * the device's writes of the message before our loads of it. Validates the
+ * header, takes the returned credits, hands the frames to cb in order, and
+ * only then re-posts the buffer: the frames stay valid during cb.
+ */
+static int deliver(struct dg_peer *p, uint32_t idx, uint32_t len,
+		   void (*cb)(void *arg, const struct dg_frame *f), void *arg)
+{
+	uint8_t *buf = rbuf(p, idx);
+	const struct msg_hdr *h = (const struct msg_hdr *)buf;
+	const struct dg_frame *fr = buf_frames(buf);
+	uint32_t n, i;
+	int rc;
+
+	if (len < sizeof(*h) || h->magic != MSG_MAGIC ||
+	    h->version != MSG_VERSION)
+		return fail(p, -EPROTO);
+	n = h->nframes;
+	/* RC delivers in order: any gap means a broken peer. */
+	if (n > p->buf_frames || len != sizeof(*h) + n * sizeof(*fr) ||
+	    h->seq != p->rx_seq)
+		return fail(p, -EPROTO);
+	/* Credits only come back for messages we sent. */
+	if (h->credits > p->credits_max - p->credits)
+		return fail(p, -EPROTO);
+	p->rx_seq++;
+	p->credits += h->credits;
+	p->st.msgs_rx++;
+	for (i = 0; i < n; i++)
+		cb(arg, &fr[i]);
+	p->st.frames_rx += n;
+	if (p->err) /* cb put/flushed on this link and it died */
+		return p->err;
+	rc = dg_rdma_post_recv(p->ep, p->mr, buf, (uint32_t)p->buf_size,
+			       WR_RECV | idx);
+	if (rc)
+		return fail(p, rc);
+	/* Re-posted: the peer may fill it again once told (rule (b)). */
+	p->owed++;
+	return (int)n;
+}
+
+int dg_peer_poll(struct dg_peer *p,
+		 void (*cb)(void *arg, const struct dg_frame *f), void *arg,
+		 uint32_t max_msgs)
+{
+	struct dg_rdma_wc wc[POLL_CHUNK];
+	uint32_t left = max_msgs ? max_msgs : POLL_DEFAULT_MAX;
+	int frames = 0, rc;
+
+	if (p->err)
+		return p->err;
+	if (!cb)
+		return -EINVAL;
+	if (++p->poll_calls % DG_PEER_CHECK_EVERY == 0) {
+		rc = dg_peer_check(p);
+		if (rc)
+			return rc;
+	}
+	while (left) {
+		int k = dg_rdma_poll(
+			p->ep, wc,
+			(int)(left < POLL_CHUNK ? left : POLL_CHUNK));
+		int i;
+
+		if (k < 0)
+			return fail(p, k);
+		for (i = 0; i < k; i++) {
+			uint32_t idx = (uint32_t)(wc[i].wr_id & WR_IDX_MASK);
+
+			/* Any failed completion: the QP is in error. */
+			if (wc[i].status)
+				return fail(p, -EIO);
+			if (wc[i].wr_id & WR_SEND) {
+				/* Acknowledged by the peer: reusable. */
+				p->free_sb[p->nfree++] = idx;
+				continue;
+			}
+			rc = deliver(p, idx, wc[i].byte_len, cb, arg);
+			if (rc < 0)
+				return rc;
+			frames += rc;
+		}
+		left -= (uint32_t)k;
+		if ((uint32_t)k < POLL_CHUNK)
+			break; /* CQ drained */
+	}
+	/*
+	 * A full batch that stalled for credit leaves as soon as credit came
+	 * back (it carries the owed credits too); a partial one waits for
+	 * dg_peer_flush.
+	 */
+	if (p->cur >= 0 && p->cur_n == p->msg_frames && p->credits >= 2) {
+		rc = send_cur(p);
+		if (rc && rc != -EAGAIN)
+			return rc;
+	}
+	rc = send_credit(p);
+	return rc ? rc : frames;
+}
+
+int dg_peer_check(struct dg_peer *p)
+{
+	int rc;
+
+	if (p->err)
+		return p->err;
+	rc = dg_rdma_ep_check(p->ep);
+	return rc ? fail(p, rc) : 0;
+}
+
+uint32_t dg_peer_batch_frames(const struct dg_peer *p)
+{
+	return p->msg_frames;
+}
+
+uint32_t dg_peer_remote_engine(const struct dg_peer *p)
+{
+	return p->remote_id;
+}
+
+void dg_peer_stats(const struct dg_peer *p, struct dg_peer_stats *s)
+{
+	*s = p->st;
+}

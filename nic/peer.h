@@ -1,0 +1,198 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * peer.h - the frame transport between two NIC engines ("peer link").
+ *
+ * One peer link is one reliable-connected endpoint (dg_rdma.h) between two
+ * engines that carries 64-byte frames (struct dg_frame) in both directions,
+ * in order, exactly once, or reports the link dead. Frame content is opaque
+ * here: 64 bytes are copied, nothing is looked at.
+ *
+ * Messages. Frames travel batched in SENDs. Every SEND carries one 64-byte
+ * message header and 0..N frames:
+ *
+ *   [hdr: magic, version, nframes, credits, seq][frame 0]...[frame n-1]
+ *
+ * N is the smaller of this side's batch_frames and the frames the peer's
+ * receive buffers hold (both announced in the connection's private data).
+ * seq counts messages per direction from 0; a receiver that sees a bad
+ * magic/version/length or a sequence gap declares the link dead (-EPROTO).
+ *
+ * Credits. Each side pre-posts recv_bufs receive buffers before connecting.
+ * A sender holds one credit per peer receive buffer it may still fill and
+ * spends one per SEND, so a SEND never arrives without a posted buffer. The
+ * receiver re-posts a buffer once it has handed its frames to the callback
+ * and returns the credit in the 'credits' field of its next message:
+ * piggybacked on data, or in a credit-only message (0 frames) once
+ * recv_bufs / 2 are owed and no data carried them. A data message may not
+ * spend a sender's last credit; that one is kept for credit-only messages
+ * so that the two sides cannot deadlock (argument in peer.c).
+ *
+ * Back-pressure, never loss: when the current batch is full and cannot be
+ * sent (no credit) or no send buffer is free, dg_peer_put() returns -EAGAIN
+ * and the caller polls (dg_peer_poll) and retries later.
+ *
+ * Threading: a link is used by one thread at a time (the engine's poll
+ * loop); nothing here locks. The per-frame path (put/reserve/commit) copies
+ * and counts only; a SEND is posted per batch (one doorbell per SEND).
+ *
+ * Errors are negative errno values. Once a link has failed every call
+ * returns the same error (sticky); destroy it.
+ */
+#ifndef DG_NIC_PEER_H
+#define DG_NIC_PEER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "dagger/frame.h"
+#include "dg_rdma.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct dg_peer;
+
+/* Defaults and limits of struct dg_peer_opts (0 selects the default). */
+#define DG_PEER_BATCH_DEFAULT	  64u
+#define DG_PEER_BATCH_MAX	  1024u
+#define DG_PEER_RECV_BUFS_DEFAULT 64u
+#define DG_PEER_RECV_BUFS_MIN	  4u /* credit-only threshold >= 2 */
+#define DG_PEER_RECV_BUFS_MAX	  4096u
+#define DG_PEER_SEND_BUFS_DEFAULT 8u
+#define DG_PEER_SEND_BUFS_MAX	  256u
+
+struct dg_peer_opts {
+	/* Frames per SEND and per receive buffer (default 64). */
+	uint32_t batch_frames;
+	/* Pre-posted receive buffers = the peer's credits (default 64). */
+	uint32_t recv_bufs;
+	/* Send buffers; one per SEND in flight (default 8). */
+	uint32_t send_bufs;
+	/* This engine's id, sent to the peer (dg_peer_remote_engine). */
+	uint32_t engine_id;
+};
+
+/*
+ * Connection private data ("hello") that both sides send. The passive
+ * side's listener uses dg_peer_is_hello() on the connect request's private
+ * data to tell a peer engine from other clients.
+ */
+#define DG_PEER_HELLO_MAGIC   0x4c504744u /* "DGPL" little-endian */
+#define DG_PEER_HELLO_VERSION 1u
+
+struct dg_peer_hello {
+	uint32_t magic;
+	uint16_t version;
+	uint16_t rsvd;
+	uint32_t engine_id;
+	uint32_t recv_bufs;  /* receive buffers = credits for the peer */
+	uint32_t buf_frames; /* frames one receive buffer holds */
+};
+
+/* Nonzero when pdata/plen is a valid peer hello. */
+int dg_peer_is_hello(const void *pdata, size_t plen);
+
+/*
+ * Endpoint attributes a link built with opts o needs. A listener that
+ * accepts peer links must pass (at least) these to dg_rdma_listener_next()
+ * for requests that may turn out to be peers; o may be NULL (defaults).
+ */
+void dg_peer_ep_attr(const struct dg_peer_opts *o,
+		     struct dg_rdma_ep_attr *attr);
+
+/*
+ * Active side: connects from src (NULL: any device) to dst:port, a peer
+ * engine's listener, exchanging hellos. o may be NULL (defaults).
+ * timeout_ms bounds address/route resolution and the connection each.
+ */
+int dg_peer_connect(const char *src, const char *dst, uint16_t port,
+		    const struct dg_peer_opts *o, int timeout_ms,
+		    struct dg_peer **out);
+
+/*
+ * Passive side: ep came from dg_rdma_listener_next() (with dg_peer_ep_attr()
+ * attributes) and pdata/plen is the request's private data, a peer hello.
+ * Builds the link and accepts. Takes ownership of ep in every case: on
+ * failure ep has been destroyed (the request rejected).
+ */
+int dg_peer_accept(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
+		   const struct dg_peer_opts *o, int timeout_ms,
+		   struct dg_peer **out);
+
+/*
+ * Queues one frame (64 bytes copied into the current batch). A batch that
+ * becomes full is sent at once. 0: queued. -EAGAIN: no room now (the batch
+ * is full and has no credit, or no send buffer is free); poll and retry.
+ * Other errors: the link is dead.
+ */
+int dg_peer_put(struct dg_peer *p, const struct dg_frame *f);
+
+/*
+ * Zero-copy variant of dg_peer_put: reserves n (1..dg_peer_batch_frames())
+ * contiguous frame slots in the current batch and stores their address in
+ * *slots; the caller writes them and then calls dg_peer_commit(p, n') with
+ * n' <= n frames actually written. Nothing else may be called on the link
+ * in between. Same errors as dg_peer_put, -EINVAL for a bad n.
+ */
+int dg_peer_reserve(struct dg_peer *p, uint32_t n, struct dg_frame **slots);
+int dg_peer_commit(struct dg_peer *p, uint32_t n);
+
+/*
+ * Frames that dg_peer_put/reserve will take right now without -EAGAIN, so
+ * a caller can hand over a whole multi-frame RPC or nothing (the engine
+ * keeps every RPC contiguous in the stream). 0 once the link is dead.
+ */
+uint32_t dg_peer_room(const struct dg_peer *p);
+
+/*
+ * Sends the current partial batch (one SEND); the engine calls this at the
+ * end of each poll-loop iteration. Frames are handed to the device only by
+ * a full batch or by this call. 0: nothing was pending or it was sent.
+ * -EAGAIN: no credit yet, the batch stays queued (poll, then flush again).
+ */
+int dg_peer_flush(struct dg_peer *p);
+
+/*
+ * Progress: polls up to max_msgs completions (0: a default), reclaims send
+ * buffers, hands every received frame to cb in order, re-posts receive
+ * buffers and returns credits (a credit-only message when recv_bufs / 2
+ * are owed); a full batch that stalled for credit is sent once it has one. The
+ * frame pointer is valid only during cb; cb may put/flush on this link but must
+ * not poll or destroy it. Returns the number of frames delivered, or a negative
+ * errno once the link died (-EIO: a failed completion, -ENOTCONN: the peer
+ * disconnected, -EPROTO: a malformed message). Looks at the connection state
+ * itself (a system call) only once every DG_PEER_CHECK_EVERY calls;
+ * dg_peer_check() does it now.
+ */
+#define DG_PEER_CHECK_EVERY 4096u
+int dg_peer_poll(struct dg_peer *p,
+		 void (*cb)(void *arg, const struct dg_frame *f), void *arg,
+		 uint32_t max_msgs);
+
+/* 0 while alive; -ENOTCONN / -EIO / -EPROTO once dead (not per-frame). */
+int dg_peer_check(struct dg_peer *p);
+
+/* Disconnects and frees; queued frames are dropped. NULL is a no-op. */
+void dg_peer_destroy(struct dg_peer *p);
+
+/* Frames per SEND on this link (<= batch_frames, <= the peer's buffers). */
+uint32_t dg_peer_batch_frames(const struct dg_peer *p);
+/* The peer's engine_id from its hello. */
+uint32_t dg_peer_remote_engine(const struct dg_peer *p);
+
+struct dg_peer_stats {
+	uint64_t msgs_tx;	/* SENDs posted, credit-only included */
+	uint64_t msgs_rx;	/* messages received, credit-only included */
+	uint64_t frames_tx;	/* frames in posted SENDs */
+	uint64_t frames_rx;	/* frames handed to the callback */
+	uint64_t credit_stalls; /* a batch was ready but had no credit */
+	uint64_t credit_msgs;	/* credit-only messages sent */
+};
+
+void dg_peer_stats(const struct dg_peer *p, struct dg_peer_stats *s);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* DG_NIC_PEER_H */
