@@ -442,7 +442,7 @@ int dg_call_sync(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 	uint64_t deadline =
 		now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 10000);
 	struct dg_completion c;
-	uint32_t id;
+	uint32_t id, spins;
 	int rc;
 
 	while ((rc = dg_call(f, conn, fn, req, len, &id)) == -EAGAIN) {
@@ -451,14 +451,18 @@ int dg_call_sync(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 	}
 	if (rc)
 		return rc;
-	for (;;) {
+	for (spins = 0;; spins++) {
 		rc = dg_poll(f, &c, 1);
 		if (rc < 0)
 			return rc;
 		if (rc == 1 && c.rpc_id == id)
 			break;
-		if (now_ms() > deadline)
-			return -ETIMEDOUT;
+		/* Check the clock (and let others run) only now and then. */
+		if ((spins & 1023) == 1023) {
+			if (now_ms() > deadline)
+				return -ETIMEDOUT;
+			sched_yield();
+		}
 	}
 	if (resp && resp_len) {
 		size_t n = c.len < *resp_len ? c.len : *resp_len;
@@ -683,12 +687,20 @@ static void *server_thread(void *arg)
 	while (!rc && !__atomic_load_n(&s->stop, __ATOMIC_RELAXED)) {
 		if (dg_serve_poll(f, 32) > 0) {
 			idle = 0;
-		} else if (++idle > 1000000) {
-			struct timespec ts = {0, 200000};
+		} else if (++idle > 1024) {
+			/*
+			 * Idle: let other threads of this core run (on a
+			 * dedicated core this returns at once); after a long
+			 * idle spell, sleep briefly to bound CPU use.
+			 */
+			if (idle < 1000000) {
+				sched_yield();
+			} else {
+				struct timespec ts = {0, 200000};
 
-			/* Idle for long: back off, bounded CPU. */
-			nanosleep(&ts, NULL);
-			idle = 999000;
+				nanosleep(&ts, NULL);
+				idle = 999000;
+			}
 		}
 	}
 	return NULL;

@@ -15,6 +15,7 @@
 #include "engine.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -1415,7 +1416,8 @@ static int tenant_poll(struct dg_nic *n, uint32_t tid)
 			}
 		}
 	}
-	if (k < 0 || t->hm->ops->check(t->hm))
+	/* The connection state costs system calls: look now and then. */
+	if (k < 0 || ((n->loops & 1023) == 0 && t->hm->ops->check(t->hm)))
 		t->dead = true;
 	if (t->dead)
 		return work;
@@ -1494,10 +1496,63 @@ static uint64_t mono_us(void)
 	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
 }
 
+/*
+ * Sleeps until a completion or a connection request arrives, or idle_us
+ * passes, when every tenant and link can signal completions (RDMA). The
+ * CQs are armed first and polled once more, so a completion that landed
+ * before arming is not slept through. Returns false when it cannot sleep
+ * this way (a local tenant: shared memory has no events).
+ */
+static bool wait_events(struct dg_nic *n)
+{
+	struct pollfd fds[MAX_TENANTS + MAX_PEERS + 1];
+	nfds_t k = 0;
+	uint32_t i;
+
+	for (i = 0; i < MAX_TENANTS; i++) {
+		struct tenant *t = &n->tenants[i];
+
+		if (!t->used || t->dead)
+			continue;
+		if (!t->hm->ops->arm || t->hm->ops->arm(t->hm))
+			return false;
+		fds[k++] =
+			(struct pollfd){t->hm->ops->event_fd(t->hm), POLLIN, 0};
+	}
+	for (i = 0; i < MAX_PEERS; i++) {
+		struct peer_ref *p = &n->peers[i];
+
+		if (!p->used || p->dead)
+			continue;
+		if (dg_peer_arm(p->link))
+			return false;
+		fds[k++] =
+			(struct pollfd){dg_peer_event_fd(p->link), POLLIN, 0};
+	}
+	if (n->listener)
+		fds[k++] = (struct pollfd){dg_rdma_listener_fd(n->listener),
+					   POLLIN, 0};
+	if (dg_nic_poll(n))
+		return true; /* work arrived while arming */
+	if (n->listener && poll(fds, k, (int)(n->o.idle_us + 999) / 1000) > 0 &&
+	    fds[k - 1].revents)
+		accept_rdma(n);
+	else if (!n->listener)
+		poll(fds, k, (int)(n->o.idle_us + 999) / 1000);
+	for (i = 0; i < MAX_TENANTS; i++)
+		if (n->tenants[i].used && n->tenants[i].hm->ops->ack)
+			n->tenants[i].hm->ops->ack(n->tenants[i].hm);
+	for (i = 0; i < MAX_PEERS; i++)
+		if (n->peers[i].used)
+			dg_peer_ack(n->peers[i].link);
+	return true;
+}
+
 int dg_nic_run(struct dg_nic *n)
 {
 	uint64_t last_work = mono_us();
 	uint32_t iter = 0;
+	bool sleepy = false;
 
 	while (!__atomic_load_n(&n->stop, __ATOMIC_RELAXED)) {
 		uint64_t now;
@@ -1505,19 +1560,28 @@ int dg_nic_run(struct dg_nic *n)
 		if (dg_nic_poll(n)) {
 			iter = 0;
 			last_work = 0;
+			sleepy = false;
 			continue;
 		}
-		if (++iter & 255)
+		/* Read the clock once in 64 idle rounds while spinning. */
+		if ((++iter & 63) && !sleepy)
 			continue;
 		/*
 		 * Idle back-off by time, not by iterations (one RDMA READ
-		 * round trip spans many idle iterations): a busy engine
-		 * never sleeps; after 100 ms without a frame it sleeps
-		 * idle_us between polls, bounding its CPU use.
+		 * round trip spans many idle iterations). A busy engine never
+		 * sleeps. After spin_us without a frame, an engine whose
+		 * tenants are all reached by RDMA sleeps on completion events
+		 * (it wakes when its next READ completes); one with local
+		 * tenants sleeps idle_us between polls after 100 ms.
 		 */
 		now = mono_us();
 		if (!last_work)
 			last_work = now;
+		if (now - last_work < n->o.spin_us)
+			continue;
+		sleepy = wait_events(n);
+		if (sleepy)
+			continue;
 		if (now - last_work > 100000)
 			usleep(n->o.idle_us);
 	}
@@ -1547,6 +1611,8 @@ int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out)
 		n->o.read_batch = 16;
 	if (!n->o.idle_us)
 		n->o.idle_us = 1000;
+	if (!n->o.spin_us)
+		n->o.spin_us = 50;
 	n->rng = 0x9E3779B97F4A7C15ull ^ n->o.engine_id;
 	n->pend_detach = -1;
 	pthread_mutex_init(&n->lock, NULL);

@@ -20,6 +20,8 @@ struct dg_nic_opts {
 	uint32_t read_batch;	 /* TX slots per READ (default 16) */
 	uint32_t engine_id;
 	uint32_t idle_us; /* longest idle sleep (default 1000 us) */
+	uint32_t spin_us; /* busy-poll this long after the last frame before
+			     sleeping on completion events (default 50 us) */
 	bool verbose;
 };
 

@@ -264,7 +264,25 @@ static void rdma_destroy(struct dg_hostmem *hm)
 	free(r);
 }
 
+static int rdma_event_fd(struct dg_hostmem *hm)
+{
+	return dg_rdma_ep_cq_fd(((struct rdma_hm *)hm)->ep);
+}
+
+static int rdma_arm(struct dg_hostmem *hm)
+{
+	return dg_rdma_ep_arm(((struct rdma_hm *)hm)->ep);
+}
+
+static void rdma_ack(struct dg_hostmem *hm)
+{
+	dg_rdma_ep_ack(((struct rdma_hm *)hm)->ep);
+}
+
 static const struct dg_hostmem_ops rdma_ops = {
+	.event_fd = rdma_event_fd,
+	.arm = rdma_arm,
+	.ack = rdma_ack,
 	.read = rdma_read,
 	.write = rdma_write,
 	.flush = rdma_flush,

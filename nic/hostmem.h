@@ -38,6 +38,14 @@ struct dg_hostmem_ops {
 	/* 0 while the host is reachable, else -ENOTCONN / -EIO. */
 	int (*check)(struct dg_hostmem *hm);
 	void (*destroy)(struct dg_hostmem *hm);
+	/*
+	 * Optional (NULL for the local backend): a file descriptor that turns
+	 * readable when a completion arrives after arm(); ack() consumes it.
+	 * Lets an idle engine sleep instead of spinning.
+	 */
+	int (*event_fd)(struct dg_hostmem *hm);
+	int (*arm)(struct dg_hostmem *hm);
+	void (*ack)(struct dg_hostmem *hm);
 };
 
 struct dg_hostmem {

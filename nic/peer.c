@@ -638,3 +638,18 @@ void dg_peer_stats(const struct dg_peer *p, struct dg_peer_stats *s)
 {
 	*s = p->st;
 }
+
+int dg_peer_event_fd(const struct dg_peer *p)
+{
+	return dg_rdma_ep_cq_fd(p->ep);
+}
+
+int dg_peer_arm(struct dg_peer *p)
+{
+	return dg_rdma_ep_arm(p->ep);
+}
+
+void dg_peer_ack(struct dg_peer *p)
+{
+	dg_rdma_ep_ack(p->ep);
+}

@@ -176,6 +176,11 @@ int dg_peer_check(struct dg_peer *p);
 /* Disconnects and frees; queued frames are dropped. NULL is a no-op. */
 void dg_peer_destroy(struct dg_peer *p);
 
+/* Completion events of the link's endpoint (see dg_rdma_ep_arm). */
+int dg_peer_event_fd(const struct dg_peer *p);
+int dg_peer_arm(struct dg_peer *p);
+void dg_peer_ack(struct dg_peer *p);
+
 /* Frames per SEND on this link (<= batch_frames, <= the peer's buffers). */
 uint32_t dg_peer_batch_frames(const struct dg_peer *p);
 /* The peer's engine_id from its hello. */

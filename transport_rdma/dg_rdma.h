@@ -127,6 +127,15 @@ void dg_rdma_ep_destroy(struct dg_rdma_ep *ep);
 int dg_rdma_ep_check(struct dg_rdma_ep *ep);
 /* The endpoint's rdma_cm event fd, readable when its state may change. */
 int dg_rdma_ep_fd(const struct dg_rdma_ep *ep);
+/*
+ * Completion events, for callers that sleep while idle instead of
+ * spinning: arm, poll completions once more (to close the race with ones
+ * that arrived before arming), then wait for the fd to become readable and
+ * ack. cq_fd is non-blocking.
+ */
+int dg_rdma_ep_cq_fd(const struct dg_rdma_ep *ep);
+int dg_rdma_ep_arm(struct dg_rdma_ep *ep);
+void dg_rdma_ep_ack(struct dg_rdma_ep *ep);
 /* Name of the local device (e.g. "rxe0"), for messages. */
 const char *dg_rdma_ep_device(const struct dg_rdma_ep *ep);
 

@@ -45,6 +45,7 @@ struct dg_rdma_ep {
 	struct rdma_cm_id *id;
 	struct ibv_pd *pd;
 	struct ibv_cq *cq;
+	struct ibv_comp_channel *cc; /* completion events, for idle waits */
 	enum ep_state state;
 	bool passive;
 	uint32_t sq_depth;
@@ -282,7 +283,7 @@ static int ep_build(struct dg_rdma_ep *ep, const struct dg_rdma_ep_attr *attr)
 	struct ibv_device_attr da;
 	uint32_t sq = attr && attr->sq_depth ? attr->sq_depth : 128;
 	uint32_t rq = attr ? attr->rq_depth : 0;
-	int rc;
+	int rc, fl;
 
 	if (!ep->id->verbs)
 		return -ENODEV;
@@ -309,8 +310,14 @@ static int ep_build(struct dg_rdma_ep *ep, const struct dg_rdma_ep_attr *attr)
 	ep->pd = ibv_alloc_pd(ep->id->verbs);
 	if (!ep->pd)
 		return neg_errno(ENOMEM);
-	ep->cq =
-		ibv_create_cq(ep->id->verbs, (int)(sq + rq + 1), NULL, NULL, 0);
+	ep->cc = ibv_create_comp_channel(ep->id->verbs);
+	if (!ep->cc)
+		return neg_errno(ENOMEM);
+	fl = fcntl(ep->cc->fd, F_GETFL);
+	if (fl < 0 || fcntl(ep->cc->fd, F_SETFL, fl | O_NONBLOCK) < 0)
+		return neg_errno(EIO);
+	ep->cq = ibv_create_cq(ep->id->verbs, (int)(sq + rq + 1), NULL, ep->cc,
+			       0);
 	if (!ep->cq)
 		return neg_errno(ENOMEM);
 	memset(&qa, 0, sizeof(qa));
@@ -331,10 +338,16 @@ static void ep_free(struct dg_rdma_ep *ep)
 {
 	if (ep->id && ep->id->qp)
 		rdma_destroy_qp(ep->id);
-	if (ep->cq)
+	if (ep->cq) {
+		/* ibv_destroy_cq waits for every event to be acked. */
+		if (ep->cc)
+			dg_rdma_ep_ack(ep);
 		ibv_destroy_cq(ep->cq);
+	}
 	if (ep->pd)
 		ibv_dealloc_pd(ep->pd);
+	if (ep->cc)
+		ibv_destroy_comp_channel(ep->cc);
 	if (ep->id)
 		rdma_destroy_id(ep->id);
 	if (ep->ch)
@@ -547,6 +560,29 @@ int dg_rdma_ep_check(struct dg_rdma_ep *ep)
 int dg_rdma_ep_fd(const struct dg_rdma_ep *ep)
 {
 	return ep->ch->fd;
+}
+
+int dg_rdma_ep_cq_fd(const struct dg_rdma_ep *ep)
+{
+	return ep->cc->fd;
+}
+
+int dg_rdma_ep_arm(struct dg_rdma_ep *ep)
+{
+	return -ibv_req_notify_cq(ep->cq, 0);
+}
+
+void dg_rdma_ep_ack(struct dg_rdma_ep *ep)
+{
+	struct ibv_cq *cq;
+	void *ctx;
+	unsigned n = 0;
+
+	/* Non-blocking channel: take every pending event, ack them at once. */
+	while (ibv_get_cq_event(ep->cc, &cq, &ctx) == 0)
+		n++;
+	if (n)
+		ibv_ack_cq_events(ep->cq, n);
 }
 
 const char *dg_rdma_ep_device(const struct dg_rdma_ep *ep)
