@@ -3,6 +3,7 @@
 # Sourced, never run. Callers set RXE_PROG (used as the message prefix)
 # before sourcing and run under `set -euo pipefail`.
 
+# shellcheck disable=SC2034 # (constants for the scripts that source this)
 # The one-box "two hosts" topology: two addresses from TEST-NET-1
 # (RFC 5737, never routed), one soft-RoCE device on each.
 RXE_ADDR0=192.0.2.1
@@ -14,6 +15,8 @@ RXE_VETH0=dg-veth0
 RXE_VETH1=dg-veth1
 RXE_NS0=dg-ns0
 RXE_NS1=dg-ns1
+# Policy routing table for the "over the wire" routes (4791: the RoCEv2 port).
+RXE_TABLE=4791
 
 RXE_PROG=${RXE_PROG:-rxe}
 RXE_QUIET=${RXE_QUIET:-0}

@@ -5,13 +5,12 @@
 # directory in the host's rxe-vm cache). The host wrote there:
 #   params     DG_VM_* settings (sourced below)
 #   cmd.sh     the caller's command: environment, ulimit, cd, exec
-#   rxe-up, lib/rxe-common.sh   the rxe-up of the same checkout
 # and reads back what this writes there:
 #   booted     the guest is set up, the command is starting (the host's
 #              boot timeout stops at this)
 #   status     the command's exit status
 #   error      one line: why the guest setup failed
-# The command's stdout and stderr go to the second serial port (ttyS1),
+# The command's stdout and stderr go to a virtio serial port (dg.out),
 # which the host streams to its stdout; ttyS0 is the console (kernel and
 # setup messages), which the host keeps in a log file.
 
@@ -56,6 +55,11 @@ mount -t sysfs sysfs "$H/sys" || fail "mount sysfs"
 # devtmpfs: /dev/infiniband/uverbsN and rdma_cm appear by themselves.
 mount -t devtmpfs devtmpfs "$H/dev" || fail "mount devtmpfs"
 mkdir -p "$H/dev/pts" "$H/dev/shm"
+# What udev/systemd would add: bash's <(...) needs /dev/fd.
+ln -sf /proc/self/fd "$H/dev/fd"
+ln -sf /proc/self/fd/0 "$H/dev/stdin"
+ln -sf /proc/self/fd/1 "$H/dev/stdout"
+ln -sf /proc/self/fd/2 "$H/dev/stderr"
 mount -t devpts -o newinstance,ptmxmode=0666 devpts "$H/dev/pts" || fail "mount devpts"
 mount -t tmpfs -o mode=1777 tmpfs "$H/dev/shm" || fail "mount /dev/shm"
 # The host tree is read-only: scratch space must be the guest's own.
@@ -75,7 +79,7 @@ while [ "$i" -lt "${DG_VM_NSHARES:-0}" ]; do
 	i=$((i + 1))
 done
 
-# The run directory inside the chroot too, for cmd.sh and rxe-up.
+# The run directory inside the chroot too, for cmd.sh.
 mkdir -p "$H/run/dg-rxe-vm"
 mount --bind "$R" "$H/run/dg-rxe-vm" || fail "bind-mount the run directory"
 
@@ -88,7 +92,13 @@ ip link set lo up || fail "cannot bring up lo"
 # possible: under software emulation every exec of a host binary costs
 # 0.1-0.3 s, so rxe-up's careful idempotent checks would add seconds. The
 # result is the same: a veth pair, an address on each end, an rxe device
-# on each. The host's ip and rdma run in the chroot by absolute path:
+# on each, and policy routing so that traffic between the two addresses
+# crosses the veth pair (rxe1 -> dg-veth1 -> dg-veth0 -> rxe0) instead of
+# being short-cut through lo onto one device: the local table moves from
+# rule 0 to rule 100, and locally sent packets to either address look up
+# a table routing each address out of the other end; accept_local lets
+# the receiving end take packets from a local source address (ARP too).
+# The host's ip and rdma run in the chroot by absolute path:
 # busybox's chroot would run its own applets for names it knows, and its
 # ip cannot make a veth pair. `rxe-vm --no-rxe` skips this, so that
 # rxe-up itself can be tested in here.
@@ -112,6 +122,12 @@ if [ "$DG_VM_SETUP" = rxe ]; then
 		addr add $DG_VM_ADDR1/$DG_VM_PREFIXLEN dev $DG_VM_VETH1
 		link set $DG_VM_VETH0 up
 		link set $DG_VM_VETH1 up
+		rule add pref 100 lookup local
+		rule del pref 0 lookup local
+		route add $DG_VM_ADDR1/32 dev $DG_VM_VETH0 src $DG_VM_ADDR0 table $DG_VM_TABLE
+		route add $DG_VM_ADDR0/32 dev $DG_VM_VETH1 src $DG_VM_ADDR1 table $DG_VM_TABLE
+		rule add pref 10 iif lo to $DG_VM_ADDR0/32 lookup $DG_VM_TABLE
+		rule add pref 11 iif lo to $DG_VM_ADDR1/32 lookup $DG_VM_TABLE
 	EOF
 	cat >"$H/run/dg-rdma.batch" <<-EOF
 		link add $DG_VM_DEV0 type rxe netdev $DG_VM_VETH0
@@ -119,19 +135,37 @@ if [ "$DG_VM_SETUP" = rxe ]; then
 	EOF
 	chroot "$H" /usr/sbin/ip -batch /run/dg-ip.batch >"$R/setup.out" 2>&1 ||
 		fail "creating the veth pair failed: $(tail -n 1 "$R/setup.out")"
+	for c in "$DG_VM_VETH0" "$DG_VM_VETH1"; do
+		echo 1 >"/proc/sys/net/ipv4/conf/$c/accept_local"
+		echo 0 >"/proc/sys/net/ipv4/conf/$c/rp_filter"
+	done
+	# Static neighbour entries: the first rdma_cm address resolution
+	# after boot otherwise waits out its whole timeout for ARP.
+	mac0=$(cat "/sys/class/net/$DG_VM_VETH0/address")
+	mac1=$(cat "/sys/class/net/$DG_VM_VETH1/address")
+	cat >"$H/run/dg-neigh.batch" <<-EOF
+		neigh replace $DG_VM_ADDR0 lladdr $mac0 dev $DG_VM_VETH1 nud permanent
+		neigh replace $DG_VM_ADDR1 lladdr $mac1 dev $DG_VM_VETH0 nud permanent
+	EOF
+	chroot "$H" /usr/sbin/ip -batch /run/dg-neigh.batch >"$R/setup.out" 2>&1 ||
+		fail "static neighbour entries failed: $(tail -n 1 "$R/setup.out")"
 	chroot "$H" /usr/bin/rdma -b /run/dg-rdma.batch >"$R/setup.out" 2>&1 ||
 		fail "rdma link add failed: $(tail -n 1 "$R/setup.out")"
 	wait_rxe "$DG_VM_DEV0" || fail "$DG_VM_DEV0 did not become ACTIVE with an IPv4 GID"
 	wait_rxe "$DG_VM_DEV1" || fail "$DG_VM_DEV1 did not become ACTIVE with an IPv4 GID"
 fi
 
+# The command's output channel: the virtio serial port named dg.out (no
+# udev here to make /dev/virtio-ports/dg.out: find it through sysfs).
+out=
+for p in /sys/class/virtio-ports/*; do
+	[ "$(cat "$p/name" 2>/dev/null)" = dg.out ] && out=/dev/${p##*/}
+done
+{ [ -n "$out" ] && [ -c "$out" ]; } || fail "no virtio serial port dg.out for the command's output"
+
 cut -d' ' -f1 /proc/uptime >"$R/booted"
 step "running the command"
-
-# Raw: no \n -> \r\n translation, no echo, no flow control on the
-# command's output channel.
-stty -F /dev/ttyS1 raw -echo 2>/dev/null
-chroot "$H" /bin/bash /run/dg-rxe-vm/cmd.sh </dev/null >/dev/ttyS1 2>&1
+chroot "$H" /bin/bash /run/dg-rxe-vm/cmd.sh </dev/null >"$out" 2>&1
 echo "$?" >"$R/status"
 step "command exited $(cat "$R/status")"
 off
