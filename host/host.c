@@ -236,6 +236,12 @@ void dg_host_detach(struct dg_host *h)
 	free(h);
 }
 
+int dg_host_check(struct dg_host *h)
+{
+	/* A system call: for waits and error paths, never per RPC. */
+	return h->ep ? dg_rdma_ep_check(h->ep) : 0;
+}
+
 struct dg_flow *dg_host_flow(struct dg_host *h, uint32_t i)
 {
 	return i < h->nflows ? &h->flows[i] : NULL;
@@ -436,18 +442,40 @@ int dg_poll(struct dg_flow *f, struct dg_completion *c, int max)
 	return n;
 }
 
+/*
+ * For waits: -ETIMEDOUT past the deadline, -ENOTCONN once the engine's
+ * connection is gone (looked at every 100 ms: it costs a system call).
+ */
+static int wait_check(struct dg_flow *f, uint64_t deadline, uint64_t *next)
+{
+	uint64_t now = now_ms();
+
+	if (now > deadline)
+		return -ETIMEDOUT;
+	if (now >= *next) {
+		*next = now + 100;
+		if (dg_host_check(f->h))
+			return -ENOTCONN;
+	}
+	return 0;
+}
+
 int dg_call_sync(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 		 size_t len, void *resp, size_t *resp_len, int timeout_ms)
 {
 	uint64_t deadline =
 		now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 10000);
+	uint64_t next_check = 0;
 	struct dg_completion c;
 	uint32_t id, spins;
 	int rc;
 
 	while ((rc = dg_call(f, conn, fn, req, len, &id)) == -EAGAIN) {
-		if (dg_poll(f, &c, 1) < 0 || now_ms() > deadline)
+		if (dg_poll(f, &c, 1) < 0)
 			return -ETIMEDOUT;
+		rc = wait_check(f, deadline, &next_check);
+		if (rc)
+			return rc;
 	}
 	if (rc)
 		return rc;
@@ -459,8 +487,9 @@ int dg_call_sync(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 			break;
 		/* Check the clock (and let others run) only now and then. */
 		if ((spins & 1023) == 1023) {
-			if (now_ms() > deadline)
-				return -ETIMEDOUT;
+			rc = wait_check(f, deadline, &next_check);
+			if (rc)
+				return rc;
 			sched_yield();
 		}
 	}
@@ -482,6 +511,7 @@ static int ctrl_call(struct dg_flow *f, const struct dg_ctrl_msg *m,
 	uint64_t deadline =
 		now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 10000);
 	uint32_t cnt = dg_frames_for(sizeof(*m)), id;
+	uint64_t next_check = 0;
 	struct dg_completion c;
 	int rc = own(f);
 
@@ -489,15 +519,20 @@ static int ctrl_call(struct dg_flow *f, const struct dg_ctrl_msg *m,
 		return rc;
 	if (f->outstanding)
 		return -EBUSY;
-	while (tx_reserve(f, cnt))
-		if (now_ms() > deadline)
-			return -ETIMEDOUT;
+	while (tx_reserve(f, cnt)) {
+		rc = wait_check(f, deadline, &next_check);
+		if (rc)
+			return rc;
+	}
 	id = f->next_rpc++;
 	f->ctrl_done = false;
 	tx_put(f, DG_FF_CTRL, 0, id, 0, 0, m, sizeof(*m), cnt);
 	while (!(f->ctrl_done && f->ctrl_rpc == id)) {
-		if (dg_poll(f, &c, 1) < 0 || now_ms() > deadline)
+		if (dg_poll(f, &c, 1) < 0)
 			return -ETIMEDOUT;
+		rc = wait_check(f, deadline, &next_check);
+		if (rc)
+			return rc;
 	}
 	if (conn)
 		*conn = f->ctrl_conn;

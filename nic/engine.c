@@ -17,6 +17,7 @@
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -70,6 +71,12 @@ struct flow_stats {
 	uint64_t stalled; /* iterations an RPC waited for room */
 };
 
+struct pending {
+	uint32_t rpc;
+	uint16_t conn; /* as delivered to the server; NO_IDX: answered */
+	uint16_t fn;
+};
+
 /* A request (by rpc id) that found its server's ring full once. */
 struct busy {
 	bool armed;
@@ -89,6 +96,14 @@ struct flow {
 	uint32_t rx_dirty;    /* first produced position not yet written */
 	bool rx_head_pending; /* a READ of rx_head is in flight */
 	struct busy busy;
+	/*
+	 * Requests delivered to this (server) flow and not yet answered, in
+	 * delivery order: a dispatch thread answers in order, so the head
+	 * is matched by the next response. If the tenant dies, each of
+	 * these callers is answered UNREACHABLE instead of waiting forever.
+	 */
+	struct pending *pend;
+	uint32_t pend_head, pend_tail, pend_mask;
 	struct flow_stats st;
 };
 
@@ -726,6 +741,33 @@ static enum verdict do_ctrl(struct dg_nic *n, uint32_t tid, uint32_t f,
  * balancer. 0: delivered; DG_ST_*: the status to answer the caller with;
  * -EAGAIN: try again (the server's credits are being refreshed).
  */
+static void pend_push(struct flow *fl, const struct dg_frame *f, uint16_t cid)
+{
+	/* Full only if the server holds 2 x slots requests unanswered. */
+	if (fl->pend_tail - fl->pend_head > fl->pend_mask)
+		return;
+	fl->pend[fl->pend_tail++ & fl->pend_mask] =
+		(struct pending){f->rpc_id, cid, f->fn_id};
+}
+
+/* The server answered (conn, rpc): forget it. */
+static void pend_pop(struct flow *fl, const struct dg_frame *f)
+{
+	uint32_t i;
+
+	for (i = fl->pend_head; i != fl->pend_tail; i++) {
+		struct pending *p = &fl->pend[i & fl->pend_mask];
+
+		if (p->conn == f->conn_id && p->rpc == f->rpc_id) {
+			p->conn = NO_IDX;
+			break;
+		}
+	}
+	while (fl->pend_head != fl->pend_tail &&
+	       fl->pend[fl->pend_head & fl->pend_mask].conn == NO_IDX)
+		fl->pend_head++;
+}
+
 static int svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
 		       const struct dg_frame *fr, uint32_t cnt, uint16_t cid)
 {
@@ -759,6 +801,7 @@ static int svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
 		st->flows[srv->flow].st.busy++;
 		return DG_ST_BUSY;
 	}
+	pend_push(&st->flows[srv->flow], &fr[0], cid);
 	return 0;
 }
 
@@ -818,6 +861,7 @@ static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
 	if (cid >= MAX_CONNS)
 		return drop(fl, DROP_BAD_CONN);
 	c = &n->conns[cid];
+	pend_pop(fl, &fr[0]);
 	if (c->state == CONN_INBOUND) {
 		rc = peer_send(n, c->peer, fr, cnt, c->remote);
 		if (rc == -EAGAIN) {
@@ -1171,7 +1215,7 @@ static int tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
 	const struct dg_region_hdr *h = (const void *)hm->shadow;
 	struct dg_region_hdr hdr;
 	struct tenant *t;
-	uint32_t i;
+	uint32_t i, j;
 
 	/* The header was copied into the shadow by the caller. */
 	memcpy(&hdr, h, sizeof(hdr));
@@ -1189,6 +1233,19 @@ static int tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
 	t->flows = calloc(hdr.nflows, sizeof(*t->flows));
 	if (!t->flows)
 		return -ENOMEM;
+	for (j = 0; j < hdr.nflows; j++) {
+		struct flow *fl = &t->flows[j];
+
+		fl->pend_mask = 2 * hdr.slots - 1;
+		fl->pend = calloc(2 * hdr.slots, sizeof(*fl->pend));
+		if (!fl->pend) {
+			while (j--)
+				free(t->flows[j].pend);
+			free(t->flows);
+			t->flows = NULL;
+			return -ENOMEM;
+		}
+	}
 	t->used = true;
 	t->hm = hm;
 	t->nflows = hdr.nflows;
@@ -1203,11 +1260,47 @@ static int tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
 	return (int)i;
 }
 
+/*
+ * A server tenant is gone: every request it was handed and had not answered
+ * is answered UNREACHABLE, so its callers get an error now rather than at
+ * their deadline.
+ */
+static void pend_fail(struct dg_nic *n, struct tenant *t)
+{
+	uint32_t f, i;
+
+	for (f = 0; t->flows && f < t->nflows; f++) {
+		struct flow *fl = &t->flows[f];
+
+		for (i = fl->pend_head; i != fl->pend_tail; i++) {
+			struct pending *p = &fl->pend[i & fl->pend_mask];
+			struct conn *c;
+
+			if (p->conn >= MAX_CONNS)
+				continue;
+			c = &n->conns[p->conn];
+			if (c->state == CONN_INBOUND)
+				peer_status(n, c->peer, DG_FF_RESP, p->rpc,
+					    c->remote, p->fn, DG_ST_UNREACHABLE,
+					    0);
+			else if (c->state == CONN_OPEN &&
+				 n->tenants[c->tenant].used &&
+				 !n->tenants[c->tenant].dead &&
+				 &n->tenants[c->tenant] != t)
+				rx_status(&n->tenants[c->tenant], c->flow,
+					  DG_FF_RESP, p->rpc, p->conn, p->fn,
+					  DG_ST_UNREACHABLE);
+		}
+		fl->pend_head = fl->pend_tail;
+	}
+}
+
 static void tenant_free(struct dg_nic *n, uint32_t tid)
 {
 	struct tenant *t = &n->tenants[tid];
 	uint32_t i, j;
 
+	pend_fail(n, t);
 	/* Forget its services and connections. */
 	for (i = 0; i < MAX_SERVICES; i++) {
 		struct service *s = &n->services[i];
@@ -1232,6 +1325,8 @@ static void tenant_free(struct dg_nic *n, uint32_t tid)
 		c->state = CONN_FREE;
 	}
 	t->hm->ops->destroy(t->hm);
+	for (i = 0; t->flows && i < t->nflows; i++)
+		free(t->flows[i].pend);
 	free(t->flows);
 	memset(t, 0, sizeof(*t));
 }
@@ -1563,8 +1658,16 @@ int dg_nic_run(struct dg_nic *n)
 			sleepy = false;
 			continue;
 		}
-		/* Read the clock once in 64 idle rounds while spinning. */
-		if ((++iter & 63) && !sleepy)
+		/*
+		 * Read the clock once in 64 idle rounds while spinning, and
+		 * give the core away once in 16: on a machine with fewer
+		 * cores than pollers (a laptop, CI) the host threads this
+		 * engine waits for may be queued behind it.
+		 */
+		++iter;
+		if (!(iter & 15))
+			sched_yield();
+		if ((iter & 63) && !sleepy)
 			continue;
 		/*
 		 * Idle back-off by time, not by iterations (one RDMA READ

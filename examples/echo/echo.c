@@ -25,6 +25,9 @@
 enum { FN_ECHO = 1 };
 
 static volatile sig_atomic_t stop;
+static uint32_t delay_us; /* server: work per request, busy-waited */
+
+static uint64_t now_ns(void);
 
 static void on_sig(int s)
 {
@@ -36,6 +39,12 @@ static int echo(void *arg, const struct dg_request *req,
 		struct dg_response *resp)
 {
 	(void)arg;
+	if (delay_us) {
+		uint64_t until = now_ns() + delay_us * 1000ull;
+
+		while (now_ns() < until)
+			;
+	}
 	memcpy(resp->data, req->data, req->len);
 	resp->len = req->len;
 	return 0;
@@ -59,7 +68,8 @@ static int cmp(const void *a, const void *b)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: dagger-echo server --engine ADDR[:PORT] [--threads N]\n"
+		"usage: dagger-echo server --engine ADDR[:PORT] [--threads N] "
+		"[--delay-us US]\n"
 		"       dagger-echo client --engine ADDR[:PORT] "
 		"[--remote ADDR[:PORT]] [--wait S] [-n RPCS] [-s SIZE]\n"
 		"--remote names the engine the echo server is behind, when it\n"
@@ -75,6 +85,7 @@ int main(int argc, char **argv)
 		{"threads", required_argument, NULL, 't'},
 		{"remote", required_argument, NULL, 'r'},
 		{"wait", required_argument, NULL, 'w'},
+		{"delay-us", required_argument, NULL, 'd'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -94,13 +105,17 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "e:t:r:w:n:s:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "e:t:r:w:d:n:s:h", lo, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 'e':
 			snprintf(addr, sizeof(addr), "%s", optarg);
 			break;
 		case 't':
 			threads = (uint32_t)strtoul(optarg, NULL, 0);
+			break;
+		case 'd':
+			delay_us = (uint32_t)strtoul(optarg, NULL, 0);
 			break;
 		case 'w':
 			wait_s = (uint32_t)strtoul(optarg, NULL, 0);

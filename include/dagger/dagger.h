@@ -48,6 +48,12 @@ struct dg_host_opts {
 int dg_host_attach(const struct dg_host_opts *o, struct dg_host **out);
 void dg_host_detach(struct dg_host *h);
 struct dg_flow *dg_host_flow(struct dg_host *h, uint32_t i);
+/*
+ * 0 while the engine is reachable, -ENOTCONN once its connection is gone.
+ * Costs a system call: for waits and error paths, not per RPC. The
+ * blocking calls (dg_call_sync, dg_connect...) check it while they wait.
+ */
+int dg_host_check(struct dg_host *h);
 uint32_t dg_host_nflows(const struct dg_host *h);
 
 /* ---- client ------------------------------------------------------------- */
