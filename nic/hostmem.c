@@ -47,16 +47,27 @@ static int local_done(struct local_hm *l, uint64_t tag)
  */
 static void copy_slots_in(uint8_t *dst, const uint8_t *src, uint32_t len)
 {
-	uint32_t i;
+	uint32_t i, prev = 0;
 
 	for (i = 0; i < len; i += DG_SLOT_SIZE) {
 		const struct dg_frame *s = (const void *)(src + i);
 		struct dg_frame *d = (void *)(dst + i);
 		uint32_t stamp = __atomic_load_n(&s->stamp, __ATOMIC_ACQUIRE);
 
+		/*
+		 * Producers publish in position order, so consecutive slots
+		 * of one read carry consecutive stamps up to the first one
+		 * not yet written: past it nothing is new, stop copying
+		 * (the shadow keeps older stamps, which the poller rejects).
+		 */
+		if (i && stamp != prev + 1) {
+			d->stamp = stamp;
+			break;
+		}
 		memcpy((uint8_t *)d + 4, (const uint8_t *)s + 4,
 		       DG_SLOT_SIZE - 4);
 		d->stamp = stamp;
+		prev = stamp;
 	}
 }
 
