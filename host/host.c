@@ -361,18 +361,20 @@ static void rx_release(struct dg_flow *f)
 static int rx_take(struct dg_flow *f, const struct dg_frame **first,
 		   const void **data, uint32_t *len)
 {
-	const struct dg_frame *s = &f->rx[f->rx_tail & f->mask];
+	const struct dg_frame *s;
 	uint32_t cnt, i, total;
 
-	if (!dg_slot_ready(s, f->rx_tail, f->rflags))
-		return 0;
-	cnt = s->cnt;
-	if (s->idx != 0 || cnt == 0 || cnt > f->slots ||
-	    s->len > DG_FRAME_PAYLOAD) {
+	for (;;) {
+		s = &f->rx[f->rx_tail & f->mask];
+		if (!dg_slot_ready(s, f->rx_tail, f->rflags))
+			return 0;
+		cnt = s->cnt;
+		if (s->idx == 0 && cnt != 0 && cnt <= f->slots &&
+		    s->len <= DG_FRAME_PAYLOAD)
+			break;
 		/* The engine never sends this; skip the slot, count it. */
 		f->st.bad_frames++;
 		f->rx_tail++;
-		return rx_take(f, first, data, len);
 	}
 	for (i = 1; i < cnt; i++)
 		if (!dg_slot_ready(&f->rx[(f->rx_tail + i) & f->mask],
@@ -404,6 +406,15 @@ static int rx_take(struct dg_flow *f, const struct dg_frame **first,
 	return 1;
 }
 
+/* A control reply: taken out of the RX stream for the waiting call. */
+static void ctrl_record(struct dg_flow *f, const struct dg_frame *s)
+{
+	f->ctrl_done = true;
+	f->ctrl_rpc = s->rpc_id;
+	f->ctrl_status = s->status;
+	f->ctrl_conn = s->conn_id;
+}
+
 int dg_poll(struct dg_flow *f, struct dg_completion *c, int max)
 {
 	const struct dg_frame *s;
@@ -416,10 +427,7 @@ int dg_poll(struct dg_flow *f, struct dg_completion *c, int max)
 	rx_release(f);
 	while (n < max && rx_take(f, &s, &data, &len) == 1) {
 		if (s->flags & DG_FF_CTRL) {
-			f->ctrl_done = true;
-			f->ctrl_rpc = s->rpc_id;
-			f->ctrl_status = s->status;
-			f->ctrl_conn = s->conn_id;
+			ctrl_record(f, s);
 			continue;
 		}
 		if (!(s->flags & DG_FF_RESP)) {
@@ -647,13 +655,10 @@ int dg_serve_poll(struct dg_flow *f, int max)
 		if (rc != 1)
 			break;
 		if (!(s->flags & DG_FF_REQ)) {
-			if (s->flags & DG_FF_CTRL) {
-				f->ctrl_done = true;
-				f->ctrl_rpc = s->rpc_id;
-				f->ctrl_status = s->status;
-			} else {
+			if (s->flags & DG_FF_CTRL)
+				ctrl_record(f, s);
+			else
 				f->st.bad_frames++;
-			}
 			continue;
 		}
 		req = (struct dg_request){.rpc_id = s->rpc_id,

@@ -289,9 +289,9 @@ static int rx_deliver(struct tenant *t, uint32_t f, const struct dg_frame *src,
 }
 
 /* A one-frame response with an error status (or a control reply). */
-static int rx_status(struct tenant *t, uint32_t f, uint8_t flags,
-		     uint32_t rpc_id, uint16_t conn_id, uint16_t fn_id,
-		     uint8_t status)
+/* A one-frame message carrying only a status (and a control op). */
+static struct dg_frame status_frame(uint8_t flags, uint32_t rpc_id,
+				    uint16_t fn_id, uint8_t status, uint8_t op)
 {
 	struct dg_frame e = {0};
 
@@ -300,6 +300,19 @@ static int rx_status(struct tenant *t, uint32_t f, uint8_t flags,
 	e.cnt = 1;
 	e.flags = flags;
 	e.status = status;
+	if (op) {
+		e.len = 1;
+		e.data[0] = op;
+	}
+	return e;
+}
+
+static int rx_status(struct tenant *t, uint32_t f, uint8_t flags,
+		     uint32_t rpc_id, uint16_t conn_id, uint16_t fn_id,
+		     uint8_t status)
+{
+	struct dg_frame e = status_frame(flags, rpc_id, fn_id, status, 0);
+
 	return rx_deliver(t, f, &e, 1, conn_id);
 }
 
@@ -526,17 +539,8 @@ static int peer_status(struct dg_nic *n, uint32_t pi, uint8_t flags,
 		       uint32_t rpc_id, uint16_t conn_id, uint16_t fn_id,
 		       uint8_t status, uint8_t op)
 {
-	struct dg_frame e = {0};
+	struct dg_frame e = status_frame(flags, rpc_id, fn_id, status, op);
 
-	e.rpc_id = rpc_id;
-	e.fn_id = fn_id;
-	e.cnt = 1;
-	e.flags = flags;
-	e.status = status;
-	if (op) {
-		e.len = 1;
-		e.data[0] = op;
-	}
 	return peer_send(n, pi, &e, 1, conn_id);
 }
 

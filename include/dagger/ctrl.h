@@ -44,7 +44,6 @@ static_assert(sizeof(struct dg_ctrl_msg) <= 4 * DG_FRAME_PAYLOAD,
 
 /* Private data of an RDMA attach (host -> engine), fits rdma_cm's 56. */
 #define DG_ATTACH_MAGIC 0x44474831u /* "DGH1" */
-#define DG_PEER_MAGIC	0x44475031u /* "DGP1" */
 
 struct dg_attach_req {
 	uint32_t magic; /* DG_ATTACH_MAGIC */
