@@ -224,9 +224,13 @@ void dg_host_detach(struct dg_host *h)
 		return;
 	if (h->tenant >= 0 && h->o.detach_local)
 		h->o.detach_local(h->o.local_arg, h->tenant);
-	/* Disconnecting tells the engine; it frees the tenant. */
-	dg_rdma_ep_destroy(h->ep);
+	/*
+	 * The region first: its MR pins the endpoint's protection domain,
+	 * which the endpoint frees. Disconnecting tells the engine; it frees
+	 * the tenant.
+	 */
 	dg_rdma_dereg(h->mr);
+	dg_rdma_ep_destroy(h->ep);
 	for (i = 0; h->flows && i < h->nflows; i++) {
 		free(h->flows[i].arena);
 		free(h->flows[i].resp_buf);
