@@ -258,20 +258,6 @@ uint32_t dg_host_nflows(const struct dg_host *h)
 
 /* ---- TX ------------------------------------------------------------------ */
 
-static uint32_t tx_room(struct dg_flow *f)
-{
-	uint32_t room = f->slots - (f->tx_tail - f->tx_head);
-
-	if (room)
-		return room;
-	/*
-	 * Acquire: the engine wrote tx_head after its READs of the slots
-	 * below it completed; our rewrites of those slots come after.
-	 */
-	f->tx_head = __atomic_load_n(&f->ctrl->tx_head, __ATOMIC_ACQUIRE);
-	return f->slots - (f->tx_tail - f->tx_head);
-}
-
 /* Writes one message as consecutive frames; the caller checked room. */
 static void tx_put(struct dg_flow *f, uint8_t flags, uint8_t status,
 		   uint32_t rpc_id, uint16_t conn, uint16_t fn, const void *buf,
@@ -307,10 +293,15 @@ static void tx_put(struct dg_flow *f, uint8_t flags, uint8_t status,
 /* Reserves room for cnt frames: -EAGAIN if the engine has not freed it. */
 static int tx_reserve(struct dg_flow *f, uint32_t cnt)
 {
-	if (tx_room(f) >= cnt)
+	if (f->slots - (f->tx_tail - f->tx_head) >= cnt)
 		return 0;
+	/*
+	 * Only when the cached index says no: load the engine's. Acquire:
+	 * the engine wrote tx_head after its READs of the slots below it
+	 * completed; our rewrites of those slots come after.
+	 */
 	f->tx_head = __atomic_load_n(&f->ctrl->tx_head, __ATOMIC_ACQUIRE);
-	return tx_room(f) >= cnt ? 0 : -EAGAIN;
+	return f->slots - (f->tx_tail - f->tx_head) >= cnt ? 0 : -EAGAIN;
 }
 
 int dg_call(struct dg_flow *f, int conn, uint16_t fn, const void *req,
