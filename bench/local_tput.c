@@ -28,16 +28,6 @@ static int echo(void *arg, const struct dg_request *req,
 	return 0;
 }
 
-static int attach_cb(void *arg, void *region, uint64_t size)
-{
-	return dg_nic_attach_local(arg, region, size);
-}
-
-static void detach_cb(void *arg, int tenant)
-{
-	dg_nic_detach_local(arg, tenant);
-}
-
 static void *engine_main(void *arg)
 {
 	dg_nic_run(arg);
@@ -69,8 +59,8 @@ int main(int argc, char **argv)
 	static const struct dg_service_def svc = {
 		.name = "echo", .handlers = hs, .nhandlers = 1};
 	uint32_t n = 2000000, window = 64, size = 64, done = 0, sent = 0;
-	struct dg_host_opts ho = {.attach_local = attach_cb,
-				  .detach_local = detach_cb,
+	struct dg_host_opts ho = {.attach_local = dg_nic_attach_cb,
+				  .detach_local = dg_nic_detach_cb,
 				  .nflows = 1,
 				  .slots = 4096};
 	struct dg_completion c[64];

@@ -1397,6 +1397,16 @@ int dg_nic_detach_local(struct dg_nic *n, int tenant)
 	return 0;
 }
 
+int dg_nic_attach_cb(void *nic, void *region, uint64_t size)
+{
+	return dg_nic_attach_local(nic, region, size);
+}
+
+void dg_nic_detach_cb(void *nic, int tenant)
+{
+	dg_nic_detach_local(nic, tenant);
+}
+
 /* Accepts one RDMA attach (host tenant) if a request is waiting. */
 static void accept_rdma(struct dg_nic *n)
 {

@@ -38,6 +38,12 @@ uint16_t dg_nic_port(const struct dg_nic *n);
 int dg_nic_attach_local(struct dg_nic *n, void *region, uint64_t size);
 /* Detaches a local tenant; waits for the engine loop to let go of it. */
 int dg_nic_detach_local(struct dg_nic *n, int tenant);
+/*
+ * The two above in the shape of struct dg_host_opts' attach_local and
+ * detach_local callbacks (arg = the engine), for in-process hosts.
+ */
+int dg_nic_attach_cb(void *nic, void *region, uint64_t size);
+void dg_nic_detach_cb(void *nic, int tenant);
 
 /* One loop iteration; returns how much work it did (0: idle). */
 int dg_nic_poll(struct dg_nic *n);

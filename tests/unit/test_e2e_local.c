@@ -33,16 +33,6 @@ struct env {
 
 static struct env E;
 
-static int attach_cb(void *arg, void *region, uint64_t size)
-{
-	return dg_nic_attach_local(arg, region, size);
-}
-
-static void detach_cb(void *arg, int tenant)
-{
-	dg_nic_detach_local(arg, tenant);
-}
-
 static void *engine_main(void *arg)
 {
 	dg_nic_run(arg);
@@ -75,8 +65,8 @@ static const struct dg_service_def echo_svc = {
 
 static struct dg_host *attach(uint32_t nflows, uint32_t slots)
 {
-	struct dg_host_opts o = {.attach_local = attach_cb,
-				 .detach_local = detach_cb,
+	struct dg_host_opts o = {.attach_local = dg_nic_attach_cb,
+				 .detach_local = dg_nic_detach_cb,
 				 .local_arg = E.nic,
 				 .nflows = nflows,
 				 .slots = slots};
