@@ -530,8 +530,13 @@ static int ctrl_call(struct dg_flow *f, const struct dg_ctrl_msg *m,
 	id = f->next_rpc++;
 	f->ctrl_done = false;
 	tx_put(f, DG_FF_CTRL, 0, id, 0, 0, m, sizeof(*m), cnt);
+	/*
+	 * A serving flow (registration) serves while it waits: once the
+	 * engine has registered the service, requests may land right behind
+	 * the reply, and they are not ours to drop.
+	 */
 	while (!(f->ctrl_done && f->ctrl_rpc == id)) {
-		if (dg_poll(f, &c, 1) < 0)
+		if ((f->svc ? dg_serve_poll(f, 16) : dg_poll(f, &c, 1)) < 0)
 			return -ETIMEDOUT;
 		rc = wait_check(f, deadline, &next_check);
 		if (rc)
@@ -599,11 +604,11 @@ int dg_serve(struct dg_flow *f, const struct dg_service_def *def,
 	if (!def->name || strlen(def->name) >= DG_NAME_MAX)
 		return -EINVAL;
 	strcpy(m.service, def->name);
+	f->svc = def;
 	st = ctrl_call(f, &m, timeout_ms, NULL);
 	if (st)
-		return status_errno(st);
-	f->svc = def;
-	return 0;
+		f->svc = NULL;
+	return status_errno(st);
 }
 
 static dg_handler_fn find_handler(const struct dg_service_def *d, uint16_t fn)

@@ -352,6 +352,40 @@ static struct service *svc_find(struct dg_nic *n, const char *name)
 }
 
 /*
+ * A service callers can open: one with a server flow now. An entry whose
+ * servers all left stays (its connections answer UNREACHABLE, and work
+ * again when a server registers the name anew) but takes no new callers.
+ */
+static struct service *svc_open(struct dg_nic *n, const char *name)
+{
+	struct service *s = svc_find(n, name);
+
+	return s && s->nservers ? s : NULL;
+}
+
+/* A free service slot, or one no server and no connection uses any more. */
+static struct service *svc_slot(struct dg_nic *n)
+{
+	uint32_t i, c;
+
+	for (i = 0; i < MAX_SERVICES; i++)
+		if (!n->services[i].used)
+			return &n->services[i];
+	for (i = 0; i < MAX_SERVICES; i++) {
+		if (n->services[i].nservers)
+			continue;
+		for (c = 0; c < MAX_CONNS; c++)
+			if ((n->conns[c].state == CONN_OPEN ||
+			     n->conns[c].state == CONN_INBOUND) &&
+			    n->conns[c].svc == i)
+				break;
+		if (c == MAX_CONNS)
+			return &n->services[i];
+	}
+	return NULL;
+}
+
+/*
  * Load-balancing policies: pick the server flow for a new request. The
  * policy is per service, chosen by the server at registration.
  */
@@ -385,11 +419,9 @@ static int ctrl_register(struct dg_nic *n, uint32_t tid, uint32_t f,
 	if (!m->service[0] || memchr(m->service, 0, DG_NAME_MAX) == NULL)
 		return DG_ST_BAD_FRAME;
 	if (!s) {
-		for (i = 0; i < MAX_SERVICES && n->services[i].used; i++)
-			;
-		if (i == MAX_SERVICES)
+		s = svc_slot(n);
+		if (!s)
 			return DG_ST_BUSY;
-		s = &n->services[i];
 		memset(s, 0, sizeof(*s));
 		s->used = true;
 		memcpy(s->name, m->service, DG_NAME_MAX);
@@ -600,7 +632,7 @@ static int ctrl_open(struct dg_nic *n, uint32_t tid, uint32_t f,
 	    memchr(m->peer, 0, DG_ADDR_MAX) == NULL || !m->service[0])
 		return DG_ST_BAD_FRAME;
 	if (!m->peer[0] || is_self(n, m)) {
-		s = svc_find(n, m->service);
+		s = svc_open(n, m->service);
 		if (!s)
 			return DG_ST_NO_SERVICE;
 		c = conn_alloc(n);
@@ -1059,7 +1091,7 @@ static enum verdict peer_ctrl(struct dg_nic *n, uint32_t pi,
 
 		if (dg_peer_room(p->link) < 1)
 			return V_RETRY;
-		s = memchr(m.service, 0, DG_NAME_MAX) ? svc_find(n, m.service)
+		s = memchr(m.service, 0, DG_NAME_MAX) ? svc_open(n, m.service)
 						      : NULL;
 		if (!s) {
 			st = DG_ST_NO_SERVICE;

@@ -131,7 +131,12 @@ struct dg_service_def {
 	uint8_t lb; /* enum dg_lb_policy */
 };
 
-/* Registers this flow as a server flow of def->name at the engine. */
+/*
+ * Registers this flow as a server flow of def->name at the engine. Callers
+ * may reach the service as soon as the engine has registered it, before
+ * this returns: requests that arrive while it waits for the engine's reply
+ * are served (def's handlers run on this thread) rather than dropped.
+ */
 int dg_serve(struct dg_flow *f, const struct dg_service_def *def,
 	     int timeout_ms);
 /*

@@ -9,6 +9,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -455,6 +456,84 @@ static void test_malformed_frames(void **state)
 	free(r.region);
 }
 
+/*
+ * Callers may reach a service the moment the engine registers it, before
+ * the server thread has read the engine's reply: requests landing right
+ * behind that reply are served, not dropped. Many rounds of a client
+ * that retries its connect and calls at once, against a server that
+ * registers while the client is already trying.
+ */
+struct race_srv {
+	struct dg_host *h;
+	int rc;
+	volatile int stop;
+};
+
+static void *race_server(void *arg)
+{
+	struct race_srv *r = arg;
+	struct dg_flow *f = dg_host_flow(r->h, 0);
+
+	r->rc = dg_serve(f, &echo_svc, 5000);
+	while (!r->rc && !r->stop)
+		dg_serve_poll(f, 16);
+	return NULL;
+}
+
+static void test_register_race(void **state)
+{
+	uint32_t round, lost = 0;
+
+	(void)state;
+	for (round = 0; round < 100; round++) {
+		struct dg_host *srv = attach(1, 64), *cli = attach(1, 64);
+		struct dg_flow *f = dg_host_flow(cli, 0);
+		struct race_srv r = {.h = srv};
+		struct dg_completion c[16];
+		uint32_t sent = 0, done = 0, id;
+		uint64_t spins = 0;
+		pthread_t thr;
+		int conn;
+
+		assert_int_equal(pthread_create(&thr, NULL, race_server, &r),
+				 0);
+		while ((conn = dg_connect(f, NULL, 0, "echo", 5000)) == -ENOENT)
+			;
+		assert_true(conn >= 0);
+		while (sent < 16 && dg_call(f, conn, FN_ECHO, "x", 1, &id) == 0)
+			sent++;
+		while (done < sent && spins++ < 200000000ull) {
+			int k = dg_poll(f, c, 16), i;
+
+			for (i = 0; i < k; i++) {
+				assert_int_equal(c[i].status, 0);
+				done++;
+			}
+			if (!(spins & 1023))
+				sched_yield();
+		}
+		lost += sent - done;
+		r.stop = 1;
+		pthread_join(thr, NULL);
+		assert_int_equal(r.rc, 0);
+		dg_host_detach(cli);
+		dg_host_detach(srv);
+		if (lost)
+			break;
+	}
+	printf("# %u rounds, %u calls lost\n", round, lost);
+	assert_int_equal(lost, 0);
+	/* Its servers all gone, the name takes no new callers. */
+	{
+		struct dg_host *cli = attach(1, 64);
+
+		assert_int_equal(
+			dg_connect(dg_host_flow(cli, 0), NULL, 0, "echo", 5000),
+			-ENOENT);
+		dg_host_detach(cli);
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -463,6 +542,7 @@ int main(void)
 		cmocka_unit_test(test_wrong_thread),
 		cmocka_unit_test(test_ring_full),
 		cmocka_unit_test(test_malformed_frames),
+		cmocka_unit_test(test_register_race),
 	};
 
 	return cmocka_run_group_tests_name("e2e_local", tests, group_setup,
