@@ -34,6 +34,7 @@
 #define MAX_SERVICES 64
 #define MAX_SERVERS  64 /* (tenant, flow) pairs per service */
 #define NO_IDX	     0xffffu
+#define SVC_LOOPBACK 0xfffeu /* conn.svc of DG_LOOPBACK_SERVICE */
 #define MAX_PEERS    16
 #define PEER_FIFO    4096u /* frames; > DG_MAX_FRAMES + a batch */
 
@@ -263,8 +264,9 @@ static void rx_refresh(struct tenant *t, uint32_t f)
  * tenant's dirty range is written at the end of the iteration. Returns
  * -ENOSPC (and asks for fresh credits) when the ring has no room.
  */
-static int rx_deliver(struct tenant *t, uint32_t f, const struct dg_frame *src,
-		      uint32_t cnt, uint16_t conn_id)
+static int rx_deliver_as(struct tenant *t, uint32_t f,
+			 const struct dg_frame *src, uint32_t cnt,
+			 uint16_t conn_id, uint8_t flags)
 {
 	struct flow *fl = &t->flows[f];
 	uint32_t i;
@@ -280,12 +282,22 @@ static int rx_deliver(struct tenant *t, uint32_t f, const struct dg_frame *src,
 		memcpy(d, &src[i], DG_SLOT_SIZE);
 		d->conn_id = conn_id;
 		d->src_flow = (uint8_t)f;
+		if (flags) {
+			d->flags = flags;
+			d->status = 0;
+		}
 		dg_slot_publish(d, pos, t->rflags);
 	}
 	fl->rx_tail += cnt;
 	fl->st.rpcs_rx++;
 	fl->st.frames_rx += cnt;
 	return 0;
+}
+
+static int rx_deliver(struct tenant *t, uint32_t f, const struct dg_frame *src,
+		      uint32_t cnt, uint16_t conn_id)
+{
+	return rx_deliver_as(t, f, src, cnt, conn_id, 0);
 }
 
 /* A one-frame response with an error status (or a control reply). */
@@ -416,7 +428,8 @@ static int ctrl_register(struct dg_nic *n, uint32_t tid, uint32_t f,
 	struct service *s = svc_find(n, m->service);
 	uint32_t i;
 
-	if (!m->service[0] || memchr(m->service, 0, DG_NAME_MAX) == NULL)
+	if (!m->service[0] || memchr(m->service, 0, DG_NAME_MAX) == NULL ||
+	    !strcmp(m->service, DG_LOOPBACK_SERVICE))
 		return DG_ST_BAD_FRAME;
 	if (!s) {
 		s = svc_slot(n);
@@ -632,16 +645,19 @@ static int ctrl_open(struct dg_nic *n, uint32_t tid, uint32_t f,
 	    memchr(m->peer, 0, DG_ADDR_MAX) == NULL || !m->service[0])
 		return DG_ST_BAD_FRAME;
 	if (!m->peer[0] || is_self(n, m)) {
-		s = svc_open(n, m->service);
-		if (!s)
+		bool lo = !strcmp(m->service, DG_LOOPBACK_SERVICE);
+
+		s = lo ? NULL : svc_open(n, m->service);
+		if (!s && !lo)
 			return DG_ST_NO_SERVICE;
 		c = conn_alloc(n);
 		if (c < 0)
 			return DG_ST_BUSY;
-		n->conns[c] = (struct conn){.state = CONN_OPEN,
-					    .tenant = (uint16_t)tid,
-					    .flow = (uint16_t)f,
-					    .svc = (uint16_t)(s - n->services)};
+		n->conns[c] = (struct conn){
+			.state = CONN_OPEN,
+			.tenant = (uint16_t)tid,
+			.flow = (uint16_t)f,
+			.svc = lo ? SVC_LOOPBACK : (uint16_t)(s - n->services)};
 		*conn_out = (uint16_t)c;
 		return DG_ST_OK;
 	}
@@ -869,6 +885,11 @@ static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
 		if (st == -EAGAIN)
 			return V_RETRY; /* the link's credits: back-pressure */
 		st = st ? DG_ST_UNREACHABLE : 0;
+	} else if (c->svc == SVC_LOOPBACK) {
+		/* Back to the caller as its own response; no room: retry. */
+		if (rx_deliver_as(t, f, fr, cnt, cid, DG_FF_RESP))
+			return V_RETRY;
+		st = 0;
 	} else {
 		st = svc_deliver(n, &fl->busy, c->svc, fr, cnt, cid);
 		if (st == -EAGAIN)

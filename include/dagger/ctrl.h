@@ -14,8 +14,14 @@
 
 #include "dagger/frame.h"
 
-#define DG_NAME_MAX 48 /* service names, including the NUL */
-#define DG_ADDR_MAX 48 /* engine addresses "ip", including the NUL */
+#define DG_NAME_MAX	    48 /* service names, including the NUL */
+#define DG_ADDR_MAX	    48 /* engine addresses "ip", including the NUL */
+/*
+ * A service every engine offers: it answers each request itself with the
+ * request's bytes (status OK), touching no server host: NIC loopback, the
+ * measure of the client host's own ceiling. Servers cannot register it.
+ */
+#define DG_LOOPBACK_SERVICE "dagger.loopback"
 
 enum dg_ctrl_op {
 	DG_CTRL_REGISTER = 1, /* this flow serves a service */

@@ -21,6 +21,7 @@
 
 #include <cmocka.h>
 
+#include "dagger/ctrl.h"
 #include "dagger/dagger.h"
 #include "dagger/ring.h"
 #include "engine.h"
@@ -534,6 +535,41 @@ static void test_register_race(void **state)
 	}
 }
 
+/*
+ * The engine's own loopback service answers every request with its bytes,
+ * 1 B to 64 KiB; no server can register that name.
+ */
+static void test_loopback(void **state)
+{
+	struct dg_host *h = attach(2, 4096);
+	struct dg_flow *f = dg_host_flow(h, 0);
+	static uint8_t buf[DG_MAX_MSG], out[DG_MAX_MSG];
+	static const struct dg_service_def lo_svc = {
+		.name = DG_LOOPBACK_SERVICE,
+		.handlers = handlers,
+		.nhandlers = 2};
+	uint32_t sizes[] = {0, 1, 40, 41, 4096, DG_MAX_MSG}, i, s = 7;
+	int conn;
+
+	(void)state;
+	assert_int_equal(dg_serve(dg_host_flow(h, 1), &lo_svc, 5000), -EPROTO);
+	conn = dg_connect(f, NULL, 0, DG_LOOPBACK_SERVICE, 5000);
+	assert_true(conn >= 0);
+	for (i = 0; i < 6 * 20; i++) {
+		uint32_t len = i < 6 ? sizes[i] : pick_size(&s);
+		size_t olen = sizeof(out);
+
+		fill(buf, len, i);
+		assert_int_equal(
+			dg_call_sync(f, conn, 9, buf, len, out, &olen, 5000),
+			0);
+		assert_int_equal(olen, len);
+		assert_memory_equal(out, buf, len);
+	}
+	assert_int_equal(dg_close(f, conn), 0);
+	dg_host_detach(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -543,6 +579,7 @@ int main(void)
 		cmocka_unit_test(test_ring_full),
 		cmocka_unit_test(test_malformed_frames),
 		cmocka_unit_test(test_register_race),
+		cmocka_unit_test(test_loopback),
 	};
 
 	return cmocka_run_group_tests_name("e2e_local", tests, group_setup,
