@@ -82,6 +82,7 @@ struct pending {
 struct busy {
 	bool armed;
 	uint32_t rpc;
+	uint16_t tenant, flow; /* the server flow the retry must go to */
 };
 
 struct flow {
@@ -825,35 +826,48 @@ static int svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
 {
 	const struct server_ref *srv;
 	struct tenant *st;
+	uint32_t flow;
 	bool armed;
 	int rc;
 
 	if (svc == NO_IDX || !n->services[svc].used)
 		return DG_ST_NO_SERVICE;
-	srv = lb_pick(n, &n->services[svc], cid);
-	st = srv ? &n->tenants[srv->tenant] : NULL;
-	if (!srv || !st->used || st->dead)
-		return DG_ST_UNREACHABLE;
 	/*
 	 * Before answering BUSY, learn the server's real credits: a request
-	 * that found the ring full is retried once the rx_head READ that the
-	 * failed delivery posted has come back, and only then refused.
+	 * that found the ring full is retried, on the same server flow, once
+	 * the rx_head READ that the failed delivery posted has come back, and
+	 * only then refused. (A fresh pick would hit another flow whose
+	 * cached credits may be as stale, and refuse without asking it.)
 	 */
 	armed = b->armed && b->rpc == fr[0].rpc_id;
-	if (armed && st->flows[srv->flow].rx_head_pending)
+	if (armed) {
+		st = &n->tenants[b->tenant];
+		flow = b->flow;
+	} else {
+		srv = lb_pick(n, &n->services[svc], cid);
+		st = srv ? &n->tenants[srv->tenant] : NULL;
+		flow = srv ? srv->flow : 0;
+	}
+	if (!st || !st->used || st->dead || flow >= st->nflows) {
+		b->armed = false;
+		return DG_ST_UNREACHABLE;
+	}
+	if (armed && st->flows[flow].rx_head_pending)
 		return -EAGAIN;
-	rc = rx_deliver(st, srv->flow, fr, cnt, cid);
+	rc = rx_deliver(st, flow, fr, cnt, cid);
 	if (rc && !armed) {
 		b->armed = true;
 		b->rpc = fr[0].rpc_id;
+		b->tenant = (uint16_t)(st - n->tenants);
+		b->flow = (uint16_t)flow;
 		return -EAGAIN;
 	}
 	b->armed = false;
 	if (rc) {
-		st->flows[srv->flow].st.busy++;
+		st->flows[flow].st.busy++;
 		return DG_ST_BUSY;
 	}
-	pend_push(&st->flows[srv->flow], &fr[0], cid);
+	pend_push(&st->flows[flow], &fr[0], cid);
 	return 0;
 }
 
