@@ -48,6 +48,9 @@ struct dg_flow {
 	/* Reassembly arena for multi-frame messages (per dg_poll call). */
 	uint8_t *arena;
 	uint32_t arena_used;
+	/* dg_flow_alloc's arena: reset by dg_poll and per served request. */
+	uint8_t *heap;
+	uint32_t heap_used;
 
 	/* Server side. */
 	const struct dg_service_def *svc;
@@ -192,7 +195,9 @@ int dg_host_attach(const struct dg_host_opts *o, struct dg_host **out)
 		f->rflags = hdr->flags;
 		f->arena = malloc(ARENA_SIZE);
 		f->resp_buf = malloc(DG_MAX_MSG);
-		if (!f->arena || !f->resp_buf) {
+		/* Untouched pages of it cost no memory. */
+		f->heap = aligned_alloc(64, DG_FLOW_ARENA);
+		if (!f->arena || !f->resp_buf || !f->heap) {
 			rc = -ENOMEM;
 			goto err;
 		}
@@ -234,6 +239,7 @@ void dg_host_detach(struct dg_host *h)
 	for (i = 0; h->flows && i < h->nflows; i++) {
 		free(h->flows[i].arena);
 		free(h->flows[i].resp_buf);
+		free(h->flows[i].heap);
 	}
 	free(h->flows);
 	free(h->region);
@@ -258,6 +264,21 @@ uint32_t dg_host_nflows(const struct dg_host *h)
 
 /* ---- TX ------------------------------------------------------------------ */
 
+static inline void frame_hdr(struct dg_frame *s, uint8_t flags, uint8_t status,
+			     uint32_t rpc_id, uint16_t conn, uint16_t fn,
+			     uint32_t i, uint32_t cnt, uint32_t n)
+{
+	s->rpc_id = rpc_id;
+	s->conn_id = conn;
+	s->fn_id = fn;
+	s->idx = (uint16_t)i;
+	s->cnt = (uint16_t)cnt;
+	s->len = (uint8_t)n;
+	s->flags = flags;
+	s->status = status;
+	s->src_flow = 0;
+}
+
 /* Writes one message as consecutive frames; the caller checked room. */
 static void tx_put(struct dg_flow *f, uint8_t flags, uint8_t status,
 		   uint32_t rpc_id, uint16_t conn, uint16_t fn, const void *buf,
@@ -271,15 +292,7 @@ static void tx_put(struct dg_flow *f, uint8_t flags, uint8_t status,
 		struct dg_frame *s = &f->tx[pos & f->mask];
 		uint32_t n = len > DG_FRAME_PAYLOAD ? DG_FRAME_PAYLOAD : len;
 
-		s->rpc_id = rpc_id;
-		s->conn_id = conn;
-		s->fn_id = fn;
-		s->idx = (uint16_t)i;
-		s->cnt = (uint16_t)cnt;
-		s->len = (uint8_t)n;
-		s->flags = flags;
-		s->status = status;
-		s->src_flow = 0;
+		frame_hdr(s, flags, status, rpc_id, conn, fn, i, cnt, n);
 		if (n)
 			memcpy(s->data, p, n);
 		p += n;
@@ -331,6 +344,123 @@ int dg_call(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 	return 0;
 }
 
+/*
+ * Seals cnt reserved frames whose payload a dg_writer already wrote: the
+ * headers, then each stamp last (release, see dg_slot_publish). The
+ * payload stores came before the release store of the stamp in program
+ * order, so a consumer that acquires the stamp sees them (local backend),
+ * and the checksum taken here covers them (RDMA backend). Until then the
+ * slots hold the previous lap's stamp: a poll that reads them while the
+ * writer runs sees "not written yet".
+ */
+static void tx_seal(struct dg_flow *f, uint8_t flags, uint32_t rpc_id,
+		    uint16_t conn, uint16_t fn, uint32_t len, uint32_t cnt)
+{
+	uint32_t i;
+
+	for (i = 0; i < cnt; i++) {
+		uint32_t pos = f->tx_tail + i;
+		struct dg_frame *s = &f->tx[pos & f->mask];
+		uint32_t n = len > DG_FRAME_PAYLOAD ? DG_FRAME_PAYLOAD : len;
+
+		frame_hdr(s, flags, 0, rpc_id, conn, fn, i, cnt, n);
+		len -= n;
+		dg_slot_publish(s, pos, f->rflags);
+	}
+	f->tx_tail += cnt;
+}
+
+void dg_writer_put(struct dg_writer *w, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	if (n > w->left) {
+		w->overrun = 1;
+		n = w->left;
+	}
+	w->left -= (uint32_t)n;
+	while (n) {
+		struct dg_frame *s = &w->ring[w->pos & w->mask];
+		size_t k = DG_FRAME_PAYLOAD - w->off;
+
+		if (k > n)
+			k = n;
+		memcpy(s->data + w->off, b, k);
+		b += k;
+		n -= k;
+		w->off += (uint32_t)k;
+		if (w->off == DG_FRAME_PAYLOAD) {
+			w->pos++;
+			w->off = 0;
+		}
+	}
+}
+
+void *dg_writer_room(struct dg_writer *w, size_t n)
+{
+	uint8_t *p;
+
+	if (n > w->left || w->off + n > DG_FRAME_PAYLOAD)
+		return NULL;
+	p = w->ring[w->pos & w->mask].data + w->off;
+	w->left -= (uint32_t)n;
+	w->off += (uint32_t)n;
+	if (w->off == DG_FRAME_PAYLOAD) {
+		w->pos++;
+		w->off = 0;
+	}
+	return p;
+}
+
+int dg_call_fill(struct dg_flow *f, int conn, uint16_t fn, size_t len,
+		 dg_fill_fn fill, void *arg, uint32_t *rpc_id)
+{
+	struct dg_writer w;
+	uint32_t cnt;
+	int rc = own(f);
+
+	if (rc)
+		return rc;
+	if (len > DG_MAX_MSG)
+		return -EMSGSIZE;
+	if (!fill || conn < 0 || conn > UINT16_MAX)
+		return -EINVAL;
+	cnt = dg_frames_for((uint32_t)len);
+	if (cnt > f->slots)
+		return -EMSGSIZE;
+	if (tx_reserve(f, cnt)) {
+		f->st.eagain++;
+		return -EAGAIN;
+	}
+	/*
+	 * The frames from tx_tail on are ours (tx_reserve: the engine is
+	 * done with them) and unpublished: the writer fills their payloads
+	 * in place, nothing is visible until tx_seal.
+	 */
+	w = (struct dg_writer){
+		.ring = f->tx, .mask = f->mask, .pos = f->tx_tail, .left = len};
+	rc = fill(arg, &w);
+	if (rc)
+		return rc < 0 ? rc : -EIO;
+	if (w.left || w.overrun)
+		return -EPROTO;
+	*rpc_id = f->next_rpc++;
+	tx_seal(f, DG_FF_REQ, *rpc_id, (uint16_t)conn, fn, (uint32_t)len, cnt);
+	f->outstanding++;
+	f->st.calls++;
+	return 0;
+}
+
+void *dg_flow_alloc(struct dg_flow *f, size_t n)
+{
+	size_t at = ((size_t)f->heap_used + 15) & ~(size_t)15;
+
+	if (own(f) || n > DG_FLOW_ARENA || at + n > DG_FLOW_ARENA)
+		return NULL;
+	f->heap_used = (uint32_t)(at + n);
+	return f->heap + at;
+}
+
 /* ---- RX ------------------------------------------------------------------ */
 
 /*
@@ -346,6 +476,7 @@ static void rx_release(struct dg_flow *f)
 		f->rx_freed = f->rx_tail;
 	}
 	f->arena_used = 0;
+	f->heap_used = 0;
 }
 
 /*
@@ -463,14 +594,39 @@ static int wait_check(struct dg_flow *f, uint64_t deadline, uint64_t *next)
 	return 0;
 }
 
+int dg_wait(struct dg_flow *f, uint32_t rpc_id, struct dg_completion *c,
+	    int timeout_ms)
+{
+	uint64_t deadline =
+		now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 10000);
+	uint64_t next_check = 0;
+	uint32_t spins;
+	int rc;
+
+	for (spins = 0;; spins++) {
+		rc = dg_poll(f, c, 1);
+		if (rc < 0)
+			return rc;
+		if (rc == 1 && c->rpc_id == rpc_id)
+			return 0;
+		/* Check the clock (and let others run) only now and then. */
+		if ((spins & 1023) == 1023) {
+			rc = wait_check(f, deadline, &next_check);
+			if (rc)
+				return rc;
+			sched_yield();
+		}
+	}
+}
+
 int dg_call_sync(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 		 size_t len, void *resp, size_t *resp_len, int timeout_ms)
 {
 	uint64_t deadline =
 		now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 10000);
-	uint64_t next_check = 0;
+	uint64_t next_check = 0, now;
 	struct dg_completion c;
-	uint32_t id, spins;
+	uint32_t id;
 	int rc;
 
 	while ((rc = dg_call(f, conn, fn, req, len, &id)) == -EAGAIN) {
@@ -482,20 +638,10 @@ int dg_call_sync(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 	}
 	if (rc)
 		return rc;
-	for (spins = 0;; spins++) {
-		rc = dg_poll(f, &c, 1);
-		if (rc < 0)
-			return rc;
-		if (rc == 1 && c.rpc_id == id)
-			break;
-		/* Check the clock (and let others run) only now and then. */
-		if ((spins & 1023) == 1023) {
-			rc = wait_check(f, deadline, &next_check);
-			if (rc)
-				return rc;
-			sched_yield();
-		}
-	}
+	now = now_ms();
+	rc = dg_wait(f, id, &c, now < deadline ? (int)(deadline - now) : 1);
+	if (rc)
+		return rc;
 	if (resp && resp_len) {
 		size_t n = c.len < *resp_len ? c.len : *resp_len;
 
@@ -665,14 +811,19 @@ int dg_serve_poll(struct dg_flow *f, int max)
 					  .conn = s->conn_id,
 					  .fn = s->fn_id,
 					  .data = data,
-					  .len = len};
+					  .len = len,
+					  .flow = f};
+		/* Each handler gets the whole dg_flow_alloc arena. */
+		f->heap_used = 0;
 		h = find_handler(f->svc, s->fn_id);
 		if (!h) {
 			st = DG_ST_NO_FUNCTION;
 			resp.len = 0;
 		} else {
 			st = h(f->svc->arg, &req, &resp);
-			if (st < 0 || st > 255 || (st && st < DG_ST_APP_BASE) ||
+			if (st < 0 || st > 255 ||
+			    (st && st < DG_ST_APP_BASE &&
+			     st != DG_ST_BAD_FRAME && st != DG_ST_TOO_BIG) ||
 			    resp.len > DG_MAX_MSG)
 				st = DG_ST_BAD_FRAME, resp.len = 0;
 		}

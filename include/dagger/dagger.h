@@ -87,6 +87,57 @@ struct dg_completion {
 int dg_poll(struct dg_flow *f, struct dg_completion *c, int max);
 
 /*
+ * Writing a request straight into its TX frames (no intermediate buffer).
+ * dg_call_fill() reserves the frames for exactly len payload bytes and
+ * calls fill(arg, w) once; fill writes the payload with dg_writer_put()
+ * (which scatters it over the frames' 40-byte payloads) or
+ * dg_writer_room(), and returns 0. The frames are published only after
+ * fill returned 0 and wrote exactly len bytes: otherwise nothing is sent
+ * and dg_call_fill() returns fill's error, or -EPROTO for a length
+ * mismatch. Same errors as dg_call() otherwise.
+ */
+struct dg_writer {
+	struct dg_frame *ring;
+	uint32_t mask;
+	uint32_t pos;  /* ring position of the frame being written */
+	uint32_t off;  /* bytes written into that frame */
+	uint32_t left; /* bytes still expected */
+	int overrun;   /* set when the writer offered more than len */
+};
+
+typedef int (*dg_fill_fn)(void *arg, struct dg_writer *w);
+
+int dg_call_fill(struct dg_flow *f, int conn, uint16_t fn, size_t len,
+		 dg_fill_fn fill, void *arg, uint32_t *rpc_id);
+/* Appends n bytes to the message; bytes past len set w->overrun. */
+void dg_writer_put(struct dg_writer *w, const void *p, size_t n);
+/*
+ * n contiguous bytes of the message, when they fit in the current frame:
+ * the caller writes them there. NULL (nothing consumed) otherwise.
+ */
+void *dg_writer_room(struct dg_writer *w, size_t n);
+
+/*
+ * Polls until the completion of rpc_id arrives and returns 0 with it in
+ * *c (data valid until the next dg_poll), or -ETIMEDOUT / -ENOTCONN.
+ * Other completions that arrive meanwhile are dropped: for flows with no
+ * other calls outstanding, like dg_call_sync().
+ */
+int dg_wait(struct dg_flow *f, uint32_t rpc_id, struct dg_completion *c,
+	    int timeout_ms);
+
+/*
+ * Per-flow arena: n bytes, 16-byte aligned, or NULL when the arena
+ * (DG_FLOW_ARENA bytes) is used up. Valid until the next dg_poll() on
+ * this flow (like completion data); on a server flow, until the handler
+ * of the current request has returned. For decoding messages without
+ * malloc (libdagger-pb passes it to protobuf-c as its allocator). Owner
+ * thread only, like every per-flow call.
+ */
+#define DG_FLOW_ARENA (16u * DG_MAX_MSG)
+void *dg_flow_alloc(struct dg_flow *f, size_t n);
+
+/*
  * Synchronous call built on dg_call/dg_poll. Copies the response into resp
  * (up to *resp_len; *resp_len gets the full length) and returns the status:
  * 0, a positive dg_status, or a negative errno (-ETIMEDOUT, -EMSGSIZE...).
@@ -103,6 +154,7 @@ struct dg_request {
 	uint16_t fn;
 	const void *data;
 	uint32_t len;
+	struct dg_flow *flow; /* the serving flow (for dg_flow_alloc) */
 };
 
 struct dg_response {
@@ -113,7 +165,9 @@ struct dg_response {
 
 /*
  * A handler fills resp and returns 0, or a status >= DG_ST_APP_BASE that
- * travels back to the caller (with whatever resp holds).
+ * travels back to the caller (with whatever resp holds). DG_ST_BAD_FRAME
+ * (the request did not decode) and DG_ST_TOO_BIG (the response does not
+ * fit) travel back too; any other value is answered DG_ST_BAD_FRAME.
  */
 typedef int (*dg_handler_fn)(void *arg, const struct dg_request *req,
 			     struct dg_response *resp);

@@ -1,0 +1,38 @@
+#!/bin/sh
+# The installed tree, used for real: `cmake --install` into a staging
+# prefix, then an outside project configured against it with
+# find_package(dagger) + dagger_proto_library() (-Wall -Wextra -Werror),
+# built and run; and a program built with `pkg-config dagger` alone.
+#   outside_test.sh BUILD_DIR SRCDIR WORKDIR [EXTRA_CFLAGS]
+# EXTRA_CFLAGS: what the installed libraries were built with that their
+# users need too (the sanitizer flags of a DG_SANITIZE build).
+set -eu
+build=$1 src=$2 work=$3 extra=${4:-}
+rm -rf "$work"
+mkdir -p "$work"
+stage=$work/stage
+cmake --install "$build" --prefix "$stage" >"$work/install.log"
+cmake -S "$src/outside" -B "$work/build" -DCMAKE_PREFIX_PATH="$stage" \
+	-DCMAKE_C_FLAGS="-Wall -Wextra -Werror $extra" >"$work/configure.log"
+cmake --build "$work/build" >"$work/build.log"
+"$work/build/greeter"
+
+pc=$(find "$stage" -name dagger.pc)
+[ -n "$pc" ]
+export PKG_CONFIG_PATH=$(dirname "$pc")
+cat >"$work/pc.c" <<'C'
+#include <errno.h>
+#include "dagger/dagger.h"
+int main(void)
+{
+	struct dg_host_opts o = {0};
+	struct dg_host *h;
+
+	return dg_host_attach(&o, &h) == -EINVAL ? 0 : 1;
+}
+C
+# shellcheck disable=SC2046
+cc -Wall -Wextra -Werror $extra $(pkg-config --cflags dagger) "$work/pc.c" \
+	-o "$work/pc" $(pkg-config --libs dagger)
+LD_LIBRARY_PATH=$(pkg-config --variable=libdir dagger) "$work/pc"
+echo "outside_test: installed package and pkg-config file work"

@@ -1,0 +1,768 @@
+// SPDX-License-Identifier: MIT
+/*
+ * Typed stubs end to end on the local backend: an in-process NIC engine,
+ * a server host running generated skeletons, a client host calling the
+ * generated stubs. Every field kind of proto2 and proto3 (scalars, enums,
+ * strings, bytes, nested and imported messages, repeated, maps, oneof,
+ * defaults) goes through and back and is compared by re-encoding; sync,
+ * async, multi-frame; garbage in place of a serialised message in either
+ * direction gives the caller an error status; the writer and arena
+ * primitives' errors.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <pthread.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "engine.h"
+#include "types2.dg.h"
+#include "types3.dg.h"
+
+struct env {
+	struct dg_nic *nic;
+	pthread_t thr;
+	struct dg_host *srv, *cli;
+	struct dg_server *s2, *s3, *sg;
+	struct dg__test2__store__server store;
+	struct dg__test__v3__types__server types;
+	int c2, c3, cg; /* connections: Store, Types, garbage */
+};
+
+static struct env E;
+
+static void *engine_main(void *arg)
+{
+	dg_nic_run(arg);
+	return NULL;
+}
+
+/* ---- server handlers ----------------------------------------------------- */
+
+static int put(void *arg, struct dg_flow *f, const Dg__Test2__Record *req,
+	       Dg__Test2__Record *resp)
+{
+	(void)arg;
+	(void)f;
+	*resp = *req; /* req lives until the response is encoded */
+	return 0;
+}
+
+static int ping(void *arg, struct dg_flow *f, const Dg__Test2__Empty *req,
+		Dg__Test2__Empty *resp)
+{
+	(void)arg;
+	(void)f;
+	(void)req;
+	(void)resp;
+	return 0;
+}
+
+static int app_fail(void *arg, struct dg_flow *f, const Dg__Test2__Empty *req,
+		    Dg__Test2__Empty *resp)
+{
+	(void)arg;
+	(void)f;
+	(void)req;
+	(void)resp;
+	return DG_ST_APP_BASE + 3;
+}
+
+static int echo(void *arg, struct dg_flow *f, const Dg__Test__V3__Bag *req,
+		Dg__Test__V3__Bag *resp)
+{
+	(void)arg;
+	(void)f;
+	*resp = *req;
+	return 0;
+}
+
+static int echo_list(void *arg, struct dg_flow *f,
+		     const Dg__Test__V3__BagList *req,
+		     Dg__Test__V3__BagList *resp)
+{
+	(void)arg;
+	(void)f;
+	*resp = *req;
+	return 0;
+}
+
+/* Builds its answer in the serving flow's arena. */
+static int count(void *arg, struct dg_flow *f, const Dg__Test__V3__Bag *req,
+		 Dg__Common__Point *resp)
+{
+	char *label = dg_flow_alloc(f, 32);
+
+	(void)arg;
+	if (!label)
+		return DG_ST_APP_BASE + 1;
+	snprintf(label, 32, "%zu/%zu", req->n_counts, req->n_entries);
+	resp->x = (int32_t)req->n_words;
+	resp->y = -(int32_t)req->n_nums;
+	resp->label = label;
+	return 0;
+}
+
+/* A raw service that answers every call with bytes that do not decode. */
+static int garbage(void *arg, const struct dg_request *req,
+		   struct dg_response *resp)
+{
+	static const uint8_t junk[] = {0xff, 0xff, 0xff, 0xff, 0xff,
+				       0xff, 0xff, 0xff, 0xff, 0xff};
+
+	(void)arg;
+	(void)req;
+	memcpy(resp->data, junk, sizeof(junk));
+	resp->len = sizeof(junk);
+	return 0;
+}
+
+static const struct dg_handler garbage_h[] = {
+	{DG__TEST2__STORE__PUT__FN, garbage},
+	{DG__TEST__V3__TYPES__ECHO__FN, garbage}};
+static const struct dg_service_def garbage_svc = {
+	.name = "dg.test2.Garbage", .handlers = garbage_h, .nhandlers = 2};
+
+static struct dg_host *attach(uint32_t nflows)
+{
+	struct dg_host_opts o = {.attach_local = dg_nic_attach_cb,
+				 .detach_local = dg_nic_detach_cb,
+				 .local_arg = E.nic,
+				 .nflows = nflows,
+				 .slots = 2048};
+	struct dg_host *h = NULL;
+
+	assert_int_equal(dg_host_attach(&o, &h), 0);
+	return h;
+}
+
+static int group_setup(void **state)
+{
+	static const struct dg__test2__store__handlers sh = {
+		.put = put, .ping = ping, .fail = app_fail};
+	static const struct dg__test__v3__types__handlers th = {
+		.echo = echo, .echo_list = echo_list, .count = count};
+	struct dg_flow *f;
+
+	(void)state;
+	assert_int_equal(dg_nic_create(NULL, &E.nic), 0);
+	assert_int_equal(pthread_create(&E.thr, NULL, engine_main, E.nic), 0);
+	E.srv = attach(3);
+	E.cli = attach(2);
+	assert_int_equal(dg__test2__store__server_start(E.srv, &E.store, &sh,
+							NULL, DG_LB_ROUND_ROBIN,
+							0, 1, &E.s2),
+			 0);
+	assert_int_equal(dg__test__v3__types__server_start(
+				 E.srv, &E.types, &th, NULL, DG_LB_ROUND_ROBIN,
+				 1, 1, &E.s3),
+			 0);
+	assert_int_equal(dg_server_start(E.srv, &garbage_svc, 2, 1, &E.sg), 0);
+	f = dg_host_flow(E.cli, 0);
+	E.c2 = dg_connect(f, NULL, 0, DG__TEST2__STORE__SERVICE, 5000);
+	E.c3 = dg_connect(f, NULL, 0, DG__TEST__V3__TYPES__SERVICE, 5000);
+	E.cg = dg_connect(f, NULL, 0, "dg.test2.Garbage", 5000);
+	assert_true(E.c2 >= 0 && E.c3 >= 0 && E.cg >= 0);
+	return 0;
+}
+
+static int group_teardown(void **state)
+{
+	(void)state;
+	dg_server_stop(E.s2);
+	dg_server_stop(E.s3);
+	dg_server_stop(E.sg);
+	dg_host_detach(E.cli);
+	dg_host_detach(E.srv);
+	dg_nic_stop(E.nic);
+	pthread_join(E.thr, NULL);
+	dg_nic_destroy(E.nic);
+	return 0;
+}
+
+/* Two messages are equal when they encode to the same bytes. */
+static void assert_same(const ProtobufCMessage *a, const ProtobufCMessage *b)
+{
+	size_t la = protobuf_c_message_get_packed_size(a);
+	size_t lb = protobuf_c_message_get_packed_size(b);
+	uint8_t *pa = malloc(la + 1), *pb = malloc(lb + 1);
+
+	assert_non_null(pa);
+	assert_non_null(pb);
+	assert_int_equal(la, lb);
+	protobuf_c_message_pack(a, pa);
+	protobuf_c_message_pack(b, pb);
+	assert_memory_equal(pa, pb, la);
+	free(pa);
+	free(pb);
+}
+
+/* ---- proto2 -------------------------------------------------------------- */
+
+static void test_proto2_all_fields(void **state)
+{
+	struct dg_flow *f = dg_host_flow(E.cli, 0);
+	Dg__Test2__Record__Inner kid = DG__TEST2__RECORD__INNER__INIT,
+				 in = DG__TEST2__RECORD__INNER__INIT,
+				 node = DG__TEST2__RECORD__INNER__INIT;
+	Dg__Test2__Record__Inner *kids[] = {&kid}, *inners[] = {&kid, &in};
+	Dg__Common__Point where = DG__COMMON__POINT__INIT;
+	Dg__Test2__Record r = DG__TEST2__RECORD__INIT, *out;
+	int64_t deltas[] = {-1, 0, 1, INT64_MIN, INT64_MAX};
+	char *tags[] = {"a", "", "ünïcödé", "tag with spaces"};
+	Dg__Common__Color colors[] = {DG__COMMON__COLOR__RED,
+				      DG__COMMON__COLOR__BLUE};
+	uint8_t blob[100];
+	unsigned i;
+
+	(void)state;
+	for (i = 0; i < sizeof(blob); i++)
+		blob[i] = (uint8_t)(i * 7);
+	blob[3] = 0;
+	kid.name = "kid";
+	in.name = "inner";
+	in.has_stamp = 1;
+	in.stamp = 0xfedcba9876543210ull;
+	in.n_children = 1;
+	in.children = kids;
+	node.name = "node";
+	where.x = -5;
+	where.y = 7;
+	where.label = "here";
+	r.id = 42;
+	r.has_kind = 1;
+	r.kind = DG__TEST2__RECORD__KIND__SMALL;
+	r.note = "a note";
+	r.has_blob = 1;
+	r.blob.data = blob;
+	r.blob.len = sizeof(blob);
+	r.n_deltas = 5;
+	r.deltas = deltas;
+	r.n_tags = 4;
+	r.tags = tags;
+	r.inner = &in;
+	r.n_inners = 2;
+	r.inners = inners;
+	r.has_ratio = 1;
+	r.ratio = -1.5e300;
+	r.has_weight = 1;
+	r.weight = 3.25f;
+	r.has_flag = 1;
+	r.flag = 1;
+	r.has_big = 1;
+	r.big = -1234567890123ll;
+	r.has_sf = 1;
+	r.sf = -77;
+	r.where = &where;
+	r.n_colors = 2;
+	r.colors = colors;
+	r.choice_case = DG__TEST2__RECORD__CHOICE_NODE;
+	r.node = &node;
+
+	assert_int_equal(dg__test2__store__put_sync(f, E.c2, &r, &out, 5000),
+			 0);
+	assert_same(&r.base, &out->base);
+	assert_int_equal(out->id, 42);
+	assert_string_equal(out->tags[2], "ünïcödé");
+	assert_int_equal(out->blob.len, sizeof(blob));
+	assert_memory_equal(out->blob.data, blob, sizeof(blob));
+	assert_int_equal(out->inner->children[0]->name[0], 'k');
+	assert_int_equal(out->choice_case, DG__TEST2__RECORD__CHOICE_NODE);
+	assert_string_equal(out->node->name, "node");
+
+	/* Other oneof members, and proto2 defaults of absent fields. */
+	r = (Dg__Test2__Record)DG__TEST2__RECORD__INIT;
+	r.id = 1;
+	r.choice_case = DG__TEST2__RECORD__CHOICE_NUMBER;
+	r.number = UINT64_MAX;
+	assert_int_equal(dg__test2__store__put_sync(f, E.c2, &r, &out, 5000),
+			 0);
+	assert_same(&r.base, &out->base);
+	assert_int_equal(out->has_kind, 0);
+	assert_int_equal(out->kind, DG__TEST2__RECORD__KIND__LARGE);
+	assert_string_equal(out->note, "none");
+	assert_true(out->number == UINT64_MAX);
+	r.choice_case = DG__TEST2__RECORD__CHOICE_TEXT;
+	r.text = "text";
+	assert_int_equal(dg__test2__store__put_sync(f, E.c2, &r, &out, 5000),
+			 0);
+	assert_string_equal(out->text, "text");
+}
+
+static void test_empty_and_app_status(void **state)
+{
+	struct dg_flow *f = dg_host_flow(E.cli, 0);
+	Dg__Test2__Empty e = DG__TEST2__EMPTY__INIT, *out = NULL;
+
+	(void)state;
+	assert_int_equal(dg__test2__store__ping_sync(f, E.c2, &e, &out, 5000),
+			 0);
+	assert_non_null(out);
+	/* The handler's status travels back; there is no message. */
+	assert_int_equal(dg__test2__store__fail_sync(f, E.c2, &e, &out, 5000),
+			 DG_ST_APP_BASE + 3);
+	assert_null(out);
+	/* A method whose handler is NULL: DG_ST_NO_FUNCTION. */
+	{
+		Dg__Test__V3__Bag b = DG__TEST__V3__BAG__INIT, *bo;
+
+		assert_int_equal(dg__test__v3__types__get_httpstatus_sync(
+					 f, E.c3, &b, &bo, 5000),
+				 DG_ST_NO_FUNCTION);
+	}
+}
+
+/* ---- proto3 -------------------------------------------------------------- */
+
+static void fill_bag(Dg__Test__V3__Bag *b, uint32_t seed, void **keep,
+		     size_t nkeep)
+{
+	/* Backing storage for one bag (owned by the caller through keep). */
+	struct store {
+		int32_t nums[50];
+		char *words[3];
+		ProtobufCBinaryData blobs[2];
+		uint8_t raw[300];
+		Dg__Test__V3__Bag__Entry e[3], *ep[3];
+		Dg__Test__V3__Bag__CountsEntry c[2], *cp[2];
+		Dg__Test__V3__Bag__ByIdEntry id[2], *idp[2];
+		Dg__Test__V3__Bag__PointsEntry p[1], *pp[1];
+		Dg__Common__Point pt;
+		Dg__Test__V3__Bag__Entry pick;
+	} *s = calloc(1, sizeof(*s));
+	unsigned i;
+
+	assert_non_null(s);
+	assert_true(nkeep >= 1);
+	keep[0] = s;
+	dg__test__v3__bag__init(b);
+	b->i32 = -(int32_t)seed;
+	b->i64 = INT64_MIN + seed;
+	b->u32 = UINT32_MAX - seed;
+	b->u64 = UINT64_MAX - seed;
+	b->s32 = INT32_MIN;
+	b->s64 = -3;
+	b->f32 = 0xdeadbeef;
+	b->f64 = 0x0123456789abcdefull;
+	b->sf32 = -1;
+	b->sf64 = INT64_MAX;
+	b->fl = 0.5f;
+	b->db = 2.718281828;
+	b->b = 1;
+	b->str = "string field";
+	for (i = 0; i < sizeof(s->raw); i++)
+		s->raw[i] = (uint8_t)(seed + i);
+	b->raw.data = s->raw;
+	b->raw.len = sizeof(s->raw);
+	b->color = DG__COMMON__COLOR__GREEN;
+	for (i = 0; i < 50; i++)
+		s->nums[i] = (int32_t)(i * 1000003u * seed) - 7;
+	b->n_nums = 50;
+	b->nums = s->nums;
+	s->words[0] = "one";
+	s->words[1] = "";
+	s->words[2] = "three";
+	b->n_words = 3;
+	b->words = s->words;
+	s->blobs[0].data = s->raw;
+	s->blobs[0].len = 5;
+	s->blobs[1].data = NULL;
+	s->blobs[1].len = 0;
+	b->n_blobs = 2;
+	b->blobs = s->blobs;
+	for (i = 0; i < 3; i++) {
+		dg__test__v3__bag__entry__init(&s->e[i]);
+		s->e[i].key = i ? "k" : "first";
+		s->e[i].value.data = s->raw + i;
+		s->e[i].value.len = i * 10;
+		s->e[i].state = (Dg__Test__V3__Bag__Entry__State)(i % 3);
+		s->ep[i] = &s->e[i];
+	}
+	b->n_entries = 3;
+	b->entries = s->ep;
+	for (i = 0; i < 2; i++) {
+		dg__test__v3__bag__counts_entry__init(&s->c[i]);
+		s->c[i].key = i ? "b" : "a";
+		s->c[i].value = (int64_t)i - 100;
+		s->cp[i] = &s->c[i];
+		dg__test__v3__bag__by_id_entry__init(&s->id[i]);
+		s->id[i].key = 10 + i;
+		s->id[i].value = &s->e[i];
+		s->idp[i] = &s->id[i];
+	}
+	b->n_counts = 2;
+	b->counts = s->cp;
+	b->n_by_id = 2;
+	b->by_id = s->idp;
+	dg__common__point__init(&s->pt);
+	s->pt.x = 1;
+	s->pt.label = "pt";
+	dg__test__v3__bag__points_entry__init(&s->p[0]);
+	s->p[0].key = "origin";
+	s->p[0].value = &s->pt;
+	s->pp[0] = &s->p[0];
+	b->n_points = 1;
+	b->points = s->pp;
+	switch (seed % 3) {
+	case 0:
+		b->pick_case = DG__TEST__V3__BAG__PICK_NAME;
+		b->name = "picked";
+		break;
+	case 1:
+		b->pick_case = DG__TEST__V3__BAG__PICK_CODE;
+		b->code = -9;
+		break;
+	default:
+		dg__test__v3__bag__entry__init(&s->pick);
+		s->pick.key = "entry";
+		b->pick_case = DG__TEST__V3__BAG__PICK_ENTRY;
+		b->entry = &s->pick;
+	}
+}
+
+static void test_proto3_all_fields(void **state)
+{
+	struct dg_flow *f = dg_host_flow(E.cli, 0);
+	Dg__Test__V3__Bag b, *out;
+	Dg__Common__Point *pt;
+	void *keep[1];
+	uint32_t seed;
+
+	(void)state;
+	for (seed = 1; seed <= 3; seed++) {
+		fill_bag(&b, seed, keep, 1);
+		assert_int_equal(
+			dg__test__v3__types__echo_sync(f, E.c3, &b, &out, 5000),
+			0);
+		assert_same(&b.base, &out->base);
+		assert_int_equal(out->n_counts, 2);
+		assert_string_equal(out->points[0]->value->label, "pt");
+		assert_int_equal(out->by_id[1]->value->value.len, 10);
+		assert_int_equal(out->pick_case, b.pick_case);
+		/* A response of another type, built in the server's arena. */
+		assert_int_equal(
+			dg__test__v3__types__count_sync(f, E.c3, &b, &pt, 5000),
+			0);
+		assert_int_equal(pt->x, 3);
+		assert_int_equal(pt->y, -50);
+		assert_string_equal(pt->label, "2/3");
+		free(keep[0]);
+	}
+	/* The all-default message is zero bytes on the wire. */
+	dg__test__v3__bag__init(&b);
+	assert_int_equal(
+		dg__test__v3__types__echo_sync(f, E.c3, &b, &out, 5000), 0);
+	assert_same(&b.base, &out->base);
+}
+
+/* Many frames each way: a list of bags, tens of KiB. */
+static void test_multi_frame(void **state)
+{
+	struct dg_flow *f = dg_host_flow(E.cli, 0);
+	Dg__Test__V3__BagList l = DG__TEST__V3__BAG_LIST__INIT, *out;
+	Dg__Test__V3__Bag bags[40], *bp[40];
+	void *keep[40];
+	size_t len;
+	unsigned i;
+
+	(void)state;
+	for (i = 0; i < 40; i++) {
+		fill_bag(&bags[i], i + 1, &keep[i], 1);
+		bp[i] = &bags[i];
+	}
+	l.n_bags = 40;
+	l.bags = bp;
+	len = protobuf_c_message_get_packed_size(&l.base);
+	assert_true(len > 20000 && len < DG_MAX_MSG);
+	assert_int_equal(
+		dg__test__v3__types__echo_list_sync(f, E.c3, &l, &out, 5000),
+		0);
+	assert_same(&l.base, &out->base);
+	/* Larger than DG_MAX_MSG: refused before anything is queued. */
+	{
+		Dg__Test__V3__Bag big;
+		uint8_t *raw = calloc(1, DG_MAX_MSG + 1);
+		uint32_t id;
+
+		dg__test__v3__bag__init(&big);
+		big.raw.data = raw;
+		big.raw.len = DG_MAX_MSG + 1;
+		assert_int_equal(
+			dg__test__v3__types__echo_call(f, E.c3, &big, &id),
+			-EMSGSIZE);
+		free(raw);
+	}
+	for (i = 0; i < 40; i++)
+		free(keep[i]);
+}
+
+/* Asynchronous: many calls in flight, responses taken from completions. */
+static void test_async(void **state)
+{
+	struct dg_flow *f = dg_host_flow(E.cli, 1);
+	int c3 = dg_connect(f, NULL, 0, DG__TEST__V3__TYPES__SERVICE, 5000);
+	uint32_t sent = 0, done = 0, ids[64], spins = 0;
+	Dg__Test__V3__Bag b;
+	void *keep[1];
+	enum { N = 2000 };
+
+	(void)state;
+	assert_true(c3 >= 0);
+	fill_bag(&b, 2, keep, 1);
+	while (done < N && spins++ < 100000000u) {
+		struct dg_completion c[16];
+		int n, i;
+
+		while (sent < N && sent - done < 16) {
+			b.i32 = (int32_t)sent;
+			if (dg__test__v3__types__echo_call(f, c3, &b,
+							   &ids[sent % 64]))
+				break;
+			sent++;
+		}
+		n = dg_poll(f, c, 16);
+		assert_true(n >= 0);
+		for (i = 0; i < n; i++) {
+			Dg__Test__V3__Bag *out;
+
+			assert_int_equal(
+				dg__test__v3__types__echo_take(f, &c[i], &out),
+				0);
+			assert_int_equal(c[i].rpc_id, ids[done % 64]);
+			assert_int_equal(out->i32, (int32_t)done);
+			assert_int_equal(out->n_nums, 50);
+			done++;
+		}
+	}
+	assert_int_equal(done, N);
+	free(keep[0]);
+}
+
+/* ---- garbage on the wire ------------------------------------------------- */
+
+static void test_garbage_request(void **state)
+{
+	struct dg_flow *f = dg_host_flow(E.cli, 0);
+	static const struct {
+		const char *what;
+		uint8_t b[12];
+		uint32_t len;
+	} cases[] = {
+		{"all ones", {0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, 6},
+		{"length past the end", {0x1a, 0x7f, 'a'}, 3},
+		{"wire type 7", {0x0f, 0x01}, 2},
+		{"varint never ends",
+		 {0x08, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80,
+		  0x80},
+		 11},
+		{"field number 0", {0x00, 0x01}, 2},
+		/* proto2 Record without its required id */
+		{"required field missing", {0x1a, 0x01, 'x'}, 3},
+	};
+	uint8_t resp[64];
+	size_t i, rlen;
+
+	(void)state;
+	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		rlen = sizeof(resp);
+		/* The raw frames carry the typed method's function id. */
+		assert_int_equal(dg_call_sync(f, E.c2,
+					      DG__TEST2__STORE__PUT__FN,
+					      cases[i].b, cases[i].len, resp,
+					      &rlen, 5000),
+				 DG_ST_BAD_FRAME);
+		assert_int_equal(rlen, 0);
+	}
+	/* Garbage spanning several frames, to the proto3 service. */
+	{
+		static uint8_t junk[5000];
+
+		memset(junk, 0xff, sizeof(junk));
+		rlen = sizeof(resp);
+		assert_int_equal(
+			dg_call_sync(f, E.c3, DG__TEST__V3__TYPES__ECHO__FN,
+				     junk, sizeof(junk), resp, &rlen, 5000),
+			DG_ST_BAD_FRAME);
+	}
+	/* The services still work. */
+	test_empty_and_app_status(state);
+}
+
+static void test_garbage_response(void **state)
+{
+	struct dg_flow *f = dg_host_flow(E.cli, 0);
+	Dg__Test2__Record r = DG__TEST2__RECORD__INIT, *out = NULL;
+	Dg__Test__V3__Bag b, *bo = NULL;
+	struct dg_completion c = {0};
+
+	(void)state;
+	r.id = 5;
+	assert_int_equal(dg__test2__store__put_sync(f, E.cg, &r, &out, 5000),
+			 -EBADMSG);
+	assert_null(out);
+	dg__test__v3__bag__init(&b);
+	assert_int_equal(dg__test__v3__types__echo_sync(f, E.cg, &b, &bo, 5000),
+			 -EBADMSG);
+	/* A completion that carries an error status is not decoded. */
+	c.status = DG_ST_UNREACHABLE;
+	assert_int_equal(dg__test__v3__types__echo_take(f, &c, &bo),
+			 DG_ST_UNREACHABLE);
+}
+
+/* A message whose decoded form does not fit the flow arena: -ENOMEM. */
+static void test_arena_exhausted(void **state)
+{
+	struct dg_flow *f = dg_host_flow(E.cli, 0);
+	static uint8_t wire[60000];
+	ProtobufCMessage *m;
+	size_t i;
+
+	(void)state;
+	/* 30,000 empty bags: 2 bytes each on the wire, far more decoded. */
+	for (i = 0; i + 1 < sizeof(wire); i += 2) {
+		wire[i] = 0x0a;
+		wire[i + 1] = 0;
+	}
+	assert_int_equal(dg_pb_unpack(f, &dg__test__v3__bag_list__descriptor,
+				      wire, sizeof(wire), &m),
+			 -ENOMEM);
+	/* On the server side the same gives the caller an error status. */
+	{
+		uint8_t resp[16];
+		size_t rlen = sizeof(resp);
+
+		assert_int_equal(
+			dg_call_sync(f, E.c3,
+				     DG__TEST__V3__TYPES__ECHO_LIST__FN, wire,
+				     sizeof(wire), resp, &rlen, 5000),
+			DG_ST_BAD_FRAME);
+	}
+	assert_int_equal(dg_pb_unpack(f, &dg__test__v3__bag_list__descriptor,
+				      wire, 2000, &m),
+			 0);
+	assert_int_equal(((Dg__Test__V3__BagList *)m)->n_bags, 1000);
+}
+
+/* ---- the host primitives under the stubs --------------------------------- */
+
+static int fill_short(void *arg, struct dg_writer *w)
+{
+	(void)arg;
+	dg_writer_put(w, "abc", 3);
+	return 0;
+}
+
+static int fill_long(void *arg, struct dg_writer *w)
+{
+	(void)arg;
+	dg_writer_put(w, "abcdefgh", 8);
+	return 0;
+}
+
+static int fill_err(void *arg, struct dg_writer *w)
+{
+	(void)arg;
+	dg_writer_put(w, "abcd", 4);
+	return -ENOSPC;
+}
+
+static int fill_ok(void *arg, struct dg_writer *w)
+{
+	const uint8_t *src = arg;
+	uint8_t *p = dg_writer_room(w, 41); /* crosses a frame: refused */
+
+	if (p)
+		return -EINVAL;
+	p = dg_writer_room(w, 10);
+	if (!p)
+		return -EINVAL;
+	memcpy(p, src, 10);
+	dg_writer_put(w, src + 10, 90);
+	return 0;
+}
+
+static int raw_echo(void *arg, const struct dg_request *req,
+		    struct dg_response *resp)
+{
+	(void)arg;
+	memcpy(resp->data, req->data, req->len);
+	resp->len = req->len;
+	return 0;
+}
+
+static void test_writer_and_arena(void **state)
+{
+	static const struct dg_handler h[] = {{1, raw_echo}};
+	static const struct dg_service_def svc = {
+		.name = "raw", .handlers = h, .nhandlers = 1};
+	struct dg_host *srv = attach(1), *cli = attach(1);
+	struct dg_flow *f = dg_host_flow(cli, 0);
+	struct dg_completion c;
+	struct dg_server *s;
+	uint8_t src[100];
+	uint32_t id;
+	void *a, *b;
+	int conn, i;
+
+	(void)state;
+	for (i = 0; i < 100; i++)
+		src[i] = (uint8_t)(i * 3 + 1);
+	assert_int_equal(dg_server_start(srv, &svc, 0, 1, &s), 0);
+	conn = dg_connect(f, NULL, 0, "raw", 5000);
+	assert_true(conn >= 0);
+	/* Length mismatches and fill errors send nothing. */
+	assert_int_equal(dg_call_fill(f, conn, 1, 5, fill_short, NULL, &id),
+			 -EPROTO);
+	assert_int_equal(dg_call_fill(f, conn, 1, 5, fill_long, NULL, &id),
+			 -EPROTO);
+	assert_int_equal(dg_call_fill(f, conn, 1, 5, fill_err, NULL, &id),
+			 -ENOSPC);
+	assert_int_equal(
+		dg_call_fill(f, conn, 1, DG_MAX_MSG + 1, fill_ok, src, &id),
+		-EMSGSIZE);
+	assert_int_equal(dg_call_fill(f, conn, 1, 5, NULL, NULL, &id), -EINVAL);
+	/* A good one, its bytes spread over three frames. */
+	assert_int_equal(dg_call_fill(f, conn, 1, 100, fill_ok, src, &id), 0);
+	assert_int_equal(dg_wait(f, id, &c, 5000), 0);
+	assert_int_equal(c.status, 0);
+	assert_int_equal(c.len, 100);
+	assert_memory_equal(c.data, src, 100);
+
+	/* Arena: aligned, bounded, reset by dg_poll. */
+	a = dg_flow_alloc(f, 1);
+	b = dg_flow_alloc(f, 24);
+	assert_non_null(a);
+	assert_non_null(b);
+	assert_int_equal((uintptr_t)b % 16, 0);
+	assert_null(dg_flow_alloc(f, DG_FLOW_ARENA));
+	assert_int_equal(dg_poll(f, &c, 1), 0);
+	assert_non_null(dg_flow_alloc(f, DG_FLOW_ARENA));
+	assert_null(dg_flow_alloc(f, 1));
+	dg_server_stop(s);
+	dg_host_detach(cli);
+	dg_host_detach(srv);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_proto2_all_fields),
+		cmocka_unit_test(test_empty_and_app_status),
+		cmocka_unit_test(test_proto3_all_fields),
+		cmocka_unit_test(test_multi_frame),
+		cmocka_unit_test(test_async),
+		cmocka_unit_test(test_garbage_request),
+		cmocka_unit_test(test_garbage_response),
+		cmocka_unit_test(test_arena_exhausted),
+		cmocka_unit_test(test_writer_and_arena),
+	};
+
+	return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
