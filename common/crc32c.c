@@ -1,16 +1,24 @@
 // SPDX-License-Identifier: MIT
 /*
  * CRC32C (Castagnoli, reflected polynomial 0x82F63B78), as carried by ring
- * slots. Built for a portable baseline: the SSE4.2 instruction is used via a
- * function-level target attribute only when the CPU reports it at run time.
+ * slots. Built for a portable baseline: the CRC32C instructions (SSE4.2 on
+ * x86-64, the ARMv8 CRC32 extension on arm64) are used via a function-level
+ * target attribute only when the CPU reports them at run time; elsewhere a
+ * slicing-by-8 table does the work.
  */
 #include "dagger/ring.h"
 
 #include <stdbool.h>
 #include <string.h>
 
+#if defined(__aarch64__)
+#include <arm_acle.h>
+#include <sys/auxv.h>
+#endif
+
 static uint32_t table[8][256];
-static bool have_hw;
+/* (Never set on CPUs for which no instruction path is built.) */
+static bool have_hw __attribute__((unused));
 
 __attribute__((constructor)) static void crc32c_init(void)
 {
@@ -29,6 +37,9 @@ __attribute__((constructor)) static void crc32c_init(void)
 #if defined(__x86_64__)
 	__builtin_cpu_init();
 	have_hw = __builtin_cpu_supports("sse4.2");
+#elif defined(__aarch64__)
+	/* Optional in ARMv8.0, mandatory from ARMv8.1: ask the kernel. */
+	have_hw = (getauxval(AT_HWCAP) & HWCAP_CRC32) != 0;
 #endif
 }
 
@@ -70,6 +81,27 @@ crc32c_hw(uint32_t crc, const uint8_t *p, size_t n)
 		crc = __builtin_ia32_crc32qi(crc, *p++);
 	return crc;
 }
+#elif defined(__aarch64__)
+#if defined(__clang__)
+#define DG_TARGET_CRC __attribute__((target("crc")))
+#else
+#define DG_TARGET_CRC __attribute__((target("+crc")))
+#endif
+DG_TARGET_CRC static uint32_t crc32c_hw(uint32_t crc, const uint8_t *p,
+					size_t n)
+{
+	while (n >= 8) {
+		uint64_t v;
+
+		memcpy(&v, p, 8);
+		crc = __crc32cd(crc, v);
+		p += 8;
+		n -= 8;
+	}
+	while (n--)
+		crc = __crc32cb(crc, *p++);
+	return crc;
+}
 #endif
 
 uint32_t dg_crc32c(uint32_t seed, const void *buf, size_t len)
@@ -80,7 +112,7 @@ uint32_t dg_crc32c(uint32_t seed, const void *buf, size_t len)
 	 * A little-endian-only target (x86 and arm64 as built here) is
 	 * assumed by the slicing-by-8 fallback.
 	 */
-#if defined(__x86_64__)
+#if defined(__x86_64__) || defined(__aarch64__)
 	if (have_hw)
 		return ~crc32c_hw(crc, buf, len);
 #endif

@@ -2,16 +2,23 @@
 /*
  * dagger-nic: the NIC engine as a program. Accepts host tenants over RDMA
  * (rdma_cm) on --listen ADDR:PORT and serves them until SIGINT/SIGTERM.
+ * Its settings come from flags, or from an engine of a deployment
+ * description (--config FILE --engine NAME, docs/DEPLOY.md), with flags
+ * given on the command line overriding the file.
  * SIGUSR1 prints per-tenant, per-flow counters; they are printed at exit.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
+#include <limits.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
+#include "dagger/deploy.h"
 #include "engine.h"
 
 static struct dg_nic *the_nic;
@@ -37,46 +44,138 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: dagger-nic --listen ADDR [--port PORT] [options]\n"
+		"       dagger-nic --config FILE [--engine NAME] [options]\n"
 		"The NIC engine: serves host tenants that attach over RDMA.\n"
+		"  -c, --config FILE   take the settings of one engine of the\n"
+		"                      deployment description FILE (YAML, see\n"
+		"                      docs/DEPLOY.md): listen, port, id, "
+		"batch,\n"
+		"                      cpu, spin_us, idle_us, verbose, and "
+		"the\n"
+		"                      machine's rdma_device (checked "
+		"present)\n"
+		"  -e, --engine NAME   which engine of FILE (default: the only "
+		"one)\n"
+		"      --config-label NAME  call FILE NAME in messages (the\n"
+		"                      original of a copy)\n"
 		"  -l, --listen ADDR   RDMA device address to accept on\n"
 		"  -p, --port PORT     rdma_cm port (default 7471)\n"
 		"  -b, --batch N       TX slots per RDMA READ (default 16)\n"
-		"  -i, --id N          engine id (default 1)\n"
+		"  -i, --id N          engine id (default 1; in FILE: its "
+		"position)\n"
+		"  -C, --cpu N         pin the engine to CPU N\n"
 		"  -v, --verbose       log tenants and services\n"
-		"Signals: SIGUSR1 prints counters; SIGINT/SIGTERM stop.\n");
+		"  -n, --dry-run       print the resolved settings and exit\n"
+		"Flags given on the command line override FILE.\n"
+		"Signals: SIGUSR1 prints counters; SIGINT/SIGTERM stop.\n"
+		"Exit status: 0 stopped by a signal, 1 cannot start (the "
+		"cause\n"
+		"is printed), 2 bad arguments or description.\n");
 }
+
+/* A decimal or 0x number in [min, max], or an error naming the flag. */
+static int num(const char *flag, const char *s, unsigned long min,
+	       unsigned long max, unsigned long *out)
+{
+	char *end;
+
+	errno = 0;
+	*out = strtoul(s, &end, 0);
+	if (!*s || *end || errno || *s == '-' || *out < min || *out > max) {
+		fprintf(stderr, "dagger-nic: bad %s \"%s\" (%lu..%lu)\n", flag,
+			s, min, max);
+		return -EINVAL;
+	}
+	return 0;
+}
+
+/* Why listening failed, in words a user can act on. */
+static const char *listen_hint(int err)
+{
+	switch (err) {
+	case ENODEV:
+		return " (no RDMA device on this machine: load the NIC's "
+		       "driver or rdma_rxe, see docs/DEPLOY.md)";
+	case EADDRNOTAVAIL:
+		return " (the address is not that of an RDMA device on this "
+		       "machine: check `rdma link` and `ip addr`)";
+	case EADDRINUSE:
+		return " (another program listens on this address and port)";
+	case EINVAL:
+		return " (not a numeric IP address)";
+	case EACCES:
+	case EPERM:
+		return " (no permission: /dev/infiniband/rdma_cm)";
+	default:
+		return "";
+	}
+}
+
+/* The settings flags gave, to apply over the description's. */
+struct flags {
+	const char *listen, *port, *batch, *id, *cpu;
+	bool verbose;
+};
 
 int main(int argc, char **argv)
 {
 	static const struct option lo[] = {
+		{"config", required_argument, NULL, 'c'},
+		{"engine", required_argument, NULL, 'e'},
+		{"config-label", required_argument, NULL, 'L'},
 		{"listen", required_argument, NULL, 'l'},
 		{"port", required_argument, NULL, 'p'},
 		{"batch", required_argument, NULL, 'b'},
 		{"id", required_argument, NULL, 'i'},
+		{"cpu", required_argument, NULL, 'C'},
 		{"verbose", no_argument, NULL, 'v'},
+		{"dry-run", no_argument, NULL, 'n'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct dg_nic_opts o = {.port = 7471, .engine_id = 1};
+	const char *config = NULL, *engine = NULL, *what = "", *label = NULL;
+	const char *dev = NULL, *dev_machine = NULL;
+	struct dg_deploy *d = NULL;
 	struct sigaction sa = {0};
-	int c, rc;
+	struct flags fl = {0};
+	bool dry = false;
+	char err[1024], where[256] = "";
+	unsigned long v;
+	int c, rc, cpu = -1;
 
-	while ((c = getopt_long(argc, argv, "l:p:b:i:vh", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "c:e:l:p:b:i:C:vnh", lo, NULL)) !=
+	       -1) {
 		switch (c) {
+		case 'c':
+			config = optarg;
+			break;
+		case 'e':
+			engine = optarg;
+			break;
+		case 'L':
+			label = optarg;
+			break;
 		case 'l':
-			o.listen_addr = optarg;
+			fl.listen = optarg;
 			break;
 		case 'p':
-			o.port = (uint16_t)strtoul(optarg, NULL, 0);
+			fl.port = optarg;
 			break;
 		case 'b':
-			o.read_batch = (uint32_t)strtoul(optarg, NULL, 0);
+			fl.batch = optarg;
 			break;
 		case 'i':
-			o.engine_id = (uint32_t)strtoul(optarg, NULL, 0);
+			fl.id = optarg;
+			break;
+		case 'C':
+			fl.cpu = optarg;
 			break;
 		case 'v':
-			o.verbose = true;
+			fl.verbose = true;
+			break;
+		case 'n':
+			dry = true;
 			break;
 		case 'h':
 			usage(stdout);
@@ -86,14 +185,130 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
+	if (optind < argc) {
+		fprintf(stderr, "dagger-nic: unexpected argument \"%s\"\n",
+			argv[optind]);
+		return 2;
+	}
+	if (engine && !config) {
+		fprintf(stderr, "dagger-nic: --engine needs --config FILE\n");
+		return 2;
+	}
+	if (config) {
+		const struct dg_deploy_engine *e;
+		const struct dg_deploy_machine *m;
+		long i;
+
+		rc = dg_deploy_load(config, label, &d, err, sizeof(err));
+		if (rc) {
+			fprintf(stderr, "dagger-nic: %s\n", err);
+			return 2;
+		}
+		if (!engine && d->nengines != 1) {
+			fprintf(stderr,
+				"dagger-nic: %s names %zu engines: choose one "
+				"with --engine NAME\n",
+				config, d->nengines);
+			dg_deploy_free(d);
+			return 2;
+		}
+		i = engine ? dg_deploy_find_engine(d, engine) : 0;
+		if (i < 0) {
+			fprintf(stderr, "dagger-nic: %s: no engine \"%s\"\n",
+				config, engine);
+			dg_deploy_free(d);
+			return 2;
+		}
+		e = &d->engines[i];
+		m = &d->machines[e->machine];
+		snprintf(where, sizeof(where), " (engine \"%s\", %s:%d)",
+			 e->name, d->path, e->line);
+		what = where;
+		o.listen_addr = e->listen;
+		o.port = e->port;
+		o.engine_id = e->id;
+		o.read_batch = e->batch;
+		o.spin_us = e->spin_us;
+		o.idle_us = e->idle_us;
+		o.verbose = e->verbose;
+		cpu = e->cpu;
+		if (!fl.listen) {
+			dev = m->rdma_device;
+			dev_machine = m->name;
+		}
+	}
+	if (fl.listen)
+		o.listen_addr = fl.listen;
+	if (fl.verbose)
+		o.verbose = true;
+	if (fl.port) {
+		if (num("--port", fl.port, 0, 65535, &v))
+			goto bad;
+		o.port = (uint16_t)v;
+	}
+	if (fl.batch) {
+		if (num("--batch", fl.batch, 1, 1024, &v))
+			goto bad;
+		o.read_batch = (uint32_t)v;
+	}
+	if (fl.id) {
+		if (num("--id", fl.id, 1, UINT32_MAX, &v))
+			goto bad;
+		o.engine_id = (uint32_t)v;
+	}
+	if (fl.cpu) {
+		if (num("--cpu", fl.cpu, 0, CPU_SETSIZE - 1, &v))
+			goto bad;
+		cpu = (int)v;
+	}
 	if (!o.listen_addr) {
 		usage(stderr);
-		return 2;
+		goto bad;
+	}
+	if (dry) {
+		printf("listen %s\nport %u\nid %u\nbatch %u\ncpu %d\n"
+		       "spin_us %u\nidle_us %u\nverbose %d\n",
+		       o.listen_addr, o.port, o.engine_id,
+		       o.read_batch ? o.read_batch : 16, cpu, o.spin_us,
+		       o.idle_us, o.verbose);
+		dg_deploy_free(d);
+		return 0;
+	}
+	/* The machine's device, unless --listen moved the engine off it. */
+	if (dev) {
+		char path[PATH_MAX];
+		struct stat st;
+
+		snprintf(path, sizeof(path), "/sys/class/infiniband/%s", dev);
+		if (stat(path, &st)) {
+			fprintf(stderr,
+				"dagger-nic: RDMA device \"%s\" of machine "
+				"\"%s\" is not here (%s: %s)%s\n",
+				dev, dev_machine, path, strerror(errno), what);
+			dg_deploy_free(d);
+			return 1;
+		}
+	}
+	if (cpu >= 0) {
+		cpu_set_t set;
+
+		CPU_ZERO(&set);
+		CPU_SET(cpu, &set);
+		if (sched_setaffinity(0, sizeof(set), &set)) {
+			fprintf(stderr,
+				"dagger-nic: cannot pin to CPU %d: %s%s\n", cpu,
+				strerror(errno), what);
+			dg_deploy_free(d);
+			return 1;
+		}
 	}
 	rc = dg_nic_create(&o, &the_nic);
 	if (rc) {
-		fprintf(stderr, "dagger-nic: cannot listen on %s:%u: %s\n",
-			o.listen_addr, o.port, strerror(-rc));
+		fprintf(stderr,
+			"dagger-nic: cannot listen on %s port %u: %s%s%s\n",
+			o.listen_addr, o.port, strerror(-rc), listen_hint(-rc),
+			what);
+		dg_deploy_free(d);
 		return 1;
 	}
 	sa.sa_handler = on_stop;
@@ -101,8 +316,8 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sa.sa_handler = on_usr1;
 	sigaction(SIGUSR1, &sa, NULL);
-	fprintf(stderr, "dagger-nic: listening on %s:%u\n", o.listen_addr,
-		dg_nic_port(the_nic));
+	fprintf(stderr, "dagger-nic: listening on %s:%u%s\n", o.listen_addr,
+		dg_nic_port(the_nic), what);
 	for (;;) {
 		dg_nic_run(the_nic);
 		if (!want_stats)
@@ -114,5 +329,9 @@ int main(int argc, char **argv)
 	}
 	dg_nic_stats_print(the_nic, stdout);
 	dg_nic_destroy(the_nic);
+	dg_deploy_free(d);
 	return 0;
+bad:
+	dg_deploy_free(d);
+	return 2;
 }

@@ -5,6 +5,8 @@
 # directory in the host's rxe-vm cache). The host wrote there:
 #   params     DG_VM_* settings (sourced below)
 #   cmd.sh     the caller's command: environment, ulimit, cd, exec
+# (DG_VM_SETUP: rxe, two devices on a veth pair, for deploy/rxe-vm; nic, one
+# device on the virtio NIC, for each machine of deploy/rxe-vm2; none)
 # and reads back what this writes there:
 #   booted     the guest is set up, the command is starting (the host's
 #              boot timeout stops at this)
@@ -153,6 +155,28 @@ if [ "$DG_VM_SETUP" = rxe ]; then
 		fail "rdma link add failed: $(tail -n 1 "$R/setup.out")"
 	wait_rxe "$DG_VM_DEV0" || fail "$DG_VM_DEV0 did not become ACTIVE with an IPv4 GID"
 	wait_rxe "$DG_VM_DEV1" || fail "$DG_VM_DEV1 did not become ACTIVE with an IPv4 GID"
+elif [ "$DG_VM_SETUP" = nic ]; then
+	# One machine of deploy/rxe-vm2: its virtio NIC (found by its MAC; the
+	# other machine is at the far end of the link) gets DG_VM_NIC_ADDR,
+	# a static neighbour entry for the other machine (no ARP wait on the
+	# first rdma_cm address resolution), and one rxe device, DG_VM_DEV0.
+	step "creating $DG_VM_DEV0 on the virtio NIC"
+	nic=
+	for n in /sys/class/net/*; do
+		[ "$(cat "$n/address" 2>/dev/null)" = "$DG_VM_NIC_MAC" ] && nic=${n##*/}
+	done
+	[ -n "$nic" ] || fail "no network interface with MAC $DG_VM_NIC_MAC (virtio_net missing?)"
+	cat >"$H/run/dg-ip.batch" <<-EOF
+		addr add $DG_VM_NIC_ADDR/$DG_VM_PREFIXLEN dev $nic
+		link set $nic up
+		neigh replace $DG_VM_PEER_ADDR lladdr $DG_VM_PEER_MAC dev $nic nud permanent
+	EOF
+	echo "link add $DG_VM_DEV0 type rxe netdev $nic" >"$H/run/dg-rdma.batch"
+	chroot "$H" /usr/sbin/ip -batch /run/dg-ip.batch >"$R/setup.out" 2>&1 ||
+		fail "setting up $nic failed: $(tail -n 1 "$R/setup.out")"
+	chroot "$H" /usr/bin/rdma -b /run/dg-rdma.batch >"$R/setup.out" 2>&1 ||
+		fail "rdma link add failed: $(tail -n 1 "$R/setup.out")"
+	wait_rxe "$DG_VM_DEV0" || fail "$DG_VM_DEV0 did not become ACTIVE with an IPv4 GID"
 fi
 
 # The command's output channel: the virtio serial port named dg.out (no
