@@ -1,0 +1,952 @@
+// SPDX-License-Identifier: MIT
+/*
+ * dagger-bench: latency and throughput of dagger RPCs.
+ *
+ *   dagger-bench server --engine ADDR:PORT [--threads N] ...
+ *   dagger-bench client --engine ADDR:PORT [--remote ADDR:PORT] ...
+ *   dagger-bench local  [--loopback] ...   (engine, servers and clients in
+ *                                           this process, shared memory)
+ *
+ * Clients run closed loop (--window N calls in flight per thread) or open
+ * loop (--rate R: Poisson arrivals, R calls/s over all threads; latency
+ * counts from each call's scheduled time, so a stalled client cannot hide
+ * its queueing). Functions: echo, or --work-ns N (the server spins N ns,
+ * then echoes). Latencies go into a log-linear histogram; the result is a
+ * table row or a JSON line (--json) with p50/p90/p99/p99.9/max, Krps,
+ * errors, and the client thread's busy cycles per RPC: cycles spent inside
+ * dg_call and inside the dg_poll calls that returned completions.
+ *
+ * --callgrind: run under `valgrind --tool=callgrind --collect-atstart=no`;
+ * collection is switched on only inside dg_call/dg_poll (client) or
+ * dg_serve_poll (server) during the measured interval, then a dump
+ * "rpcs" is written, then 10000 empty polls are collected into a dump
+ * "empty" so that the polls that found nothing can be subtracted.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <getopt.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bench_common.h"
+#include "dagger/dagger.h"
+#include "engine.h"
+
+enum { FN_ECHO = 1, FN_WORK = 2 };
+enum { CALIB_POLLS = 10000 };
+#define TS_MASK 0xffffu /* send times by rpc id; far more than in flight */
+
+struct cfg {
+	const char *mode;
+	char engine_addr[64], remote_addr[64];
+	uint16_t engine_port, remote_port;
+	const char *src, *service, *label, *cdf;
+	bool loopback, json, quiet, callgrind, yield, server_only, pin;
+	char listen_addr[64];
+	uint16_t listen_port;
+	uint32_t threads, sthreads, conns, size, window, work_ns, slots;
+	double rate, duration, warmup;
+	uint64_t requests;
+};
+
+static struct cfg C = {.service = "bench",
+		       .threads = 1,
+		       .sthreads = 1,
+		       .conns = 1,
+		       .size = 64,
+		       .window = 1,
+		       .duration = 5,
+		       .warmup = 1};
+
+/* 0 warm-up, 1 measuring, 2 stopping. */
+static volatile int phase;
+static volatile sig_atomic_t got_signal;
+/* Client threads connected and about to call: the clock starts then. */
+static int nready;
+
+/* ---- server ----------------------------------------------------------------
+ */
+
+static void spin_ns(uint32_t ns)
+{
+	uint64_t end = bench_now_ns() + ns;
+
+	while (bench_now_ns() < end)
+		;
+}
+
+/* --pin: client thread i on CPU i, the in-process engine on the last. */
+static void pin_thread(pthread_t t, int cpu)
+{
+	cpu_set_t set;
+
+	CPU_ZERO(&set);
+	CPU_SET(cpu, &set);
+	pthread_setaffinity_np(t, sizeof(set), &set);
+}
+
+static int h_echo(void *arg, const struct dg_request *req,
+		  struct dg_response *resp)
+{
+	(void)arg;
+	memcpy(resp->data, req->data, req->len);
+	resp->len = req->len;
+	return 0;
+}
+
+static int h_work(void *arg, const struct dg_request *req,
+		  struct dg_response *resp)
+{
+	uint32_t ns;
+
+	if (req->len < 4)
+		return DG_ST_APP_BASE; /* the request names the work */
+	memcpy(&ns, req->data, 4);
+	spin_ns(ns);
+	return h_echo(arg, req, resp);
+}
+
+static const struct dg_handler handlers[] = {{FN_ECHO, h_echo},
+					     {FN_WORK, h_work}};
+
+struct srv_thread {
+	struct dg_host *h;
+	uint32_t flow;
+	struct dg_service_def def;
+	uint64_t served, busy_cyc, empty;
+	int rc;
+	pthread_t thr;
+};
+
+static void *server_main(void *arg)
+{
+	struct srv_thread *s = arg;
+	struct dg_flow *f = dg_host_flow(s->h, s->flow);
+	uint32_t idle = 0, i;
+
+	s->rc = dg_serve(f, &s->def, 30000);
+	if (s->rc)
+		return NULL;
+	while (__atomic_load_n(&phase, __ATOMIC_RELAXED) < 2 && !got_signal) {
+		uint64_t t = bench_cycles();
+		int k;
+
+		if (C.callgrind)
+			CALLGRIND_TOGGLE_COLLECT;
+		k = dg_serve_poll(f, 32);
+		if (C.callgrind)
+			CALLGRIND_TOGGLE_COLLECT;
+		if (k > 0) {
+			s->busy_cyc += bench_cycles() - t;
+			s->served += (uint64_t)k;
+			idle = 0;
+		} else {
+			s->empty++;
+			/* Fewer cores than pollers: let the others run. */
+			if (C.callgrind)
+				usleep(200); /* few empty polls to subtract */
+			else if (C.yield || (++idle & 255) == 0)
+				sched_yield();
+		}
+	}
+	if (C.callgrind) {
+		CALLGRIND_DUMP_STATS_AT("rpcs");
+		for (i = 0; i < CALIB_POLLS; i++) {
+			CALLGRIND_TOGGLE_COLLECT;
+			dg_serve_poll(f, 32);
+			CALLGRIND_TOGGLE_COLLECT;
+		}
+		CALLGRIND_DUMP_STATS_AT("empty");
+	}
+	return NULL;
+}
+
+static int start_servers(struct dg_host *h, struct srv_thread *s, uint32_t n)
+{
+	uint32_t i;
+
+	for (i = 0; i < n; i++) {
+		s[i] = (struct srv_thread){.h = h,
+					   .flow = i,
+					   .def = {.name = C.service,
+						   .handlers = handlers,
+						   .nhandlers = 2}};
+		if (pthread_create(&s[i].thr, NULL, server_main, &s[i]))
+			return -EAGAIN;
+	}
+	return 0;
+}
+
+static void on_signal(int sig)
+{
+	(void)sig;
+	got_signal = 1;
+}
+
+static int run_server(void)
+{
+	struct dg_host_opts o = {.engine_addr = C.engine_addr,
+				 .engine_port = C.engine_port,
+				 .src_addr = C.src,
+				 .nflows = C.sthreads,
+				 .slots = C.slots,
+				 .timeout_ms = 30000};
+	struct srv_thread *s = calloc(C.sthreads, sizeof(*s));
+	uint64_t served = 0, cyc = 0, empty = 0;
+	struct dg_host *h;
+	uint32_t i;
+	int rc;
+
+	if (!s)
+		return 1;
+	rc = dg_host_attach(&o, &h);
+	if (rc) {
+		fprintf(stderr, "dagger-bench: attach to %s:%u: %s\n",
+			C.engine_addr, C.engine_port, strerror(-rc));
+		return 1;
+	}
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	if (start_servers(h, s, C.sthreads))
+		return 1;
+	fprintf(stderr, "dagger-bench: serving \"%s\" with %u thread(s)\n",
+		C.service, C.sthreads);
+	while (!got_signal && dg_host_check(h) == 0)
+		usleep(100000);
+	phase = 2;
+	for (i = 0; i < C.sthreads; i++) {
+		pthread_join(s[i].thr, NULL);
+		if (s[i].rc)
+			fprintf(stderr, "dagger-bench: serve: %s\n",
+				strerror(-s[i].rc));
+		served += s[i].served;
+		cyc += s[i].busy_cyc;
+		empty += s[i].empty;
+	}
+	printf("{\"bench\":\"dagger-server\",\"label\":\"%s\",\"threads\":%u,"
+	       "\"served\":%llu,\"cyc_rpc\":%.0f,\"polls_empty\":%llu,"
+	       "\"calib_polls\":%u}\n",
+	       C.label ? C.label : "", C.sthreads, (unsigned long long)served,
+	       served ? (double)cyc / (double)served : 0,
+	       (unsigned long long)empty, CALIB_POLLS);
+	dg_host_detach(h);
+	free(s);
+	return 0;
+}
+
+/* ---- client ----------------------------------------------------------------
+ */
+
+struct cli_thread {
+	struct dg_host *h;
+	uint32_t flow;
+	struct bench_hist hist;
+	uint64_t rpcs, errors, busy_cyc, empty, done, busy;
+	int rc, first_err;
+	pthread_t thr;
+};
+
+static int open_conns(struct dg_flow *f, int *conns)
+{
+	uint64_t until = bench_now_ns() + 30000000000ull;
+	uint32_t i;
+
+	for (i = 0; i < C.conns; i++) {
+		int c;
+
+		do {
+			c = dg_connect(
+				f, C.remote_addr[0] ? C.remote_addr : NULL,
+				C.remote_port,
+				C.loopback ? DG_LOOPBACK_SERVICE : C.service,
+				10000);
+			if (c == -ENOENT)
+				usleep(10000);
+		} while (c == -ENOENT && bench_now_ns() < until);
+		if (c < 0)
+			return c;
+		conns[i] = c;
+	}
+	return 0;
+}
+
+static void *client_main(void *arg)
+{
+	struct cli_thread *t = arg;
+	struct dg_flow *f = dg_host_flow(t->h, t->flow);
+	uint64_t *ts = calloc(TS_MASK + 1, sizeof(*ts));
+	uint8_t *buf = calloc(1, C.size ? C.size : 1);
+	int *conns = calloc(C.conns, sizeof(*conns));
+	uint64_t seed = 0x9e3779b97f4a7c15ull * (t->flow + 1), next = 0;
+	double mean = C.rate > 0 ? 1e9 * C.threads / C.rate : 0;
+	uint32_t out = 0, rr = 0, i;
+	uint64_t sent = 0;
+	uint16_t fn = C.work_ns ? FN_WORK : FN_ECHO;
+	struct dg_completion c[64];
+	/*
+	 * Calls the server's full ring refused (BUSY: back-pressure): sent
+	 * again first, keeping their original time. At most the window.
+	 */
+	uint64_t *again = calloc(C.window, sizeof(*again));
+	uint32_t nagain = 0;
+
+	if (!ts || !buf || !conns || !again) {
+		t->rc = -ENOMEM;
+		goto out;
+	}
+	memset(buf, 0x5a, C.size);
+	if (C.work_ns)
+		memcpy(buf, &C.work_ns, 4);
+	t->rc = open_conns(f, conns);
+	if (t->rc)
+		goto out;
+	__atomic_fetch_add(&nready, 1, __ATOMIC_RELEASE);
+	next = bench_now_ns();
+	for (;;) {
+		int ph = __atomic_load_n(&phase, __ATOMIC_ACQUIRE);
+		uint64_t now = 0;
+		int k;
+
+		if (ph == 2 || (C.requests && sent >= C.requests && !out))
+			break;
+		/* Issue: up to the window (closed) or what is due (open). */
+		while (out < C.window &&
+		       (nagain || !C.requests || sent < C.requests)) {
+			uint64_t t0, when;
+			uint32_t id;
+			int rc;
+
+			if (nagain) {
+				when = again[nagain - 1];
+			} else if (mean > 0) {
+				now = bench_now_ns();
+				if (next > now)
+					break;
+				when = next;
+			} else {
+				when = bench_now_ns();
+			}
+			t0 = bench_cycles();
+			if (C.callgrind && ph == 1)
+				CALLGRIND_TOGGLE_COLLECT;
+			rc = dg_call(f, conns[rr % C.conns], fn, buf, C.size,
+				     &id);
+			if (C.callgrind && ph == 1)
+				CALLGRIND_TOGGLE_COLLECT;
+			if (rc == -EAGAIN)
+				break; /* ring full: completions first */
+			if (rc) {
+				t->rc = rc;
+				goto out;
+			}
+			if (ph == 1)
+				t->busy_cyc += bench_cycles() - t0;
+			ts[id & TS_MASK] = when;
+			rr++;
+			out++;
+			if (nagain) {
+				nagain--;
+				continue;
+			}
+			if (mean > 0)
+				next += bench_exp_ns(&seed, mean);
+			sent++;
+		}
+		{
+			uint64_t t0 = bench_cycles();
+
+			if (C.callgrind && ph == 1)
+				CALLGRIND_TOGGLE_COLLECT;
+			k = dg_poll(f, c, 64);
+			if (C.callgrind && ph == 1)
+				CALLGRIND_TOGGLE_COLLECT;
+			if (k > 0 && ph == 1)
+				t->busy_cyc += bench_cycles() - t0;
+		}
+		if (k < 0) {
+			t->rc = k;
+			break;
+		}
+		if (k == 0) {
+			if (ph == 1)
+				t->empty++;
+			if (C.callgrind && ph == 1)
+				usleep(200); /* few empty polls to subtract */
+			else if (C.yield)
+				sched_yield();
+			continue;
+		}
+		now = bench_now_ns();
+		for (i = 0; i < (uint32_t)k; i++) {
+			uint64_t s = ts[c[i].rpc_id & TS_MASK];
+
+			out--;
+			if (c[i].status == DG_ST_BUSY && ph < 2 &&
+			    nagain < C.window) {
+				if (ph == 1)
+					t->busy++;
+				again[nagain++] = s;
+				continue;
+			}
+			/*
+			 * Every completion inside the measured interval counts
+			 * (in open loop under overload, the calls issued
+			 * before it are the queue it measures).
+			 */
+			if (ph != 1)
+				continue;
+			hist_add(&t->hist, now - s);
+			t->rpcs++;
+			if (c[i].status != 0 || c[i].len != C.size) {
+				t->errors++;
+				if (!t->first_err)
+					t->first_err = c[i].status ? c[i].status
+								   : -EPROTO;
+			}
+		}
+		__atomic_store_n(&t->done, t->done + (uint64_t)k,
+				 __ATOMIC_RELAXED);
+	}
+	if (C.callgrind) {
+		CALLGRIND_DUMP_STATS_AT("rpcs");
+	}
+	/* Drain what is in flight, so the connections close cleanly. */
+	{
+		uint64_t until = bench_now_ns() + 10000000000ull;
+
+		while (out && bench_now_ns() < until) {
+			int k = dg_poll(f, c, 64);
+
+			if (k < 0)
+				break;
+			out -= (uint32_t)k;
+		}
+	}
+	if (C.callgrind) {
+		for (i = 0; i < CALIB_POLLS; i++) {
+			CALLGRIND_TOGGLE_COLLECT;
+			dg_poll(f, c, 64);
+			CALLGRIND_TOGGLE_COLLECT;
+		}
+		CALLGRIND_DUMP_STATS_AT("empty");
+	}
+	if (!out)
+		for (i = 0; i < C.conns; i++)
+			dg_close(f, conns[i]);
+out:
+	free(ts);
+	free(buf);
+	free(conns);
+	free(again);
+	return NULL;
+}
+
+/* Runs the client threads on host h; prints the result. */
+static int run_clients(struct dg_host *h)
+{
+	struct cli_thread *t = calloc(C.threads, sizeof(*t));
+	struct bench_hist *all = malloc(sizeof(*all));
+	struct bench_result r = {.bench = "dagger",
+				 .mode = C.rate > 0 ? "open" : "closed",
+				 .label = C.label,
+				 .size = C.size,
+				 .threads = C.threads,
+				 .conns = C.conns,
+				 .window = C.window,
+				 .rate = C.rate};
+	uint64_t t0, t_end = 0, last = 0, busy = 0;
+	uint32_t i;
+	int rc = 0;
+
+	if (!t || !all)
+		return 1;
+	hist_init(all);
+	phase = C.warmup > 0 && !C.requests ? 0 : 1;
+	t0 = bench_now_ns();
+	for (i = 0; i < C.threads; i++) {
+		t[i].h = h;
+		t[i].flow = i;
+		hist_init(&t[i].hist);
+		pthread_create(&t[i].thr, NULL, client_main, &t[i]);
+		if (C.pin)
+			pin_thread(t[i].thr, (int)i);
+	}
+	/* Connections first (1,000 of them take a while): then the clock. */
+	while (__atomic_load_n(&nready, __ATOMIC_ACQUIRE) < (int)C.threads &&
+	       !got_signal) {
+		uint32_t failed = 0;
+
+		for (i = 0; i < C.threads; i++)
+			failed += __atomic_load_n(&t[i].rc, __ATOMIC_RELAXED) !=
+				  0;
+		if (failed)
+			break;
+		usleep(1000);
+	}
+	t0 = bench_now_ns();
+	if (!C.requests) {
+		uint64_t t_meas = t0 + (uint64_t)(C.warmup * 1e9);
+
+		t_end = t_meas + (uint64_t)(C.duration * 1e9);
+		while (!got_signal) {
+			uint64_t now = bench_now_ns(), done = 0;
+
+			if (phase == 0 && now >= t_meas) {
+				t0 = now;
+				t_end = now + (uint64_t)(C.duration * 1e9);
+				__atomic_store_n(&phase, 1, __ATOMIC_RELEASE);
+			}
+			if (now >= t_end)
+				break;
+			{
+				/* Wake for the next phase change or report. */
+				uint64_t wake = phase ? t_end : t_meas;
+
+				if (wake > now + 1000000000ull)
+					wake = now + 1000000000ull;
+				usleep((useconds_t)((wake - now) / 1000 + 1));
+			}
+			for (i = 0; i < C.threads; i++)
+				done += __atomic_load_n(&t[i].done,
+							__ATOMIC_RELAXED);
+			if (!C.quiet)
+				fprintf(stderr,
+					"dagger-bench: %5.1f s  %9.2f Krps%s\n",
+					(bench_now_ns() - t0) / 1e9,
+					(double)(done - last) / 1e3,
+					phase ? "" : "  (warm-up)");
+			last = done;
+		}
+		t_end = bench_now_ns();
+		__atomic_store_n(&phase, 2, __ATOMIC_RELEASE);
+	}
+	for (i = 0; i < C.threads; i++) {
+		pthread_join(t[i].thr, NULL);
+		if (t[i].rc) {
+			fprintf(stderr, "dagger-bench: client %u: %s\n", i,
+				strerror(-t[i].rc));
+			rc = 1;
+		}
+		if (t[i].first_err)
+			fprintf(stderr,
+				"dagger-bench: client %u: %llu errors, the "
+				"first: %s\n",
+				i, (unsigned long long)t[i].errors,
+				t[i].first_err > 0
+					? dg_status_str(t[i].first_err)
+					: "wrong response length");
+		hist_merge(all, &t[i].hist);
+		r.rpcs += t[i].rpcs;
+		r.errors += t[i].errors;
+		r.polls_empty += t[i].empty;
+		r.busy += t[i].busy;
+		busy += t[i].busy_cyc;
+	}
+	if (C.requests)
+		t_end = bench_now_ns();
+	r.seconds = (double)(t_end - t0) / 1e9;
+	r.h = all;
+	/* Ticks of the cycle counter per RPC (the TSC on x86). */
+	r.cyc_rpc = r.rpcs ? (double)busy / (double)r.rpcs : 0;
+	if (!r.rpcs && !rc)
+		fprintf(stderr,
+			"%s: no call completed in the measured "
+			"interval\n",
+			r.bench);
+	bench_print(&r, C.json, true);
+	if (C.cdf) {
+		FILE *f = fopen(C.cdf, "w");
+
+		if (f) {
+			hist_cdf(all, f);
+			fclose(f);
+		} else {
+			fprintf(stderr, "dagger-bench: %s: %s\n", C.cdf,
+				strerror(errno));
+		}
+	}
+	free(t);
+	free(all);
+	return rc || !r.rpcs;
+}
+
+static int run_client(void)
+{
+	struct dg_host_opts o = {.engine_addr = C.engine_addr,
+				 .engine_port = C.engine_port,
+				 .src_addr = C.src,
+				 .nflows = C.threads,
+				 .slots = C.slots,
+				 .timeout_ms = 30000};
+	struct dg_host *h;
+	int rc = dg_host_attach(&o, &h);
+
+	if (rc) {
+		fprintf(stderr, "dagger-bench: attach to %s:%u: %s\n",
+			C.engine_addr, C.engine_port, strerror(-rc));
+		return 1;
+	}
+	signal(SIGINT, on_signal);
+	rc = run_clients(h);
+	dg_host_detach(h);
+	return rc;
+}
+
+static void *engine_main(void *arg)
+{
+	dg_nic_run(arg);
+	return NULL;
+}
+
+static int run_local(void)
+{
+	struct dg_host_opts o = {.attach_local = dg_nic_attach_cb,
+				 .detach_local = dg_nic_detach_cb,
+				 .slots = C.slots};
+	struct srv_thread *s = calloc(C.sthreads, sizeof(*s));
+	struct dg_host *srv = NULL, *cli;
+	struct dg_nic *nic;
+	pthread_t et;
+	uint32_t i;
+	int rc;
+
+	struct dg_nic_opts no = {.listen_addr = C.listen_addr[0] ? C.listen_addr
+								 : NULL,
+				 .port = C.listen_port};
+
+	if (!s || dg_nic_create(&no, &nic)) {
+		fprintf(stderr, "dagger-bench: engine on %s:%u failed\n",
+			C.listen_addr, C.listen_port);
+		return 1;
+	}
+	pthread_create(&et, NULL, engine_main, nic);
+	if (C.pin)
+		pin_thread(et, (int)sysconf(_SC_NPROCESSORS_ONLN) - 1);
+	o.local_arg = nic;
+	if (!C.loopback) {
+		o.nflows = C.sthreads;
+		if (dg_host_attach(&o, &srv) ||
+		    start_servers(srv, s, C.sthreads))
+			return 1;
+	}
+	signal(SIGINT, on_signal);
+	signal(SIGTERM, on_signal);
+	if (C.server_only) {
+		fprintf(stderr,
+			"dagger-bench: engine on %s:%u serving \"%s\" with %u "
+			"thread(s)\n",
+			C.listen_addr, dg_nic_port(nic), C.service, C.sthreads);
+		while (!got_signal)
+			usleep(100000);
+		phase = 2;
+		rc = 0;
+		cli = NULL;
+	} else {
+		o.nflows = C.threads;
+		if (dg_host_attach(&o, &cli))
+			return 1;
+		rc = run_clients(cli);
+		phase = 2;
+	}
+	for (i = 0; !C.loopback && i < C.sthreads; i++)
+		pthread_join(s[i].thr, NULL);
+	if (cli)
+		dg_host_detach(cli);
+	if (srv)
+		dg_host_detach(srv);
+	dg_nic_stop(nic);
+	pthread_join(et, NULL);
+	dg_nic_destroy(nic);
+	free(s);
+	return rc;
+}
+
+/* ---- options ----------------------------------------------------------------
+ */
+
+static void usage(FILE *f)
+{
+	fprintf(f,
+		"usage: dagger-bench server --engine ADDR:PORT [options]\n"
+		"       dagger-bench client --engine ADDR:PORT [--remote "
+		"ADDR:PORT] [options]\n"
+		"       dagger-bench local [--loopback | --listen ADDR[:PORT] "
+		"[--server-only]] [options]\n"
+		"  --engine ADDR:PORT  the engine to attach to (RDMA)\n"
+		"  --src ADDR          local device address to attach from\n"
+		"  --remote ADDR:PORT  the service is behind that engine\n"
+		"  --service NAME      service name (default bench)\n"
+		"  --loopback          call the engine's loopback service (no "
+		"server)\n"
+		"  --threads N         client threads, one flow each (1)\n"
+		"  --server-threads N  server threads (server/local; 1)\n"
+		"  --conns N           connections per client thread (1)\n"
+		"  --size B            request bytes (64)\n"
+		"  --window N          calls in flight per thread (1); the cap "
+		"in open loop\n"
+		"  --rate R            open loop: Poisson arrivals, R calls/s "
+		"in all\n"
+		"  --work-ns N         the server spins N ns per call\n"
+		"  --duration S        measured seconds (5)\n"
+		"  --warmup S          seconds before measuring (1)\n"
+		"  --requests N        per thread, instead of a duration\n"
+		"  --slots N           ring slots (power of two; default: "
+		"enough for the window)\n"
+		"  --yield             sched_yield() when a poll finds "
+		"nothing\n"
+		"  --pin               client thread i on CPU i; in local mode "
+		"the engine on the\n"
+		"                      last CPU\n"
+		"  --json              one JSON line instead of a table\n"
+		"  --label TEXT        carried into the JSON line\n"
+		"  --cdf FILE          write the latency CDF (us, fraction)\n"
+		"  --quiet             no progress lines\n"
+		"  --callgrind         collection toggles for callgrind (see "
+		"source)\n"
+		"local mode: the engine runs in this process and its hosts "
+		"reach it by shared\n"
+		"memory; with --listen it also takes peer links on "
+		"ADDR[:PORT], "
+		"so a client in\n"
+		"another local-mode process can call its service with "
+		"--remote.\n"
+		"  --listen ADDR[:PORT] the in-process engine's RDMA address\n"
+		"  --server-only       local mode: serve until SIGINT/SIGTERM, "
+		"no clients\n");
+}
+
+static int parse_ep(const char *s, char *addr, size_t cap, uint16_t *port)
+{
+	const char *c = strrchr(s, ':');
+	char *end;
+	unsigned long p;
+
+	if (!c || (size_t)(c - s) >= cap || c == s)
+		return -EINVAL;
+	memcpy(addr, s, (size_t)(c - s));
+	addr[c - s] = 0;
+	p = strtoul(c + 1, &end, 10);
+	if (*end || !p || p > 65535)
+		return -EINVAL;
+	*port = (uint16_t)p;
+	return 0;
+}
+
+static int parse_u32(const char *s, uint32_t *v)
+{
+	char *end;
+	unsigned long x = strtoul(s, &end, 0);
+
+	if (!*s || *end || x > UINT32_MAX)
+		return -EINVAL;
+	*v = (uint32_t)x;
+	return 0;
+}
+
+static int parse_d(const char *s, double *v)
+{
+	char *end;
+
+	*v = strtod(s, &end);
+	return !*s || *end || *v < 0 ? -EINVAL : 0;
+}
+
+int main(int argc, char **argv)
+{
+	static const struct option lo[] = {{"engine", 1, 0, 'e'},
+					   {"src", 1, 0, 'S'},
+					   {"remote", 1, 0, 'r'},
+					   {"service", 1, 0, 'N'},
+					   {"loopback", 0, 0, 'L'},
+					   {"threads", 1, 0, 't'},
+					   {"server-threads", 1, 0, 'T'},
+					   {"conns", 1, 0, 'c'},
+					   {"size", 1, 0, 's'},
+					   {"window", 1, 0, 'w'},
+					   {"rate", 1, 0, 'R'},
+					   {"work-ns", 1, 0, 'W'},
+					   {"duration", 1, 0, 'd'},
+					   {"warmup", 1, 0, 'u'},
+					   {"requests", 1, 0, 'n'},
+					   {"slots", 1, 0, 'l'},
+					   {"yield", 0, 0, 'y'},
+					   {"json", 0, 0, 'j'},
+					   {"label", 1, 0, 'b'},
+					   {"cdf", 1, 0, 'C'},
+					   {"quiet", 0, 0, 'q'},
+					   {"callgrind", 0, 0, 'g'},
+					   {"listen", 1, 0, 'A'},
+					   {"server-only", 0, 0, 'O'},
+					   {"pin", 0, 0, 'P'},
+					   {"help", 0, 0, 'h'},
+					   {0, 0, 0, 0}};
+	uint32_t frames, need;
+	int o, bad = 0;
+
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		usage(argc < 2 ? stderr : stdout);
+		return argc < 2 ? 2 : 0;
+	}
+	C.mode = argv[1];
+	optind = 2;
+	while ((o = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+		uint32_t n = 0;
+
+		switch (o) {
+		case 'e':
+			bad |= parse_ep(optarg, C.engine_addr,
+					sizeof(C.engine_addr), &C.engine_port);
+			break;
+		case 'r':
+			bad |= parse_ep(optarg, C.remote_addr,
+					sizeof(C.remote_addr), &C.remote_port);
+			break;
+		case 'S':
+			C.src = optarg;
+			break;
+		case 'A':
+			if (!strchr(optarg, ':')) {
+				snprintf(C.listen_addr, sizeof(C.listen_addr),
+					 "%s", optarg);
+				break;
+			}
+			bad |= parse_ep(optarg, C.listen_addr,
+					sizeof(C.listen_addr), &C.listen_port);
+			break;
+		case 'O':
+			C.server_only = true;
+			break;
+		case 'P':
+			C.pin = true;
+			break;
+		case 'N':
+			C.service = optarg;
+			break;
+		case 'L':
+			C.loopback = true;
+			break;
+		case 't':
+			bad |= parse_u32(optarg, &C.threads);
+			break;
+		case 'T':
+			bad |= parse_u32(optarg, &C.sthreads);
+			break;
+		case 'c':
+			bad |= parse_u32(optarg, &C.conns);
+			break;
+		case 's':
+			bad |= parse_u32(optarg, &C.size);
+			break;
+		case 'w':
+			bad |= parse_u32(optarg, &C.window);
+			break;
+		case 'R':
+			bad |= parse_d(optarg, &C.rate);
+			break;
+		case 'W':
+			bad |= parse_u32(optarg, &C.work_ns);
+			break;
+		case 'd':
+			bad |= parse_d(optarg, &C.duration);
+			break;
+		case 'u':
+			bad |= parse_d(optarg, &C.warmup);
+			break;
+		case 'n':
+			bad |= parse_u32(optarg, &n);
+			C.requests = n;
+			break;
+		case 'l':
+			bad |= parse_u32(optarg, &C.slots);
+			break;
+		case 'y':
+			C.yield = true;
+			break;
+		case 'j':
+			C.json = true;
+			break;
+		case 'b':
+			C.label = optarg;
+			break;
+		case 'C':
+			C.cdf = optarg;
+			break;
+		case 'q':
+			C.quiet = true;
+			break;
+		case 'g':
+			C.callgrind = true;
+			break;
+		case 'h':
+			usage(stdout);
+			return 0;
+		default:
+			usage(stderr);
+			return 2;
+		}
+		if (bad) {
+			const struct option *x = lo;
+
+			while (x->name && x->val != o)
+				x++;
+			fprintf(stderr,
+				"dagger-bench: bad value for --%s: %s\n",
+				x->name, optarg);
+			return 2;
+		}
+	}
+	if (optind != argc) {
+		usage(stderr);
+		return 2;
+	}
+	if (!C.threads || !C.sthreads || !C.conns || !C.window ||
+	    C.threads > DG_MAX_FLOWS || C.sthreads > DG_MAX_FLOWS ||
+	    C.size > DG_MAX_MSG || (C.work_ns && C.size < 4) ||
+	    C.window > 4096 || !C.duration) {
+		fprintf(stderr,
+			"dagger-bench: threads 1..%u, conns and window "
+			"1..4096, size <= %u (>= 4 with --work-ns), "
+			"duration > 0\n",
+			DG_MAX_FLOWS, DG_MAX_MSG);
+		return 2;
+	}
+	/* Rings that hold a whole window of the largest calls, twice. */
+	frames = dg_frames_for(C.size);
+	need = frames * C.window * 2;
+	if (!C.slots) {
+		/* A server takes whatever its callers send: room for the
+		 * largest call, twice. */
+		if (!strcmp(C.mode, "server") || C.server_only)
+			need = 2 * dg_frames_for(DG_MAX_MSG);
+		C.slots = 1024;
+		while (C.slots < need && C.slots < 65536)
+			C.slots <<= 1;
+	}
+	if (C.slots & (C.slots - 1) || C.slots < frames) {
+		fprintf(stderr,
+			"dagger-bench: --slots must be a power of two "
+			">= the frames of one call (%u)\n",
+			frames);
+		return 2;
+	}
+	if (!strcmp(C.mode, "local"))
+		return run_local();
+	if (!C.engine_addr[0]) {
+		fprintf(stderr, "dagger-bench: %s needs --engine ADDR:PORT\n",
+			C.mode);
+		return 2;
+	}
+	if (!strcmp(C.mode, "server"))
+		return run_server();
+	if (!strcmp(C.mode, "client"))
+		return run_client();
+	usage(stderr);
+	return 2;
+}

@@ -1,0 +1,283 @@
+#!/usr/bin/env bash
+# The RDMA part of deploy/bench, run where two RDMA devices exist
+# (deploy/rxe-run exports DG_RXE_DEV0/1 and DG_RXE_ADDR0/1). Every figure
+# is appended as one JSON line to OUT/results.jsonl; latency CDFs go to
+# OUT/cdf-*.txt, callgrind dumps to OUT/cg-*.
+#
+# usage: bench-vm.sh BUILD_DIR OUT_DIR [quick]
+#   quick: shorter runs and fewer points (for a smoke test of the suite)
+set -euo pipefail
+b=$(cd "$1" && pwd)
+out=$(cd "$2" && pwd)
+quick=${3:-}
+d0=${DG_RXE_DEV0:-rxe0}
+d1=${DG_RXE_DEV1:-rxe1}
+a0=${DG_RXE_ADDR0:?DG_RXE_ADDR0 unset: run through deploy/rxe-run}
+a1=${DG_RXE_ADDR1:?}
+res=$out/results.jsonl
+dur=4
+warm=1
+cg_n=1000
+if [ -n "$quick" ]; then
+	dur=1
+	warm=0.5
+	cg_n=200
+fi
+bench=$b/bench/dagger-bench
+hostrpc=$b/bench/dagger-hostrpc
+nic=$b/nic/dagger-nic
+
+log() { printf '== %s\n' "$*" >&2; }
+die() {
+	echo "bench-vm: $*" >&2
+	exit 1
+}
+
+pids=()
+cleanup() {
+	local p
+	for p in "${pids[@]}"; do
+		kill -TERM "$p" 2>/dev/null || true
+	done
+	for p in "${pids[@]}"; do
+		wait "$p" 2>/dev/null || true
+	done
+	pids=()
+}
+trap cleanup EXIT
+
+# Starts a background process (its stdout appended to the results).
+bg() {
+	"$@" >>"$res" 2>>"$out/stderr.log" &
+	pids+=($!)
+}
+
+# An engine in the background (its statistics go to the log).
+engine() {
+	"$nic" "$@" >>"$out/stderr.log" 2>&1 &
+	pids+=($!)
+}
+
+# Stops the background processes politely (they print their totals).
+stop_bg() {
+	local p
+	for p in "${pids[@]}"; do
+		kill -TERM "$p" 2>/dev/null || true
+	done
+	for p in "${pids[@]}"; do
+		timeout 60 tail --pid="$p" -f /dev/null 2>/dev/null || kill -KILL "$p" 2>/dev/null || true
+		wait "$p" 2>/dev/null || true
+	done
+	pids=()
+}
+
+# Waits until an rdma_cm port answers on addr (the engine is listening).
+wait_port() {
+	local i
+	for i in $(seq 1 100); do
+		if "$bench" client --engine "$1:$2" --loopback --requests 1 \
+			--quiet --json >/dev/null 2>&1; then
+			return 0
+		fi
+		sleep 0.2
+	done
+	die "nothing answers on $1:$2"
+}
+
+# A client run: its JSON line goes to the results (bounded in time). A
+# failed run is listed in OUT/failed.txt (the report shows it) and the
+# suite goes on.
+run() {
+	timeout 600 "$@" --json --quiet >>"$res" 2>>"$out/stderr.log" || {
+		echo "bench-vm: FAILED (exit $?): $*" | tee -a "$out/failed.txt" >&2
+	}
+}
+
+# perftest: one latency or bandwidth tool between the two devices, as JSON.
+perftest() {
+	local tool=$1 label=$2 n=1000 sp line _ need=3,5,6,8,9
+	shift 2
+	case $tool in *_bw) need=4,5 ;; esac
+	line=
+	# The server needs a moment to listen, and serves one client: retry
+	# the client while it lives, start it again when it has gone.
+	for _ in 1 2 3; do
+		timeout 120 "$tool" -R -d "$d0" -F -s 64 -n "$n" "$@" \
+			>>"$out/stderr.log" 2>&1 &
+		sp=$!
+		for _ in 1 2 3 4 5; do
+			sleep 1
+			line=$(timeout 60 "$tool" -R -d "$d1" -F -s 64 -n "$n" \
+				"$@" --source_ip "$a1" "$a0" 2>>"$out/stderr.log" |
+				awk -v need="$need" '
+				function num(x) { return x ~ /^[0-9]+(\.[0-9]+)?$/ }
+				$1 == 64 && NF >= 5 {
+					# the fields used must be numbers (a failed
+					# run prints inf or nan)
+					n = split(need, f, ",")
+					for (i = 1; i <= n; i++)
+						if (!num($(f[i]))) exit
+					print; exit
+				}') || true
+			[ -n "$line" ] && break
+			kill -0 "$sp" 2>/dev/null || break
+		done
+		kill "$sp" 2>/dev/null || true
+		wait "$sp" 2>/dev/null || true
+		[ -n "$line" ] && break
+	done
+	[ -n "$line" ] || die "$tool gave no result"
+	case $tool in
+	*_lat)
+		# bytes iters t_min t_max t_typical t_avg t_stdev p99 p99.9
+		echo "$line" | awk -v t="$tool" -v l="$label" '{
+			printf "{\"bench\":\"perftest\",\"tool\":\"%s\",\"label\":\"%s\",\"size\":%d,\"min_us\":%s,\"typical_us\":%s,\"avg_us\":%s,\"p99_us\":%s,\"p999_us\":%s}\n", t, l, $1, $3, $5, $6, $8, $9 }' >>"$res"
+		;;
+	*)
+		# bytes iters BW_peak BW_avg MsgRate(Mpps)
+		echo "$line" | awk -v t="$tool" -v l="$label" '{
+			printf "{\"bench\":\"perftest\",\"tool\":\"%s\",\"label\":\"%s\",\"size\":%d,\"mbps\":%s,\"mpps\":%s}\n", t, l, $1, $4, $5 }' >>"$res"
+		;;
+	esac
+}
+
+# callgrind on one side of a run: dumps OUT/cg-LABEL.PID.N.
+cgv() {
+	echo valgrind --tool=callgrind --collect-atstart=no \
+		"--callgrind-out-file=$out/cg-$1.%p"
+}
+
+# Like run, retried while the server side is still starting (valgrind).
+retry_run() {
+	local i
+	for i in $(seq 1 60); do
+		if timeout 600 "$@" --json --quiet >>"$res" 2>>"$out/stderr.log"; then
+			return 0
+		fi
+		sleep 1
+	done
+	echo "bench-vm: FAILED: $*" | tee -a "$out/failed.txt" >&2
+}
+
+: >"$out/stderr.log"
+
+log "perftest (the transport's own limit)"
+perftest ib_send_lat send_lat
+perftest ib_write_lat write_lat
+perftest ib_read_lat read_lat
+perftest ib_send_bw send_bw -n 20000
+
+log "RDMA primitives as the engine uses them (dagger-rdma-lat)"
+"$b/bench/dagger-rdma-lat" -n 1000 -B -j >>"$res" 2>>"$out/stderr.log" ||
+	die "dagger-rdma-lat failed"
+
+# One engine on device 0; hosts attach from device 1 (the client) and
+# device 0 (the server), so every ring access crosses the link.
+log "dagger: one engine, client on $d1, server on $d0"
+engine --listen "$a0" --port 7481 --id 1
+wait_port "$a0" 7481
+bg "$bench" server --engine "$a0:7481" --src "$a0" --yield --label server-echo
+sleep 1
+common=(--engine "$a0:7481" --src "$a1" --yield --duration "$dur" --warmup "$warm")
+run "$bench" client "${common[@]}" --label lat-echo --cdf "$out/cdf-dagger.txt"
+run "$bench" client "${common[@]}" --loopback --label lat-loopback
+run "$bench" client "${common[@]}" --window 16 --label tput-w16
+# Open loop at fractions of the closed-loop peak just measured.
+peak=$(tail -n 1 "$res" | sed -n 's/.*"krps":\([0-9.]*\).*/\1/p')
+for f in 0.1 0.25 0.5 0.75 0.9 1.1; do
+	rate=$(awk -v p="$peak" -v f="$f" 'BEGIN { r = p * 1000 * f; printf "%d", r < 10 ? 10 : r }')
+	run "$bench" client "${common[@]}" --rate "$rate" --window 256 \
+		--label "open-$f"
+done
+log "dagger: scaling (client threads, connections, sizes)"
+for t in 1 2 4; do
+	run "$bench" client "${common[@]}" --threads "$t" --window 8 \
+		--label "scale-threads-$t"
+done
+conns="1 10 100 1000"
+[ -n "$quick" ] && conns="1 100"
+for c in $conns; do
+	run "$bench" client "${common[@]}" --conns "$c" --window 8 \
+		--label "scale-conns-$c"
+done
+sizes="64 1024 8192 65536"
+[ -n "$quick" ] && sizes="64 8192"
+for s in $sizes; do
+	run "$bench" client "${common[@]}" --size "$s" --label "size-lat-$s"
+	run "$bench" client "${common[@]}" --size "$s" --window 4 \
+		--label "size-tput-$s"
+done
+stop_bg
+
+log "dagger: server threads"
+for st in 1 2; do
+	engine --listen "$a0" --port 7482 --id 1
+	wait_port "$a0" 7482
+	bg "$bench" server --engine "$a0:7482" --src "$a0" --yield \
+		--server-threads "$st" --label "server-threads-$st"
+	sleep 1
+	run "$bench" client --engine "$a0:7482" --src "$a1" --yield \
+		--duration "$dur" --warmup "$warm" --threads 2 --window 8 \
+		--label "scale-sthreads-$st"
+	stop_bg
+done
+
+log "dagger: two engines (client -> engine A -> engine B -> server)"
+engine --listen "$a0" --port 7483 --id 1
+engine --listen "$a1" --port 7484 --id 2
+wait_port "$a0" 7483
+wait_port "$a1" 7484
+bg "$bench" server --engine "$a0:7483" --src "$a0" --yield --label server-2eng
+sleep 1
+run "$bench" client --engine "$a1:7484" --src "$a1" --remote "$a0:7483" \
+	--yield --duration "$dur" --warmup "$warm" --label lat-two-engines
+stop_bg
+
+log "dagger: local backend at both ends, engines linked over RDMA"
+bg "$bench" local --listen "$a0:7485" --server-only --yield
+wait_port "$a0" 7485
+run "$bench" local --listen "$a1" --remote "$a0:7485" --yield \
+	--duration "$dur" --warmup "$warm" --label lat-local-both-ends
+stop_bg
+
+log "host-driven baseline (SEND/RECV, no engine)"
+bg "$hostrpc" server --listen "$a0" --port 7486 --yield --label hostrpc-server
+sleep 1
+hcommon=(--connect "$a0:7486" --src "$a1" --yield --duration "$dur" --warmup "$warm")
+run "$hostrpc" client "${hcommon[@]}" --label lat-echo --cdf "$out/cdf-hostrpc.txt"
+run "$hostrpc" client "${hcommon[@]}" --window 16 --label tput-w16
+peak=$(tail -n 1 "$res" | sed -n 's/.*"krps":\([0-9.]*\).*/\1/p')
+for f in 0.1 0.25 0.5 0.75 0.9 1.1; do
+	rate=$(awk -v p="$peak" -v f="$f" 'BEGIN { r = p * 1000 * f; printf "%d", r < 10 ? 10 : r }')
+	run "$hostrpc" client "${hcommon[@]}" --rate "$rate" --window 256 \
+		--label "open-$f"
+done
+stop_bg
+
+log "host CPU per RPC: callgrind on the client, then on the server"
+rm -f "$out"/cg-*
+engine --listen "$a0" --port 7487 --id 1
+wait_port "$a0" 7487
+bg "$bench" server --engine "$a0:7487" --src "$a0" --yield --label cg-server-peer
+sleep 1
+run $(cgv dagger-client) "$bench" client --engine "$a0:7487" --src "$a1" \
+	--callgrind --requests "$cg_n" --label cg-dagger-client
+stop_bg
+engine --listen "$a0" --port 7488 --id 1
+wait_port "$a0" 7488
+bg $(cgv dagger-server) "$bench" server --engine "$a0:7488" --src "$a0" \
+	--callgrind --label cg-dagger-server
+retry_run "$bench" client --engine "$a0:7488" --src "$a1" --requests "$cg_n" \
+	--label cg-dagger-server-peer
+stop_bg
+bg "$hostrpc" server --listen "$a0" --port 7489 --label cg-hostrpc-server-peer
+sleep 1
+run $(cgv hostrpc-client) "$hostrpc" client --connect "$a0:7489" --src "$a1" \
+	--callgrind --requests "$cg_n" --label cg-hostrpc-client
+stop_bg
+bg $(cgv hostrpc-server) "$hostrpc" server --listen "$a0" --port 7490 \
+	--callgrind --label cg-hostrpc-server
+retry_run "$hostrpc" client --connect "$a0:7490" --src "$a1" \
+	--requests "$cg_n" --label cg-hostrpc-server-peer
+stop_bg
+log "done: $(wc -l <"$res") results in $res"

@@ -1,0 +1,402 @@
+#!/usr/bin/env python3
+"""Turns the results of deploy/bench into docs/PERFORMANCE.md and its plots.
+
+usage: perf-report.py OUT_DIR REPORT.md PLOT_DIR COMMAND_LINE
+
+OUT_DIR holds results.jsonl (one JSON object per line, from dagger-bench,
+dagger-hostrpc, dagger-rdma-lat, dagger-pingpong and perftest), the
+latency CDFs (cdf-*.txt), the callgrind dumps (cg-*), machine.txt and
+vm.txt. Plots are rendered to PNG with gnuplot.
+"""
+import glob
+import json
+import os
+import re
+import subprocess
+import sys
+
+
+def load(path):
+    rows = []
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("{"):
+                try:
+                    rows.append(json.loads(line))
+                except ValueError:
+                    pass
+    return rows
+
+
+def pick(rows, **kw):
+    for r in rows:
+        if all(r.get(k) == v for k, v in kw.items()):
+            return r
+    return None
+
+
+def picks(rows, **kw):
+    return [r for r in rows if all(r.get(k) == v for k, v in kw.items())]
+
+
+def cg_totals(out, label):
+    """Instructions in the 'rpcs' and 'empty' dumps of a callgrind run."""
+    got = {}
+    for path in glob.glob(os.path.join(out, "cg-%s.*" % label)):
+        trig, total = None, None
+        with open(path, errors="replace") as f:
+            for line in f:
+                if line.startswith("desc: Trigger:"):
+                    trig = line.split(":")[-1].strip()
+                elif line.startswith("totals:") or line.startswith("summary:"):
+                    total = int(line.split()[1])
+        if trig in ("rpcs", "empty") and total is not None:
+            got[trig] = total
+    return got.get("rpcs"), got.get("empty")
+
+
+def instr_per_rpc(out, label, rpcs, empty, calib=10000):
+    """(instructions per RPC, per empty poll) with empty polls taken out."""
+    ir, ir_empty = cg_totals(out, label)
+    if ir is None or ir_empty is None or not rpcs:
+        return None, None
+    per_empty = ir_empty / calib
+    return (ir - empty * per_empty) / rpcs, per_empty
+
+
+def fmt(v, nd=1):
+    if v is None:
+        return "n/a"
+    if isinstance(v, float):
+        return ("%%.%df" % nd) % v
+    return str(v)
+
+
+def met(ok):
+    return "**met**" if ok else "**not met**"
+
+
+def gnuplot(script):
+    subprocess.run(["gnuplot"], input=script.encode(), check=True)
+
+
+def main():
+    out, report, plots, cmdline = sys.argv[1:5]
+    rows = load(os.path.join(out, "results.jsonl"))
+    os.makedirs(plots, exist_ok=True)
+    rel = os.path.relpath(plots, os.path.dirname(report))
+    machine = open(os.path.join(out, "machine.txt")).read().strip()
+    vm = ""
+    if os.path.exists(os.path.join(out, "vm.txt")):
+        vm = open(os.path.join(out, "vm.txt")).read().strip()
+
+    def pt(tool):
+        return pick(rows, bench="perftest", tool=tool)
+
+    def rl(op):
+        return pick(rows, bench="rdma-lat", op=op)
+
+    def dg(label):
+        return pick(rows, bench="dagger", label=label)
+
+    def hr(label):
+        return pick(rows, bench="hostrpc", label=label)
+
+    L = []
+    w = L.append
+    w("# Performance")
+    w("")
+    w("Written by `deploy/bench` (do not edit by hand: run it again). Every "
+      "figure below was measured in one run of the suite, on the machine "
+      "described here, and each is shown next to the baseline it should be "
+      "read against. Soft-RoCE inside a software-emulated VM is slow in "
+      "absolute terms; read the ratios, not the microseconds.")
+    w("")
+    w("## Machine and commands")
+    w("")
+    w("```")
+    w(machine)
+    if vm:
+        w(vm)
+    w("```")
+    w("")
+    w("Command: `%s`. The RDMA part runs through `deploy/rxe-run` (two rxe "
+      "devices; in a VM when the kernel has none) with "
+      "`deploy/lib/bench-vm.sh`, which lists every command line. Clients "
+      "and servers there run with `--yield` (they give the core away when "
+      "a poll finds nothing: the VM has fewer cores than pollers)." % cmdline)
+    w("")
+
+    # ---- transport baselines
+    w("## The transport's own limit (same devices, same run)")
+    w("")
+    w("| measure | p50 / typical (us) | p99 (us) |")
+    w("|---|---|---|")
+    for tool, what in (("ib_send_lat", "ib_send_lat (half round trip)"),
+                       ("ib_write_lat", "ib_write_lat (half round trip)"),
+                       ("ib_read_lat", "ib_read_lat (one READ)")):
+        r = pt(tool)
+        if r:
+            w("| %s | %s | %s |" % (what, fmt(r["typical_us"], 2),
+                                    fmt(r["p99_us"], 2)))
+    for op, what in (("write", "WRITE ping-pong round trip"),
+                     ("read", "READ round trip"),
+                     ("send", "SEND ping-pong round trip")):
+        r = rl(op)
+        if r:
+            w("| dagger-rdma-lat %s | %s | %s |" % (what, fmt(r["p50_us"], 2),
+                                                    fmt(r["p99_us"], 2)))
+    bw = pt("ib_send_bw")
+    if bw:
+        w("")
+        w("ib_send_bw, 64-byte messages: %.4f million messages/s "
+          "(%.0f thousand/s)." % (bw["mpps"], bw["mpps"] * 1e3))
+    w("")
+
+    # ---- latency
+    w("## Latency: 64-byte echo, one call in flight")
+    w("")
+    w("| path | p50 | p90 | p99 | p99.9 | max | Krps | errors |")
+    w("|---|---|---|---|---|---|---|---|")
+    lat_rows = [
+        ("dagger, one engine (client on rxe1, server on rxe0)", dg("lat-echo")),
+        ("dagger, engine loopback service (no server)", dg("lat-loopback")),
+        ("dagger, two engines (client -> A -> B -> server)",
+         dg("lat-two-engines")),
+        ("dagger, local backend at both ends, engines linked by RDMA",
+         dg("lat-local-both-ends")),
+        ("host-driven SEND/RECV RPC (baseline)", hr("lat-echo")),
+    ]
+    for name, r in lat_rows:
+        if r:
+            w("| %s | %s | %s | %s | %s | %s | %s | %d |" % (
+                name, fmt(r["p50_us"]), fmt(r["p90_us"]), fmt(r["p99_us"]),
+                fmt(r["p999_us"]), fmt(r["max_us"]), fmt(r["krps"], 2),
+                r["errors"]))
+    w("")
+    w("All latencies in microseconds, measured by the client from the call "
+      "to its completion.")
+    w("")
+    cdfs = []
+    for name, f in (("dagger", "cdf-dagger.txt"),
+                    ("host-driven", "cdf-hostrpc.txt")):
+        p = os.path.join(out, f)
+        if os.path.exists(p) and os.path.getsize(p):
+            cdfs.append((name, p))
+    if cdfs:
+        png = os.path.join(plots, "latency-cdf.png")
+        gnuplot("set terminal pngcairo size 800,500\nset output '%s'\n"
+                "set logscale x\nset xlabel 'round trip (us)'\n"
+                "set ylabel 'fraction of calls'\nset key bottom right\n"
+                "set grid\nset title '64-byte echo, one call in flight'\n"
+                "plot %s\n" % (png, ", ".join(
+                    "'%s' using 1:2 with lines lw 2 title '%s'" % (p, n)
+                    for n, p in cdfs)))
+        w("![latency CDF](%s/latency-cdf.png)" % rel)
+        w("")
+
+    # ---- throughput vs load
+    w("## Throughput against offered load (open loop, Poisson arrivals)")
+    w("")
+    w("Offered load as fractions of each stack's closed-loop peak with 16 "
+      "calls in flight (measured just before). Latency counts from each "
+      "call's scheduled time.")
+    w("")
+    w("| stack | closed-loop peak (Krps, window 16) | offered (Krps) | "
+      "achieved (Krps) | p50 (us) | p99 (us) |")
+    w("|---|---|---|---|---|---|")
+    series = []
+    for name, fn in (("dagger", dg), ("host-driven", hr)):
+        peak = fn("tput-w16")
+        pts = []
+        for f in ("0.1", "0.25", "0.5", "0.75", "0.9", "1.1"):
+            r = fn("open-" + f)
+            if r and r["rpcs"]:
+                pts.append((r["rate"] / 1e3, r["krps"], r["p50_us"],
+                            r["p99_us"]))
+                w("| %s | %s | %.2f | %.2f | %s | %s |" % (
+                    name, fmt(peak["krps"], 2) if peak else "n/a",
+                    r["rate"] / 1e3, r["krps"], fmt(r["p50_us"]),
+                    fmt(r["p99_us"])))
+        if pts:
+            p = os.path.join(out, "load-%s.txt" % name)
+            with open(p, "w") as f:
+                for x in pts:
+                    f.write("%f %f %f %f\n" % x)
+            series.append((name, p))
+    w("")
+    if series:
+        png = os.path.join(plots, "throughput-vs-load.png")
+        gnuplot("set terminal pngcairo size 800,500\nset output '%s'\n"
+                "set xlabel 'offered load (Krps)'\n"
+                "set ylabel 'achieved (Krps)'\nset y2label 'p99 (us)'\n"
+                "set logscale y2\nset ytics nomirror\nset y2tics\n"
+                "set grid\nset key top left\n"
+                "set title '64-byte echo, open loop'\nplot %s\n" % (
+                    png, ", ".join(
+                        "'%s' using 1:2 with linespoints lw 2 title '%s "
+                        "achieved', '%s' using 1:4 axes x1y2 with "
+                        "linespoints dt 2 title '%s p99'" % (p, n, p, n)
+                        for n, p in series)))
+        w("![throughput vs offered load](%s/throughput-vs-load.png)" % rel)
+        w("")
+
+    # ---- host CPU
+    w("## Host CPU per RPC")
+    w("")
+    w("Instructions: `valgrind --tool=callgrind` on a fixed number of "
+      "calls, collecting only inside the stack's calls (dagger: `dg_call` "
+      "and `dg_poll` on the client, `dg_serve_poll` with the echo handler "
+      "on the server; host-driven: posting, doorbell and completion "
+      "polling); the polls that found nothing are measured separately and "
+      "taken out. Cycles: the TSC around the same calls in the normal "
+      "(non-valgrind) latency runs, busy work only. Only user-space work "
+      "is counted: on rxe the host-driven baseline also enters the kernel "
+      "for every doorbell, which these figures leave out.")
+    w("")
+    w("| stack | client instructions/RPC | server instructions/RPC | "
+      "client cycles/RPC | server cycles/RPC |")
+    w("|---|---|---|---|---|")
+    cpu = {}
+    for name, bench, prefix, lat_fn in (
+            ("dagger", "dagger", "dagger", dg),
+            ("host-driven", "hostrpc", "hostrpc", hr)):
+        c = pick(rows, bench=bench, label="cg-%s-client" % prefix)
+        s = pick(rows, bench=bench + "-server",
+                 label="cg-%s-server" % prefix)
+        ci = si = None
+        if c:
+            ci, _ = instr_per_rpc(out, prefix + "-client", c["rpcs"],
+                                  c["polls_empty"])
+        if s:
+            si, _ = instr_per_rpc(out, prefix + "-server", s["served"],
+                                  s["polls_empty"])
+        lat = lat_fn("lat-echo")
+        srv = pick(rows, bench=bench + "-server",
+                   label="server-echo" if bench == "dagger"
+                   else "hostrpc-server")
+        cpu[name] = (ci, si)
+        w("| %s | %s | %s | %s | %s |" % (
+            name, fmt(ci, 0), fmt(si, 0),
+            fmt(lat["cyc_rpc"], 0) if lat else "n/a",
+            fmt(srv["cyc_rpc"], 0) if srv else "n/a"))
+    w("")
+    if all(cpu.get(k, (None,))[0] for k in ("dagger", "host-driven")):
+        png = os.path.join(plots, "host-cpu.png")
+        p = os.path.join(out, "cpu.txt")
+        with open(p, "w") as f:
+            for k in ("dagger", "host-driven"):
+                f.write("%s %f %f\n" % (k, cpu[k][0] or 0, cpu[k][1] or 0))
+        gnuplot("set terminal pngcairo size 700,450\nset output '%s'\n"
+                "set style data histograms\nset style fill solid 0.8\n"
+                "set ylabel 'instructions per RPC'\nset grid ytics\n"
+                "set title 'host CPU per 64-byte RPC (user space)'\n"
+                "plot '%s' using 2:xtic(1) title 'client', '' using 3 "
+                "title 'server'\n" % (png, p))
+        w("![host CPU per RPC](%s/host-cpu.png)" % rel)
+        w("")
+
+    # ---- scaling
+    w("## Scaling (dagger, one engine, 64-byte echo unless stated)")
+    w("")
+    w("| what | value | Krps | p50 (us) | p99 (us) | errors | BUSY, sent again |")
+    w("|---|---|---|---|---|---|---|")
+    for what, key, vals in (
+            ("client threads (window 8 each)", "scale-threads-", (1, 2, 4)),
+            ("server threads (2 client threads)", "scale-sthreads-", (1, 2)),
+            ("connections per client thread (window 8)", "scale-conns-",
+             (1, 10, 100, 1000)),
+            ("payload bytes, one call in flight", "size-lat-",
+             (64, 1024, 8192, 65536)),
+            ("payload bytes, window 4", "size-tput-",
+             (64, 1024, 8192, 65536))):
+        for v in vals:
+            r = dg(key + str(v))
+            if r:
+                w("| %s | %s | %s | %s | %s | %d | %d |" % (
+                    what, v, fmt(r["krps"], 2), fmt(r["p50_us"]),
+                    fmt(r["p99_us"]), r["errors"], r.get("busy", 0)))
+    w("")
+
+    # ---- local backend
+    w("## The local backend's host-side ceiling (natively, no VM)")
+    w("")
+    w("One client thread against the engine's loopback service (the engine "
+      "answers each request itself), client and engine pinned to two "
+      "cores, next to a bare cache-line ping-pong between the same two "
+      "cores in the same run (`dagger-pingpong`: 64-byte lines passed "
+      "through a ring and back, nothing else).")
+    w("")
+    w("| measure | window | Mrps | p50 (us) | p99 (us) | client cycles/RPC |")
+    w("|---|---|---|---|---|---|")
+    local = {}
+    for r in picks(rows, bench="pingpong"):
+        w("| bare ping-pong | %d | %.2f | %s | | |" % (
+            r["window"], r["mrps"],
+            fmt(r["rtt_ns"] / 1e3, 3) if r["window"] == 1 else ""))
+        local[("pp", r["window"])] = r["mrps"]
+    for r in rows:
+        if r.get("bench") == "dagger" and \
+                str(r.get("label", "")).startswith("local-"):
+            w("| dagger %s | %d | %.2f | %s | %s | %s |" % (
+                r["label"][6:], r["window"], r["krps"] / 1e3,
+                fmt(r["p50_us"], 2), fmt(r["p99_us"], 2),
+                fmt(r["cyc_rpc"], 0)))
+            local[(r["label"], r["window"])] = r["krps"] / 1e3
+    w("")
+
+    # ---- targets
+    w("## Targets")
+    w("")
+    w("| target | measured | baseline | ratio | |")
+    w("|---|---|---|---|---|")
+    e, rd, wr = dg("lat-echo"), rl("read"), rl("write")
+    if e and rd and wr:
+        prim = 2 * rd["p50_us"] + wr["p50_us"]
+        ratio = e["p50_us"] / prim
+        w("| rxe 64 B echo p50 within 1.5x of its primitives (2 READ round "
+          "trips + 2 one-way WRITEs) | %.1f us | %.1f us | %.2fx | %s |" % (
+              e["p50_us"], prim, ratio, met(ratio <= 1.5)))
+    lb, sl = dg("lat-local-both-ends"), pt("ib_send_lat")
+    if lb and sl:
+        base = 2 * sl["typical_us"]
+        ratio = lb["p50_us"] / base
+        w("| local backend at both ends: p50 within 1.2x of the "
+          "ib_send_lat round trip | %.1f us | %.1f us | %.2fx | %s |" % (
+              lb["p50_us"], base, ratio, met(ratio <= 1.2)))
+    if cpu.get("dagger", (None,))[0] and cpu.get("host-driven", (None,))[0]:
+        ratio = cpu["host-driven"][0] / cpu["dagger"][0]
+        w("| client instructions per RPC at least 10x fewer than "
+          "host-driven | %.0f | %.0f | %.1fx fewer | %s |" % (
+              cpu["dagger"][0], cpu["host-driven"][0], ratio,
+              met(ratio >= 10)))
+    best = max([v for k, v in local.items() if k[0] == "local-loopback"]
+               or [0])
+    if best:
+        w("| local backend: one client thread >= 21.5 Mrps | %.2f Mrps | "
+          "21.5 Mrps | %.2fx | %s |" % (best, best / 21.5,
+                                        met(best >= 21.5)))
+    for win in (1, 32):
+        d, pp = local.get(("local-loopback", win)), local.get(("pp", win))
+        if d and pp:
+            w("| local backend within 2x of the bare ping-pong (window %d) "
+              "| %.2f Mrps | %.2f Mrps | %.2fx slower | %s |" % (
+                  win, d, pp, pp / d, met(pp / d <= 2)))
+    w("")
+    failed = os.path.join(out, "failed.txt")
+    if os.path.exists(failed) and os.path.getsize(failed):
+        w("## Runs that failed")
+        w("")
+        w("These points are missing above (their output is in the "
+          "suite's stderr.log):")
+        w("")
+        for line in open(failed):
+            w("- `%s`" % line.strip().replace("bench-vm: ", ""))
+        w("")
+    with open(report, "w") as f:
+        f.write("\n".join(L) + "\n")
+
+
+if __name__ == "__main__":
+    main()
