@@ -52,7 +52,7 @@ struct cfg {
 	char listen_addr[64];
 	uint16_t listen_port;
 	uint32_t threads, sthreads, conns, size, window, work_ns, slots;
-	double rate, duration, warmup;
+	double rate, duration, warmup, wait;
 	uint64_t requests;
 };
 
@@ -190,6 +190,21 @@ static void on_signal(int sig)
 	got_signal = 1;
 }
 
+/* Attaches, retrying for --wait seconds while the engine is not up yet. */
+static int attach_wait(const struct dg_host_opts *o, struct dg_host **h)
+{
+	uint64_t until = bench_now_ns() + (uint64_t)(C.wait * 1e9);
+	int rc;
+
+	while ((rc = dg_host_attach(o, h)) != 0 && !got_signal &&
+	       bench_now_ns() < until)
+		usleep(200000);
+	if (rc)
+		fprintf(stderr, "dagger-bench: attach to %s:%u: %s\n",
+			o->engine_addr, o->engine_port, strerror(-rc));
+	return rc;
+}
+
 static int run_server(void)
 {
 	struct dg_host_opts o = {.engine_addr = C.engine_addr,
@@ -206,14 +221,13 @@ static int run_server(void)
 
 	if (!s)
 		return 1;
-	rc = dg_host_attach(&o, &h);
-	if (rc) {
-		fprintf(stderr, "dagger-bench: attach to %s:%u: %s\n",
-			C.engine_addr, C.engine_port, strerror(-rc));
-		return 1;
-	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
+	rc = attach_wait(&o, &h);
+	if (rc) {
+		free(s);
+		return 1;
+	}
 	if (start_servers(h, s, C.sthreads))
 		return 1;
 	fprintf(stderr, "dagger-bench: serving \"%s\" with %u thread(s)\n",
@@ -586,14 +600,12 @@ static int run_client(void)
 				 .slots = C.slots,
 				 .timeout_ms = 30000};
 	struct dg_host *h;
-	int rc = dg_host_attach(&o, &h);
+	int rc;
 
-	if (rc) {
-		fprintf(stderr, "dagger-bench: attach to %s:%u: %s\n",
-			C.engine_addr, C.engine_port, strerror(-rc));
-		return 1;
-	}
 	signal(SIGINT, on_signal);
+	rc = attach_wait(&o, &h);
+	if (rc)
+		return 1;
 	rc = run_clients(h);
 	dg_host_detach(h);
 	return rc;
@@ -681,6 +693,8 @@ static void usage(FILE *f)
 		"[--server-only]] [options]\n"
 		"  --engine ADDR:PORT  the engine to attach to (RDMA)\n"
 		"  --src ADDR          local device address to attach from\n"
+		"  --wait S            retry the attach for S seconds (engine "
+		"starting)\n"
 		"  --remote ADDR:PORT  the service is behind that engine\n"
 		"  --service NAME      service name (default bench)\n"
 		"  --loopback          call the engine's loopback service (no "
@@ -785,6 +799,7 @@ int main(int argc, char **argv)
 					   {"listen", 1, 0, 'A'},
 					   {"server-only", 0, 0, 'O'},
 					   {"pin", 0, 0, 'P'},
+					   {"wait", 1, 0, 'X'},
 					   {"help", 0, 0, 'h'},
 					   {0, 0, 0, 0}};
 	uint32_t frames, need;
@@ -825,6 +840,9 @@ int main(int argc, char **argv)
 			break;
 		case 'P':
 			C.pin = true;
+			break;
+		case 'X':
+			bad |= parse_d(optarg, &C.wait);
 			break;
 		case 'N':
 			C.service = optarg;

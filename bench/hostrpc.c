@@ -129,7 +129,7 @@ static void *server_conn(void *arg)
 	/* Received, not answered yet: waits while the send queue is full. */
 	uint32_t backlog[NBUF], bh = 0, bt = 0, idle = 0, i;
 	uint32_t lens[NBUF];
-	struct bufs b;
+	struct bufs b = {0};
 	uint64_t nsend = 0;
 	int k = 0, rc;
 
@@ -138,6 +138,8 @@ static void *server_conn(void *arg)
 		rc = dg_rdma_ep_accept(s->ep, NULL, 0, 20000);
 	if (rc) {
 		fprintf(stderr, "dagger-hostrpc: accept: %s\n", strerror(-rc));
+		if (b.mem)
+			bufs_free(&b);
 		return NULL;
 	}
 	while (!got_signal && __atomic_load_n(&phase, __ATOMIC_RELAXED) < 2) {
@@ -415,9 +417,10 @@ static void *client_main(void *arg)
 		CALLGRIND_DUMP_STATS_AT("empty");
 	}
 out:
-	dg_rdma_ep_destroy(ep);
+	/* The memory region before its endpoint (which owns the PD). */
 	if (b.mem)
 		bufs_free(&b);
+	dg_rdma_ep_destroy(ep);
 	free(ts);
 	free(payload);
 	return NULL;

@@ -176,7 +176,7 @@ log "RDMA primitives as the engine uses them (dagger-rdma-lat)"
 log "dagger: one engine, client on $d1, server on $d0"
 engine --listen "$a0" --port 7481 --id 1
 wait_port "$a0" 7481
-bg "$bench" server --engine "$a0:7481" --src "$a0" --yield --label server-echo
+bg "$bench" server --wait 60 --engine "$a0:7481" --src "$a0" --yield --label server-echo
 sleep 1
 common=(--engine "$a0:7481" --src "$a1" --yield --duration "$dur" --warmup "$warm")
 run "$bench" client "${common[@]}" --label lat-echo --cdf "$out/cdf-dagger.txt"
@@ -213,7 +213,7 @@ log "dagger: server threads"
 for st in 1 2; do
 	engine --listen "$a0" --port 7482 --id 1
 	wait_port "$a0" 7482
-	bg "$bench" server --engine "$a0:7482" --src "$a0" --yield \
+	bg "$bench" server --wait 60 --engine "$a0:7482" --src "$a0" --yield \
 		--server-threads "$st" --label "server-threads-$st"
 	sleep 1
 	run "$bench" client --engine "$a0:7482" --src "$a1" --yield \
@@ -227,7 +227,7 @@ engine --listen "$a0" --port 7483 --id 1
 engine --listen "$a1" --port 7484 --id 2
 wait_port "$a0" 7483
 wait_port "$a1" 7484
-bg "$bench" server --engine "$a0:7483" --src "$a0" --yield --label server-2eng
+bg "$bench" server --wait 60 --engine "$a0:7483" --src "$a0" --yield --label server-2eng
 sleep 1
 run "$bench" client --engine "$a1:7484" --src "$a1" --remote "$a0:7483" \
 	--yield --duration "$dur" --warmup "$warm" --label lat-two-engines
@@ -258,7 +258,7 @@ log "host CPU per RPC: callgrind on the client, then on the server"
 rm -f "$out"/cg-*
 engine --listen "$a0" --port 7487 --id 1
 wait_port "$a0" 7487
-bg "$bench" server --engine "$a0:7487" --src "$a0" --yield --label cg-server-peer
+bg "$bench" server --wait 60 --engine "$a0:7487" --src "$a0" --yield --label cg-server-peer
 sleep 1
 run $(cgv dagger-client) "$bench" client --engine "$a0:7487" --src "$a1" \
 	--callgrind --requests "$cg_n" --label cg-dagger-client

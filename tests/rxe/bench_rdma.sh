@@ -25,7 +25,7 @@ check() { # label, JSON line, rpcs wanted
 	echo "$2" | grep -q '"errors":0,' || fail "$1: errors"
 }
 "$1/nic/dagger-nic" --listen "$a0" --port $p & pids="$pids $!"
-"$b/dagger-bench" server --engine "$a0:$p" --yield --server-threads 2 \
+"$b/dagger-bench" server --engine "$a0:$p" --yield --server-threads 2 --wait 60 \
 	& pids="$pids $!"
 "$b/dagger-hostrpc" server --listen "$a0" --port $((p + 1)) --yield \
 	& pids="$pids $!"
@@ -33,16 +33,30 @@ check() { # label, JSON line, rpcs wanted
 	& pids="$pids $!"
 sleep 2
 run() { timeout 300 "$@" --json --quiet --yield; }
-out=$(run "$b/dagger-bench" client --engine "$a0:$p" --src "$a1" \
+# The servers take a moment (more under a sanitizer): attaches wait.
+out=$(run "$b/dagger-bench" client --engine "$a0:$p" --src "$a1" --wait 60 \
 	--requests 300 --window 4 --threads 2) || fail "client exited $?"
 check "echo through the engine" "$out" 600
-out=$(run "$b/dagger-bench" client --engine "$a0:$p" --loopback \
+out=$(run "$b/dagger-bench" client --engine "$a0:$p" --loopback --wait 60 \
 	--requests 200 --size 5000) || fail "loopback exited $?"
 check "engine loopback" "$out" 200
-out=$(run "$b/dagger-bench" local --listen "$a1" --remote "$a0:$((p + 2))" \
-	--requests 200 --window 2) || fail "local both ends exited $?"
+# (retried while the other process's engine is still starting)
+out=
+for _ in $(seq 1 30); do
+	out=$(run "$b/dagger-bench" local --listen "$a1" \
+		--remote "$a0:$((p + 2))" --requests 200 --window 2) && break
+	out=
+	sleep 1
+done
+[ -n "$out" ] || fail "local both ends: no run completed"
 check "local backend at both ends" "$out" 200
-out=$(run "$b/dagger-hostrpc" client --connect "$a0:$((p + 1))" --src "$a1" \
-	--requests 300 --window 4) || fail "hostrpc exited $?"
+out=
+for _ in $(seq 1 30); do
+	out=$(run "$b/dagger-hostrpc" client --connect "$a0:$((p + 1))" \
+		--src "$a1" --requests 300 --window 4) && break
+	out=
+	sleep 1
+done
+[ -n "$out" ] || fail "hostrpc: no run completed"
 check "host-driven baseline" "$out" 300
 echo "bench tools over RDMA: ok"
