@@ -10,11 +10,13 @@
 #define DG_BENCH_COMMON_H
 
 #include <math.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #if defined(__x86_64__) || defined(__i386__)
 #include <x86intrin.h>
@@ -259,6 +261,78 @@ static inline void bench_print(const struct bench_result *r, bool json,
 	       hist_pct(h, 0.99) / 1e3, hist_pct(h, 0.999) / 1e3,
 	       (double)h->max / 1e3, r->cyc_rpc);
 	fflush(stdout);
+}
+
+/* ---- the clients' clock ----------------------------------------------------
+ */
+
+/* What a client thread shares with the clock (first in its state). */
+struct bench_live {
+	uint64_t done; /* completions so far (relaxed stores) */
+	int rc;	       /* non-zero: the thread failed */
+};
+
+/*
+ * Waits until n client threads (their bench_live every stride bytes from
+ * live) are connected (*nready) or one failed; then, when timed, runs
+ * warmup seconds (*phase 0) and duration measured seconds (*phase 1),
+ * printing progress once a second unless quiet, and sets *phase 2. Stores
+ * the measured interval's start in *t0 and, when timed, its end in *t_end.
+ */
+static inline void bench_clock(const char *prog, volatile int *phase,
+			       const int *nready, volatile sig_atomic_t *stop,
+			       const void *live, size_t stride, uint32_t n,
+			       bool timed, double warmup, double duration,
+			       bool quiet, uint64_t *t0, uint64_t *t_end)
+{
+#define LIVE(i) ((const struct bench_live *)((const char *)live + (i)*stride))
+	uint64_t t_meas, last = 0;
+	uint32_t i;
+
+	/* Connections first (1,000 of them take a while): then the clock. */
+	while (__atomic_load_n(nready, __ATOMIC_ACQUIRE) < (int)n && !*stop) {
+		uint32_t failed = 0;
+
+		for (i = 0; i < n; i++)
+			failed += __atomic_load_n(&LIVE(i)->rc,
+						  __ATOMIC_RELAXED) != 0;
+		if (failed)
+			break;
+		usleep(1000);
+	}
+	*t0 = bench_now_ns();
+	if (!timed)
+		return;
+	t_meas = *t0 + (uint64_t)(warmup * 1e9);
+	*t_end = t_meas + (uint64_t)(duration * 1e9);
+	while (!*stop) {
+		uint64_t now = bench_now_ns(), done = 0, wake;
+
+		if (*phase == 0 && now >= t_meas) {
+			*t0 = now;
+			*t_end = now + (uint64_t)(duration * 1e9);
+			__atomic_store_n(phase, 1, __ATOMIC_RELEASE);
+		}
+		if (now >= *t_end)
+			break;
+		/* Wake for the next phase change or report. */
+		wake = *phase ? *t_end : t_meas;
+		if (wake > now + 1000000000ull)
+			wake = now + 1000000000ull;
+		usleep((useconds_t)((wake - now) / 1000 + 1));
+		for (i = 0; i < n; i++)
+			done += __atomic_load_n(&LIVE(i)->done,
+						__ATOMIC_RELAXED);
+		if (!quiet)
+			fprintf(stderr, "%s: %5.1f s  %9.2f Krps%s\n", prog,
+				(bench_now_ns() - *t0) / 1e9,
+				(double)(done - last) / 1e3,
+				*phase ? "" : "  (warm-up)");
+		last = done;
+	}
+	*t_end = bench_now_ns();
+	__atomic_store_n(phase, 2, __ATOMIC_RELEASE);
+#undef LIVE
 }
 
 #endif /* DG_BENCH_COMMON_H */

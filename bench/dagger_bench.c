@@ -259,11 +259,12 @@ static int run_server(void)
  */
 
 struct cli_thread {
+	struct bench_live live; /* first: the clock reads it */
 	struct dg_host *h;
 	uint32_t flow;
 	struct bench_hist hist;
-	uint64_t rpcs, errors, busy_cyc, empty, done, busy;
-	int rc, first_err;
+	uint64_t rpcs, errors, busy_cyc, empty, busy;
+	int first_err;
 	pthread_t thr;
 };
 
@@ -312,14 +313,14 @@ static void *client_main(void *arg)
 	uint32_t nagain = 0;
 
 	if (!ts || !buf || !conns || !again) {
-		t->rc = -ENOMEM;
+		t->live.rc = -ENOMEM;
 		goto out;
 	}
 	memset(buf, 0x5a, C.size);
 	if (C.work_ns)
 		memcpy(buf, &C.work_ns, 4);
-	t->rc = open_conns(f, conns);
-	if (t->rc)
+	t->live.rc = open_conns(f, conns);
+	if (t->live.rc)
 		goto out;
 	__atomic_fetch_add(&nready, 1, __ATOMIC_RELEASE);
 	next = bench_now_ns();
@@ -357,7 +358,7 @@ static void *client_main(void *arg)
 			if (rc == -EAGAIN)
 				break; /* ring full: completions first */
 			if (rc) {
-				t->rc = rc;
+				t->live.rc = rc;
 				goto out;
 			}
 			if (ph == 1)
@@ -385,7 +386,7 @@ static void *client_main(void *arg)
 				t->busy_cyc += bench_cycles() - t0;
 		}
 		if (k < 0) {
-			t->rc = k;
+			t->live.rc = k;
 			break;
 		}
 		if (k == 0) {
@@ -425,7 +426,7 @@ static void *client_main(void *arg)
 								   : -EPROTO;
 			}
 		}
-		__atomic_store_n(&t->done, t->done + (uint64_t)k,
+		__atomic_store_n(&t->live.done, t->live.done + (uint64_t)k,
 				 __ATOMIC_RELAXED);
 	}
 	if (C.callgrind) {
@@ -475,7 +476,7 @@ static int run_clients(struct dg_host *h)
 				 .conns = C.conns,
 				 .window = C.window,
 				 .rate = C.rate};
-	uint64_t t0, t_end = 0, last = 0, busy = 0;
+	uint64_t t0, t_end = 0, busy = 0;
 	uint32_t i;
 	int rc = 0;
 
@@ -483,7 +484,6 @@ static int run_clients(struct dg_host *h)
 		return 1;
 	hist_init(all);
 	phase = C.warmup > 0 && !C.requests ? 0 : 1;
-	t0 = bench_now_ns();
 	for (i = 0; i < C.threads; i++) {
 		t[i].h = h;
 		t[i].flow = i;
@@ -492,60 +492,14 @@ static int run_clients(struct dg_host *h)
 		if (C.pin)
 			pin_thread(t[i].thr, (int)i);
 	}
-	/* Connections first (1,000 of them take a while): then the clock. */
-	while (__atomic_load_n(&nready, __ATOMIC_ACQUIRE) < (int)C.threads &&
-	       !got_signal) {
-		uint32_t failed = 0;
-
-		for (i = 0; i < C.threads; i++)
-			failed += __atomic_load_n(&t[i].rc, __ATOMIC_RELAXED) !=
-				  0;
-		if (failed)
-			break;
-		usleep(1000);
-	}
-	t0 = bench_now_ns();
-	if (!C.requests) {
-		uint64_t t_meas = t0 + (uint64_t)(C.warmup * 1e9);
-
-		t_end = t_meas + (uint64_t)(C.duration * 1e9);
-		while (!got_signal) {
-			uint64_t now = bench_now_ns(), done = 0;
-
-			if (phase == 0 && now >= t_meas) {
-				t0 = now;
-				t_end = now + (uint64_t)(C.duration * 1e9);
-				__atomic_store_n(&phase, 1, __ATOMIC_RELEASE);
-			}
-			if (now >= t_end)
-				break;
-			{
-				/* Wake for the next phase change or report. */
-				uint64_t wake = phase ? t_end : t_meas;
-
-				if (wake > now + 1000000000ull)
-					wake = now + 1000000000ull;
-				usleep((useconds_t)((wake - now) / 1000 + 1));
-			}
-			for (i = 0; i < C.threads; i++)
-				done += __atomic_load_n(&t[i].done,
-							__ATOMIC_RELAXED);
-			if (!C.quiet)
-				fprintf(stderr,
-					"dagger-bench: %5.1f s  %9.2f Krps%s\n",
-					(bench_now_ns() - t0) / 1e9,
-					(double)(done - last) / 1e3,
-					phase ? "" : "  (warm-up)");
-			last = done;
-		}
-		t_end = bench_now_ns();
-		__atomic_store_n(&phase, 2, __ATOMIC_RELEASE);
-	}
+	bench_clock("dagger-bench", &phase, &nready, &got_signal, t, sizeof(*t),
+		    C.threads, !C.requests, C.warmup, C.duration, C.quiet, &t0,
+		    &t_end);
 	for (i = 0; i < C.threads; i++) {
 		pthread_join(t[i].thr, NULL);
-		if (t[i].rc) {
+		if (t[i].live.rc) {
 			fprintf(stderr, "dagger-bench: client %u: %s\n", i,
-				strerror(-t[i].rc));
+				strerror(-t[i].live.rc));
 			rc = 1;
 		}
 		if (t[i].first_err)

@@ -276,10 +276,10 @@ static int run_server(void)
  */
 
 struct cli_thread {
+	struct bench_live live; /* first: the clock reads it */
 	uint32_t idx;
 	struct bench_hist hist;
-	uint64_t rpcs, errors, busy_cyc, empty, done;
-	int rc;
+	uint64_t rpcs, errors, busy_cyc, empty;
 	pthread_t thr;
 };
 
@@ -298,7 +298,7 @@ static void *client_main(void *arg)
 	uint8_t *payload = malloc(C.size ? C.size : 1);
 
 	if (!ts || !payload) {
-		t->rc = -ENOMEM;
+		t->live.rc = -ENOMEM;
 		free(ts);
 		free(payload);
 		return NULL;
@@ -311,7 +311,7 @@ static void *client_main(void *arg)
 		rc = dg_rdma_ep_connect(ep, &C.size, sizeof(C.size), NULL, NULL,
 					20000);
 	if (rc) {
-		t->rc = rc;
+		t->live.rc = rc;
 		goto out;
 	}
 	__atomic_fetch_add(&nready, 1, __ATOMIC_RELEASE);
@@ -346,7 +346,7 @@ static void *client_main(void *arg)
 			if (rc == -EAGAIN)
 				break;
 			if (rc) {
-				t->rc = rc;
+				t->live.rc = rc;
 				goto out;
 			}
 			ts[id & TS_MASK] = when;
@@ -390,7 +390,7 @@ static void *client_main(void *arg)
 		if (C.callgrind && ph == 1)
 			CALLGRIND_TOGGLE_COLLECT;
 		if (k < 0) {
-			t->rc = k;
+			t->live.rc = k;
 			break;
 		}
 		if (ph == 1) {
@@ -400,7 +400,8 @@ static void *client_main(void *arg)
 				t->empty++;
 		}
 		if (k > 0)
-			__atomic_store_n(&t->done, t->done + (uint64_t)k,
+			__atomic_store_n(&t->live.done,
+					 t->live.done + (uint64_t)k,
 					 __ATOMIC_RELAXED);
 		else if (C.callgrind && ph == 1)
 			usleep(200); /* few empty polls to subtract */
@@ -438,7 +439,7 @@ static int run_client(void)
 				 .conns = 1,
 				 .window = C.window,
 				 .rate = C.rate};
-	uint64_t t0, t_end = 0, last = 0, busy = 0;
+	uint64_t t0, t_end = 0, busy = 0;
 	uint32_t i;
 	int rc = 0;
 
@@ -447,67 +448,19 @@ static int run_client(void)
 	signal(SIGINT, on_signal);
 	hist_init(all);
 	phase = C.warmup > 0 && !C.requests ? 0 : 1;
-	t0 = bench_now_ns();
 	for (i = 0; i < C.threads; i++) {
 		t[i].idx = i;
 		hist_init(&t[i].hist);
 		pthread_create(&t[i].thr, NULL, client_main, &t[i]);
 	}
-	/* Connections first (1,000 of them take a while): then the clock. */
-	while (__atomic_load_n(&nready, __ATOMIC_ACQUIRE) < (int)C.threads &&
-	       !got_signal) {
-		uint32_t failed = 0;
-
-		for (i = 0; i < C.threads; i++)
-			failed += __atomic_load_n(&t[i].rc, __ATOMIC_RELAXED) !=
-				  0;
-		if (failed)
-			break;
-		usleep(1000);
-	}
-	t0 = bench_now_ns();
-	if (!C.requests) {
-		uint64_t t_meas = t0 + (uint64_t)(C.warmup * 1e9);
-
-		t_end = t_meas + (uint64_t)(C.duration * 1e9);
-		while (!got_signal) {
-			uint64_t now = bench_now_ns(), done = 0;
-
-			if (phase == 0 && now >= t_meas) {
-				t0 = now;
-				t_end = now + (uint64_t)(C.duration * 1e9);
-				__atomic_store_n(&phase, 1, __ATOMIC_RELEASE);
-			}
-			if (now >= t_end)
-				break;
-			{
-				/* Wake for the next phase change or report. */
-				uint64_t wake = phase ? t_end : t_meas;
-
-				if (wake > now + 1000000000ull)
-					wake = now + 1000000000ull;
-				usleep((useconds_t)((wake - now) / 1000 + 1));
-			}
-			for (i = 0; i < C.threads; i++)
-				done += __atomic_load_n(&t[i].done,
-							__ATOMIC_RELAXED);
-			if (!C.quiet)
-				fprintf(stderr,
-					"dagger-hostrpc: %5.1f s  %9.2f "
-					"Krps%s\n",
-					(bench_now_ns() - t0) / 1e9,
-					(double)(done - last) / 1e3,
-					phase ? "" : "  (warm-up)");
-			last = done;
-		}
-		t_end = bench_now_ns();
-		__atomic_store_n(&phase, 2, __ATOMIC_RELEASE);
-	}
+	bench_clock("dagger-hostrpc", &phase, &nready, &got_signal, t,
+		    sizeof(*t), C.threads, !C.requests, C.warmup, C.duration,
+		    C.quiet, &t0, &t_end);
 	for (i = 0; i < C.threads; i++) {
 		pthread_join(t[i].thr, NULL);
-		if (t[i].rc) {
+		if (t[i].live.rc) {
 			fprintf(stderr, "dagger-hostrpc: client %u: %s\n", i,
-				strerror(-t[i].rc));
+				strerror(-t[i].live.rc));
 			rc = 1;
 		}
 		hist_merge(all, &t[i].hist);
