@@ -74,7 +74,8 @@ struct flow_stats {
 
 struct pending {
 	uint32_t rpc;
-	uint16_t conn; /* as delivered to the server; NO_IDX: answered */
+	uint16_t conn; /* as delivered to the server, or the client's REMOTE
+			  connection; NO_IDX: answered */
 	uint16_t fn;
 };
 
@@ -99,10 +100,12 @@ struct flow {
 	bool rx_head_pending; /* a READ of rx_head is in flight */
 	struct busy busy;
 	/*
-	 * Requests delivered to this (server) flow and not yet answered, in
-	 * delivery order: a dispatch thread answers in order, so the head
-	 * is matched by the next response. If the tenant dies, each of
-	 * these callers is answered UNREACHABLE instead of waiting forever.
+	 * Requests not yet answered, in the order they were handed on:
+	 * those delivered to this flow as a server (if the tenant dies, each
+	 * caller is answered UNREACHABLE instead of waiting forever), and
+	 * those this flow sent as a client through a peer link (if the link
+	 * dies, this flow gets UNREACHABLE for each). Responses mostly come
+	 * in order, so the head is usually matched by the next one.
 	 */
 	struct pending *pend;
 	uint32_t pend_head, pend_tail, pend_mask;
@@ -210,6 +213,7 @@ struct dg_nic {
 	int pend_detach; /* tenant id, or -1 */
 	int pend_flag;	 /* atomic: something is pending */
 	uint64_t loops;
+	bool remote_sweep; /* remote_fail() still owes answers */
 };
 
 static uint64_t rng_next(struct dg_nic *n)
@@ -468,6 +472,63 @@ static int conn_alloc(struct dg_nic *n)
 	return -1;
 }
 
+/* ---- unanswered requests (struct flow's pend ring) --------------------- */
+
+/* Drops the answered entries at the head. */
+static void pend_advance(struct flow *fl)
+{
+	while (fl->pend_head != fl->pend_tail &&
+	       fl->pend[fl->pend_head & fl->pend_mask].conn == NO_IDX)
+		fl->pend_head++;
+}
+
+static bool pend_full(const struct flow *fl)
+{
+	return fl->pend_tail - fl->pend_head > fl->pend_mask;
+}
+
+/*
+ * Full only if the flow holds 2 x slots requests unanswered: a server
+ * flow's then stay untracked; a client flow is held back (do_request).
+ */
+static void pend_push(struct flow *fl, const struct dg_frame *f, uint16_t cid)
+{
+	if (pend_full(fl))
+		return;
+	fl->pend[fl->pend_tail++ & fl->pend_mask] =
+		(struct pending){f->rpc_id, cid, f->fn_id};
+}
+
+/*
+ * The client closed conn: its calls still in flight are no longer
+ * waited for (their late responses are dropped), so stop tracking them.
+ */
+static void pend_forget(struct flow *fl, uint16_t conn)
+{
+	uint32_t i;
+
+	for (i = fl->pend_head; i != fl->pend_tail; i++)
+		if (fl->pend[i & fl->pend_mask].conn == conn)
+			fl->pend[i & fl->pend_mask].conn = NO_IDX;
+	pend_advance(fl);
+}
+
+/* The server answered (conn, rpc): forget it. */
+static void pend_pop(struct flow *fl, const struct dg_frame *f)
+{
+	uint32_t i;
+
+	for (i = fl->pend_head; i != fl->pend_tail; i++) {
+		struct pending *p = &fl->pend[i & fl->pend_mask];
+
+		if (p->conn == f->conn_id && p->rpc == f->rpc_id) {
+			p->conn = NO_IDX;
+			break;
+		}
+	}
+	pend_advance(fl);
+}
+
 /* ---- peer links ---------------------------------------------------------- */
 
 static int peer_add(struct dg_nic *n, struct dg_peer *link, bool outbound,
@@ -500,6 +561,52 @@ static int peer_add(struct dg_nic *n, struct dg_peer *link, bool outbound,
 }
 
 /*
+ * Answers UNREACHABLE to every request that some client flow sent through
+ * peer link pi (pi == NO_IDX: through any link already down) and that is
+ * still unanswered. An answer that finds the client's RX ring full is
+ * left pending and retried by the next sweep (dg_nic_poll), so no caller
+ * is left waiting. Returns false while some answer is still due.
+ */
+static bool remote_fail(struct dg_nic *n, uint32_t pi)
+{
+	bool done = true;
+	uint32_t tid, f, i;
+
+	for (tid = 0; tid < MAX_TENANTS; tid++) {
+		struct tenant *t = &n->tenants[tid];
+
+		if (!t->used || t->dead)
+			continue;
+		for (f = 0; f < t->nflows; f++) {
+			struct flow *fl = &t->flows[f];
+
+			for (i = fl->pend_head; i != fl->pend_tail; i++) {
+				struct pending *p =
+					&fl->pend[i & fl->pend_mask];
+				struct conn *c;
+
+				if (p->conn >= MAX_CONNS)
+					continue;
+				c = &n->conns[p->conn];
+				if (c->tenant != tid || c->flow != f ||
+				    (pi == NO_IDX ? c->state != CONN_DEAD
+						  : c->state != CONN_REMOTE ||
+							    c->peer != pi))
+					continue;
+				if (rx_status(t, f, DG_FF_RESP, p->rpc, p->conn,
+					      p->fn, DG_ST_UNREACHABLE)) {
+					done = false;
+					continue;
+				}
+				p->conn = NO_IDX;
+			}
+			pend_advance(fl);
+		}
+	}
+	return done;
+}
+
+/*
  * Marks a peer link dead: its inbound connections go away; client
  * connections through it answer UNREACHABLE from now on.
  */
@@ -511,9 +618,12 @@ static void peer_kill(struct dg_nic *n, uint32_t pi, int why)
 	if (p->dead)
 		return;
 	p->dead = true;
-	if (n->o.verbose)
-		fprintf(stderr, "dagger-nic: peer link %u (%s) down: %s\n", pi,
-			p->addr[0] ? p->addr : "inbound", strerror(-why));
+	fprintf(stderr, "dagger-nic: peer link %u (%s, engine %u) down: %s\n",
+		pi, p->addr[0] ? p->addr : "inbound",
+		dg_peer_remote_engine(p->link), strerror(-why));
+	/* Before the states change below; what is left, the sweep retries. */
+	if (!remote_fail(n, pi))
+		n->remote_sweep = true;
 	for (i = 0; i < MAX_CONNS; i++) {
 		struct conn *c = &n->conns[i];
 
@@ -593,7 +703,9 @@ static int peer_status(struct dg_nic *n, uint32_t pi, uint8_t flags,
 /* Finds or makes the outbound link to addr:port. Blocks while connecting. */
 static int peer_get(struct dg_nic *n, const char *addr, uint16_t port)
 {
-	struct dg_peer_opts po = {.send_bufs = 32, .engine_id = n->o.engine_id};
+	struct dg_peer_opts po = {.send_bufs = 32,
+				  .engine_id = n->o.engine_id,
+				  .timeout_ms = n->o.peer_timeout_ms};
 	struct dg_peer *link;
 	uint32_t i;
 	int rc;
@@ -714,6 +826,8 @@ static int ctrl_close(struct dg_nic *n, uint32_t tid, uint32_t f,
 	if (c->state == CONN_REMOTE)
 		peer_status(n, c->peer, DG_FF_CTRL, 0, m->conn, 0, 0,
 			    PEER_UNBIND);
+	if (c->state != CONN_OPEN)
+		pend_forget(&n->tenants[tid].flows[f], m->conn);
 	c->state = CONN_FREE;
 	return DG_ST_OK;
 }
@@ -794,33 +908,6 @@ static enum verdict do_ctrl(struct dg_nic *n, uint32_t tid, uint32_t f,
  * balancer. 0: delivered; DG_ST_*: the status to answer the caller with;
  * -EAGAIN: try again (the server's credits are being refreshed).
  */
-static void pend_push(struct flow *fl, const struct dg_frame *f, uint16_t cid)
-{
-	/* Full only if the server holds 2 x slots requests unanswered. */
-	if (fl->pend_tail - fl->pend_head > fl->pend_mask)
-		return;
-	fl->pend[fl->pend_tail++ & fl->pend_mask] =
-		(struct pending){f->rpc_id, cid, f->fn_id};
-}
-
-/* The server answered (conn, rpc): forget it. */
-static void pend_pop(struct flow *fl, const struct dg_frame *f)
-{
-	uint32_t i;
-
-	for (i = fl->pend_head; i != fl->pend_tail; i++) {
-		struct pending *p = &fl->pend[i & fl->pend_mask];
-
-		if (p->conn == f->conn_id && p->rpc == f->rpc_id) {
-			p->conn = NO_IDX;
-			break;
-		}
-	}
-	while (fl->pend_head != fl->pend_tail &&
-	       fl->pend[fl->pend_head & fl->pend_mask].conn == NO_IDX)
-		fl->pend_head++;
-}
-
 static int svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
 		       const struct dg_frame *fr, uint32_t cnt, uint16_t cid)
 {
@@ -895,9 +982,17 @@ static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
 	if (c->state == CONN_DEAD) {
 		st = DG_ST_UNREACHABLE;
 	} else if (c->state == CONN_REMOTE) {
+		/* Every call through a link is tracked: wait for answers. */
+		if (pend_full(fl)) {
+			fl->st.stalled++;
+			return V_RETRY;
+		}
 		st = peer_send(n, c->peer, fr, cnt, cid);
 		if (st == -EAGAIN)
 			return V_RETRY; /* the link's credits: back-pressure */
+		if (!st)
+			pend_push(fl, &fr[0],
+				  cid); /* answered if the link dies */
 		st = st ? DG_ST_UNREACHABLE : 0;
 	} else if (c->svc == SVC_LOOPBACK) {
 		/* Back to the caller as its own response; no room: retry. */
@@ -1214,7 +1309,10 @@ static enum verdict peer_response(struct dg_nic *n, uint32_t pi,
 		return V_DONE;
 	}
 	/* No room: the FIFO holds it, then the link's credits stop. */
-	return rx_deliver(ct, c->flow, fr, cnt, x) ? V_RETRY : V_DONE;
+	if (rx_deliver(ct, c->flow, fr, cnt, x))
+		return V_RETRY;
+	pend_pop(&ct->flows[c->flow], &fr[0]);
+	return V_DONE;
 }
 
 /* Routes whole messages from peer pi's FIFO; returns frames consumed. */
@@ -1477,7 +1575,9 @@ void dg_nic_detach_cb(void *nic, int tenant)
 /* Accepts one RDMA attach (host tenant) if a request is waiting. */
 static void accept_rdma(struct dg_nic *n)
 {
-	struct dg_peer_opts po = {.send_bufs = 32, .engine_id = n->o.engine_id};
+	struct dg_peer_opts po = {.send_bufs = 32,
+				  .engine_id = n->o.engine_id,
+				  .timeout_ms = n->o.peer_timeout_ms};
 	struct dg_rdma_ep_attr attr;
 	union {
 		struct dg_attach_req req;
@@ -1614,6 +1714,35 @@ static void tenant_flush(struct dg_nic *n, uint32_t tid)
 	t->hm->ops->flush(t->hm);
 }
 
+static uint64_t mono_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+/*
+ * Peer link liveness, a few times per keepalive interval (the clock is
+ * read here, once in 64 loop iterations, never per frame), and answers
+ * still owed for calls through links that went down.
+ */
+static void peer_timers(struct dg_nic *n)
+{
+	uint64_t now = mono_us() / 1000u;
+	uint32_t i;
+
+	for (i = 0; i < MAX_PEERS; i++) {
+		struct peer_ref *p = &n->peers[i];
+		int rc;
+
+		if (p->used && !p->dead && (rc = dg_peer_tick(p->link, now)))
+			peer_kill(n, i, rc);
+	}
+	if (n->remote_sweep)
+		n->remote_sweep = !remote_fail(n, NO_IDX);
+}
+
 int dg_nic_poll(struct dg_nic *n)
 {
 	uint32_t i;
@@ -1622,6 +1751,8 @@ int dg_nic_poll(struct dg_nic *n)
 	take_pending(n);
 	if (n->listener && (n->loops & 255) == 0)
 		accept_rdma(n);
+	if ((n->loops & 63) == 0)
+		peer_timers(n);
 	n->loops++;
 	for (i = 0; i < MAX_TENANTS; i++) {
 		struct tenant *t = &n->tenants[i];
@@ -1662,14 +1793,6 @@ int dg_nic_poll(struct dg_nic *n)
 				peer_kill(n, i, rc);
 		}
 	return work;
-}
-
-static uint64_t mono_us(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
 }
 
 /*
@@ -1844,11 +1967,15 @@ void dg_nic_stats_print(struct dg_nic *n, FILE *f)
 	for (i = 0; i < MAX_PEERS; i++) {
 		struct peer_ref *p = &n->peers[i];
 
+		struct dg_peer_stats ls;
+
 		if (!p->used)
 			continue;
+		dg_peer_stats(p->link, &ls);
 		fprintf(f,
 			"peer %u %s%s: rpcs_tx %llu frames_tx %llu rpcs_rx "
-			"%llu frames_rx %llu busy %llu drops %llu\n",
+			"%llu frames_rx %llu busy %llu drops %llu keepalives "
+			"%llu\n",
 			i, p->outbound ? p->addr : "inbound",
 			p->dead ? " (down)" : "",
 			(unsigned long long)p->st.rpcs_tx,
@@ -1856,7 +1983,8 @@ void dg_nic_stats_print(struct dg_nic *n, FILE *f)
 			(unsigned long long)p->st.rpcs_rx,
 			(unsigned long long)p->st.frames_rx,
 			(unsigned long long)p->st.busy,
-			(unsigned long long)p->st.drops);
+			(unsigned long long)p->st.drops,
+			(unsigned long long)ls.keepalives);
 	}
 	for (i = 0; i < MAX_TENANTS; i++) {
 		struct tenant *t = &n->tenants[i];

@@ -22,6 +22,12 @@ struct dg_nic_opts {
 	uint32_t idle_us; /* longest idle sleep (default 1000 us) */
 	uint32_t spin_us; /* busy-poll this long after the last frame before
 			     sleeping on completion events (default 50 us) */
+	/*
+	 * A peer link from which nothing (not even a keepalive) arrived for
+	 * this long is declared down; calls through it get UNREACHABLE,
+	 * those in flight included (default 3000 ms, see dg_peer_opts).
+	 */
+	uint32_t peer_timeout_ms;
 	bool verbose;
 };
 

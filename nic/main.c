@@ -50,8 +50,9 @@ static void usage(FILE *f)
 		"                      deployment description FILE (YAML, see\n"
 		"                      docs/DEPLOY.md): listen, port, id, "
 		"batch,\n"
-		"                      cpu, spin_us, idle_us, verbose, and "
-		"the\n"
+		"                      cpu, spin_us, idle_us, "
+		"peer_timeout_ms,\n"
+		"                      verbose, and the\n"
 		"                      machine's rdma_device (checked "
 		"present)\n"
 		"  -e, --engine NAME   which engine of FILE (default: the only "
@@ -64,6 +65,10 @@ static void usage(FILE *f)
 		"  -i, --id N          engine id (default 1; in FILE: its "
 		"position)\n"
 		"  -C, --cpu N         pin the engine to CPU N\n"
+		"      --peer-timeout MS  declare a peer engine down after MS\n"
+		"                      without a message from it (default "
+		"3000;\n"
+		"                      links send keepalives at MS/6)\n"
 		"  -v, --verbose       log tenants and services\n"
 		"  -n, --dry-run       print the resolved settings and exit\n"
 		"Flags given on the command line override FILE.\n"
@@ -113,7 +118,7 @@ static const char *listen_hint(int err)
 
 /* The settings flags gave, to apply over the description's. */
 struct flags {
-	const char *listen, *port, *batch, *id, *cpu;
+	const char *listen, *port, *batch, *id, *cpu, *peer_timeout;
 	bool verbose;
 };
 
@@ -128,6 +133,7 @@ int main(int argc, char **argv)
 		{"batch", required_argument, NULL, 'b'},
 		{"id", required_argument, NULL, 'i'},
 		{"cpu", required_argument, NULL, 'C'},
+		{"peer-timeout", required_argument, NULL, 'T'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"dry-run", no_argument, NULL, 'n'},
 		{"help", no_argument, NULL, 'h'},
@@ -170,6 +176,9 @@ int main(int argc, char **argv)
 			break;
 		case 'C':
 			fl.cpu = optarg;
+			break;
+		case 'T':
+			fl.peer_timeout = optarg;
 			break;
 		case 'v':
 			fl.verbose = true;
@@ -230,6 +239,7 @@ int main(int argc, char **argv)
 		o.read_batch = e->batch;
 		o.spin_us = e->spin_us;
 		o.idle_us = e->idle_us;
+		o.peer_timeout_ms = e->peer_timeout_ms;
 		o.verbose = e->verbose;
 		cpu = e->cpu;
 		if (!fl.listen) {
@@ -256,6 +266,11 @@ int main(int argc, char **argv)
 			goto bad;
 		o.engine_id = (uint32_t)v;
 	}
+	if (fl.peer_timeout) {
+		if (num("--peer-timeout", fl.peer_timeout, 60, 300000, &v))
+			goto bad;
+		o.peer_timeout_ms = (uint32_t)v;
+	}
 	if (fl.cpu) {
 		if (num("--cpu", fl.cpu, 0, CPU_SETSIZE - 1, &v))
 			goto bad;
@@ -267,10 +282,12 @@ int main(int argc, char **argv)
 	}
 	if (dry) {
 		printf("listen %s\nport %u\nid %u\nbatch %u\ncpu %d\n"
-		       "spin_us %u\nidle_us %u\nverbose %d\n",
+		       "spin_us %u\nidle_us %u\npeer_timeout_ms %u\n"
+		       "verbose %d\n",
 		       o.listen_addr, o.port, o.engine_id,
 		       o.read_batch ? o.read_batch : 16, cpu, o.spin_us,
-		       o.idle_us, o.verbose);
+		       o.idle_us, o.peer_timeout_ms ? o.peer_timeout_ms : 3000u,
+		       o.verbose);
 		dg_deploy_free(d);
 		return 0;
 	}

@@ -98,6 +98,12 @@ struct dg_peer {
 	uint32_t owed;		 /* re-posted, not yet reported to the peer */
 	uint32_t owed_threshold; /* recv_bufs / 2: send a credit-only msg */
 
+	/* Liveness (dg_peer_tick). */
+	uint32_t keepalive_ms; /* ours: send after this long without a SEND */
+	uint32_t dead_ms;      /* declare dead after this long without a msg */
+	uint64_t last_rx_ms, last_tx_ms; /* 0: not ticked yet */
+	uint64_t seen_rx, seen_tx; /* msgs_rx / msgs_tx at the last tick */
+
 	uint32_t poll_calls;
 	int err; /* sticky: the link is dead */
 	struct dg_peer_stats st;
@@ -136,7 +142,10 @@ static int norm_opts(const struct dg_peer_opts *o, struct dg_peer_opts *n)
 	n->recv_bufs = o->recv_bufs ? o->recv_bufs : DG_PEER_RECV_BUFS_DEFAULT;
 	n->send_bufs = o->send_bufs ? o->send_bufs : DG_PEER_SEND_BUFS_DEFAULT;
 	n->engine_id = o->engine_id;
-	if (n->batch_frames > DG_PEER_BATCH_MAX ||
+	n->timeout_ms = o->timeout_ms ? o->timeout_ms : DG_PEER_TIMEOUT_DEFAULT;
+	if (n->timeout_ms < DG_PEER_TIMEOUT_MIN ||
+	    n->timeout_ms > DG_PEER_TIMEOUT_MAX ||
+	    n->batch_frames > DG_PEER_BATCH_MAX ||
 	    n->recv_bufs < DG_PEER_RECV_BUFS_MIN ||
 	    n->recv_bufs > DG_PEER_RECV_BUFS_MAX ||
 	    /* one batch being filled plus one for credit-only messages */
@@ -200,6 +209,9 @@ static int peer_new(const struct dg_peer_opts *n, struct dg_peer **out)
 	p->recv_bufs = n->recv_bufs;
 	p->send_bufs = n->send_bufs;
 	p->local_id = n->engine_id;
+	/* Six chances per timeout: a few late or lost ticks do not matter. */
+	p->keepalive_ms = n->timeout_ms / 6;
+	p->dead_ms = n->timeout_ms;
 	p->owed_threshold = n->recv_bufs / 2; /* >= 2: RECV_BUFS_MIN is 4 */
 	p->buf_size = sizeof(struct msg_hdr) +
 		      (size_t)n->batch_frames * sizeof(struct dg_frame);
@@ -249,6 +261,9 @@ static struct dg_peer_hello local_hello(const struct dg_peer *p)
 	struct dg_peer_hello h = {
 		.magic = DG_PEER_HELLO_MAGIC,
 		.version = DG_PEER_HELLO_VERSION,
+		.keepalive_ms = (uint16_t)(p->keepalive_ms > UINT16_MAX
+						   ? UINT16_MAX
+						   : p->keepalive_ms),
 		.engine_id = p->local_id,
 		.recv_bufs = p->recv_bufs,
 		.buf_frames = p->buf_frames,
@@ -268,6 +283,9 @@ static void set_remote(struct dg_peer *p, const void *pdata)
 	/* A SEND must fit the peer's receive buffer. */
 	p->msg_frames =
 		p->buf_frames < h.buf_frames ? p->buf_frames : h.buf_frames;
+	/* A peer that is slower to speak up is given 3 of its intervals. */
+	if ((uint32_t)h.keepalive_ms * 3 > p->dead_ms)
+		p->dead_ms = (uint32_t)h.keepalive_ms * 3;
 }
 
 int dg_peer_connect(const char *src, const char *dst, uint16_t port,
@@ -612,6 +630,50 @@ int dg_peer_poll(struct dg_peer *p,
 	}
 	rc = send_credit(p);
 	return rc ? rc : frames;
+}
+
+int dg_peer_tick(struct dg_peer *p, uint64_t now_ms)
+{
+	uint32_t idx;
+	int rc;
+
+	if (p->err)
+		return p->err;
+	/* Message counters, not timestamps: the frame path reads no clock. */
+	if (!p->last_rx_ms || p->st.msgs_rx != p->seen_rx) {
+		p->seen_rx = p->st.msgs_rx;
+		p->last_rx_ms = now_ms;
+	}
+	if (!p->last_tx_ms || p->st.msgs_tx != p->seen_tx) {
+		p->seen_tx = p->st.msgs_tx;
+		p->last_tx_ms = now_ms;
+	}
+	if (now_ms - p->last_rx_ms >= p->dead_ms)
+		return fail(p, -ETIMEDOUT);
+	if (now_ms - p->last_tx_ms < p->keepalive_ms)
+		return 0;
+	/* A partial batch says the same and carries frames too. */
+	if (p->cur >= 0 && p->cur_n) {
+		rc = send_cur(p);
+		return rc && rc != -EAGAIN ? rc : 0;
+	}
+	/*
+	 * A keepalive is a 0-frame message that spends a credit like a data
+	 * message (rule (a): only with >= 2 credits), so the deadlock
+	 * argument above covers it unchanged. Without a data credit the peer
+	 * owes us >= recv_bufs / 2 and is about to speak itself (rule (b));
+	 * a partial batch being filled (cur_n == 0) keeps its buffer.
+	 */
+	if (p->credits < 2 || !p->nfree)
+		return 0;
+	idx = p->free_sb[--p->nfree];
+	rc = post_msg(p, idx, 0);
+	if (rc) {
+		p->free_sb[p->nfree++] = idx;
+		return rc == -EAGAIN ? 0 : fail(p, rc);
+	}
+	p->st.keepalives++;
+	return 0;
 }
 
 int dg_peer_check(struct dg_peer *p)

@@ -61,6 +61,9 @@ struct dg_peer;
 #define DG_PEER_RECV_BUFS_MAX	  4096u
 #define DG_PEER_SEND_BUFS_DEFAULT 8u
 #define DG_PEER_SEND_BUFS_MAX	  256u
+#define DG_PEER_TIMEOUT_DEFAULT	  3000u /* ms */
+#define DG_PEER_TIMEOUT_MIN	  60u
+#define DG_PEER_TIMEOUT_MAX	  300000u
 
 struct dg_peer_opts {
 	/* Frames per SEND and per receive buffer (default 64). */
@@ -71,6 +74,14 @@ struct dg_peer_opts {
 	uint32_t send_bufs;
 	/* This engine's id, sent to the peer (dg_peer_remote_engine). */
 	uint32_t engine_id;
+	/*
+	 * Liveness (dg_peer_tick): the link is declared dead (-ETIMEDOUT)
+	 * when nothing arrived from the peer for timeout_ms (default 3000),
+	 * or for 3 of the peer's keepalive intervals if that is longer. This
+	 * side sends a keepalive (a 0-frame message) after timeout_ms / 6 of
+	 * sending nothing, and announces that interval in its hello.
+	 */
+	uint32_t timeout_ms;
 };
 
 /*
@@ -84,7 +95,7 @@ struct dg_peer_opts {
 struct dg_peer_hello {
 	uint32_t magic;
 	uint16_t version;
-	uint16_t rsvd;
+	uint16_t keepalive_ms; /* the sender's keepalive interval */
 	uint32_t engine_id;
 	uint32_t recv_bufs;  /* receive buffers = credits for the peer */
 	uint32_t buf_frames; /* frames one receive buffer holds */
@@ -170,6 +181,19 @@ int dg_peer_poll(struct dg_peer *p,
 		 void (*cb)(void *arg, const struct dg_frame *f), void *arg,
 		 uint32_t max_msgs);
 
+/*
+ * Liveness, driven by the caller's clock (milliseconds, any monotonic
+ * origin) so that nothing on the per-frame path reads a clock: call it a few
+ * times per keepalive interval. Sends a keepalive when this side sent
+ * nothing for timeout_ms / 6 (or sends the partial batch, which does the
+ * same), and declares the link dead with -ETIMEDOUT when nothing arrived
+ * for the liveness timeout: a peer engine that hangs, is stopped, or whose
+ * machine died is noticed here even when no SEND of ours is outstanding
+ * (the transport alone would notice only then, if ever). Returns 0 or the
+ * link's sticky error.
+ */
+int dg_peer_tick(struct dg_peer *p, uint64_t now_ms);
+
 /* 0 while alive; -ENOTCONN / -EIO / -EPROTO once dead (not per-frame). */
 int dg_peer_check(struct dg_peer *p);
 
@@ -193,6 +217,7 @@ struct dg_peer_stats {
 	uint64_t frames_rx;	/* frames handed to the callback */
 	uint64_t credit_stalls; /* a batch was ready but had no credit */
 	uint64_t credit_msgs;	/* credit-only messages sent */
+	uint64_t keepalives;	/* keepalive messages sent */
 };
 
 void dg_peer_stats(const struct dg_peer *p, struct dg_peer_stats *s);

@@ -499,11 +499,17 @@ static int parse_machine(struct ctx *c, yaml_node_t *n, size_t i)
 static int parse_engine(struct ctx *c, yaml_node_t *n, size_t i)
 {
 	struct dg_deploy_engine *e = &c->d->engines[i];
-	struct field f[] = {{.key = "name"},	{.key = "machine"},
-			    {.key = "listen"},	{.key = "port"},
-			    {.key = "id"},	{.key = "batch"},
-			    {.key = "cpu"},	{.key = "spin_us"},
-			    {.key = "idle_us"}, {.key = "verbose"}};
+	struct field f[] = {{.key = "name"},
+			    {.key = "machine"},
+			    {.key = "listen"},
+			    {.key = "port"},
+			    {.key = "id"},
+			    {.key = "batch"},
+			    {.key = "cpu"},
+			    {.key = "spin_us"},
+			    {.key = "idle_us"},
+			    {.key = "verbose"},
+			    {.key = "peer_timeout_ms"}};
 	const char *w = "engine";
 	uint64_t v;
 	int rc;
@@ -560,6 +566,10 @@ static int parse_engine(struct ctx *c, yaml_node_t *n, size_t i)
 	}
 	if (!rc)
 		rc = get_bool(c, &f[9], w, &e->verbose);
+	if (!rc && f[10].val) {
+		rc = get_uint(c, &f[10], w, 60, 300000, &v);
+		e->peer_timeout_ms = (uint32_t)v;
+	}
 	if (rc)
 		return rc;
 	for (size_t j = 0; j < i; j++) {

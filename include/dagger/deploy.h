@@ -45,10 +45,11 @@ struct dg_deploy_engine {
 	char *listen;	/* address to listen on (default: rdma_addr) */
 	uint16_t port;
 	uint32_t id;
-	uint32_t batch;	  /* 0: the engine's default */
-	int cpu;	  /* CPU to pin the engine to; -1: none */
-	uint32_t spin_us; /* 0: the engine's default */
-	uint32_t idle_us; /* 0: the engine's default */
+	uint32_t batch;		  /* 0: the engine's default */
+	int cpu;		  /* CPU to pin the engine to; -1: none */
+	uint32_t spin_us;	  /* 0: the engine's default */
+	uint32_t idle_us;	  /* 0: the engine's default */
+	uint32_t peer_timeout_ms; /* 0: the engine's default (3000) */
 	bool verbose;
 	int line;
 };

@@ -40,6 +40,7 @@ engines:
     batch: 8
     cpu: 0
     spin_us: 20
+    peer_timeout_ms: 1500
   - {name: two, machine: b, listen: 0.0.0.0, id: 7, verbose: true}
 EOF
 
@@ -49,6 +50,10 @@ expect 0 "^listen 198.51.100.1$" --config "$T/d.yaml" --engine one --dry-run
 expect 0 "^port 7600$" --config "$T/d.yaml" --engine one --dry-run
 expect 0 "^batch 8$" --config "$T/d.yaml" --engine one --dry-run
 expect 0 "^spin_us 20$" --config "$T/d.yaml" --engine one --dry-run
+expect 0 "^peer_timeout_ms 1500$" --config "$T/d.yaml" --engine one -n
+expect 0 "^peer_timeout_ms 3000$" --config "$T/d.yaml" --engine two -n
+expect 0 "^peer_timeout_ms 800$" --config "$T/d.yaml" --engine one -n \
+	--peer-timeout 800
 expect 0 "^id 7$" --config "$T/d.yaml" --engine two -n
 expect 0 "^listen 0.0.0.0$" --config "$T/d.yaml" --engine two -n
 expect 0 "^verbose 1$" --config "$T/d.yaml" --engine two -n
@@ -68,11 +73,15 @@ sed 's/port: 7600/port: 76000/' "$T/d.yaml" >"$T/port.yaml"
 expect 2 "port.yaml:7: engine: \"port\" is 76000, out of range" \
 	--config "$T/port.yaml" --engine one
 expect 2 "No such file or directory" --config "$T/none.yaml"
+sed 's/peer_timeout_ms: 1500/peer_timeout_ms: 5/' "$T/d.yaml" >"$T/pt.yaml"
+expect 2 "pt.yaml:11: engine: \"peer_timeout_ms\" is 5, out of range" \
+	--config "$T/pt.yaml" --engine one
 expect 2 "names 2 engines: choose one with --engine NAME" --config "$T/d.yaml"
 expect 2 "no engine \"three\"" --config "$T/d.yaml" --engine three
 expect 2 "\-\-engine needs --config" --engine one
 expect 2 "bad --port \"x\"" --listen 10.0.0.1 --port x
 expect 2 "bad --batch \"0\"" --listen 10.0.0.1 --batch 0
+expect 2 "bad --peer-timeout \"10\"" --listen 10.0.0.1 --peer-timeout 10
 expect 2 "usage" --port 7000
 expect 2 "unexpected argument" --listen 10.0.0.1 extra
 

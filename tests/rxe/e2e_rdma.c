@@ -11,7 +11,10 @@
  *  - a client host whose engine is on another device (when routable);
  *  - full rings over RDMA: BUSY and -EAGAIN, then success;
  *  - a server process killed mid-load: callers get errors within a bound;
- *  - an engine process killed: calls fail with an error, no hang.
+ *  - an engine process killed: calls fail with an error, no hang;
+ *  - a peer engine that stops (SIGSTOP: its device still acknowledges,
+ *    nothing answers): calls in flight through it and later ones complete
+ *    UNREACHABLE once its link times out, without any caller deadline.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -581,6 +584,117 @@ static void test_engine_killed(void **state)
 	dg_host_detach(h);
 }
 
+/*
+ * Polls f until the completions of rpc ids ids[0..n-1] arrived (their
+ * statuses in st[]) or ms passed. Returns how many arrived.
+ */
+static int poll_for(struct dg_flow *f, const uint32_t *ids, int *st, int n,
+		    uint64_t ms)
+{
+	uint64_t until = now_ms() + ms;
+	int got = 0;
+
+	while (got < n && now_ms() < until) {
+		struct dg_completion c[4];
+		int k = dg_poll(f, c, 4), i, j;
+
+		for (i = 0; i < k; i++)
+			for (j = 0; j < n; j++)
+				if (c[i].rpc_id == ids[j]) {
+					st[j] = c[i].status;
+					got++;
+				}
+		if (!k)
+			usleep(100);
+	}
+	return got;
+}
+
+static void test_peer_engine_stopped(void **state)
+{
+	struct dg_nic_opts oa = {.listen_addr = dg_rxe_addr(0),
+				 .engine_id = 1,
+				 .peer_timeout_ms = 1000};
+	struct engine ea = {.addr = dg_rxe_addr(0)};
+	struct engine eb = {.addr = dg_rxe_addr(1)};
+	struct dg_host_opts ho = {.engine_addr = dg_rxe_addr(1),
+				  .nflows = 1,
+				  .timeout_ms = 20000};
+	struct dg_host *srv = NULL, *cli;
+	struct dg_server *s;
+	struct dg_flow *f;
+	char port[8], out[8];
+	size_t olen;
+	uint32_t id[2];
+	int st[2] = {-1, -1};
+	uint64_t t0, until;
+	pid_t pb;
+	int conn, rc, i;
+
+	(void)state;
+	eb.port = (uint16_t)(30000 + (getpid() + 7) % 20000);
+	snprintf(port, sizeof(port), "%u", eb.port);
+	{
+		char *argv[] = {"dagger-nic",
+				"--listen",
+				(char *)eb.addr,
+				"--port",
+				port,
+				"--id",
+				"2",
+				"--peer-timeout",
+				"1000",
+				NULL};
+
+		pb = spawn(DG_NIC_BIN, argv);
+	}
+	ho.engine_port = eb.port;
+	until = now_ms() + 30000;
+	while ((rc = dg_host_attach(&ho, &srv)) != 0 && now_ms() < until)
+		usleep(200000);
+	assert_int_equal(rc, 0);
+	assert_int_equal(dg_server_start(srv, &echo_svc, 0, 1, &s), 0);
+	assert_int_equal(dg_nic_create(&oa, &ea.nic), 0);
+	ea.port = dg_nic_port(ea.nic);
+	assert_int_equal(pthread_create(&ea.thr, NULL, engine_main, ea.nic), 0);
+	cli = attach_to(&ea, NULL, 1, 256);
+	f = dg_host_flow(cli, 0);
+	conn = connect_wait(f, &eb);
+	assert_true(conn >= 0);
+	for (i = 0; i < 20; i++) {
+		olen = sizeof(out);
+		assert_int_equal(dg_call_sync(f, conn, FN_ECHO, "ab", 2, out,
+					      &olen, 20000),
+				 0);
+	}
+
+	/* B stops: its QP still acknowledges; no frame or keepalive comes. */
+	assert_int_equal(kill(pb, SIGSTOP), 0);
+	t0 = now_ms();
+	assert_int_equal(dg_call(f, conn, FN_ECHO, "cd", 2, &id[0]), 0);
+	assert_int_equal(dg_call(f, conn, FN_ECHO, "ef", 2, &id[1]), 0);
+	rc = poll_for(f, id, st, 2, 30000);
+	printf("# peer engine stopped: %d of 2 calls in flight completed, "
+	       "statuses %d %d, after %.2f s\n",
+	       rc, st[0], st[1], (now_ms() - t0) / 1e3);
+	assert_int_equal(rc, 2);
+	assert_int_equal(st[0], DG_ST_UNREACHABLE);
+	assert_int_equal(st[1], DG_ST_UNREACHABLE);
+	assert_true(now_ms() - t0 >= 900); /* not before the link timeout */
+	/* Later calls on the connection fail at once. */
+	olen = sizeof(out);
+	assert_int_equal(
+		dg_call_sync(f, conn, FN_ECHO, "gh", 2, out, &olen, 20000),
+		DG_ST_UNREACHABLE);
+
+	dg_close(f, conn);
+	dg_host_detach(cli);
+	engine_stop(&ea);
+	reap_children(NULL); /* SIGKILL ends a stopped process too */
+	dg_server_stop(s);
+	dg_host_detach(srv);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -590,6 +704,8 @@ int main(void)
 		cmocka_unit_test(test_ring_full),
 		cmocka_unit_test_teardown(test_server_killed, reap_children),
 		cmocka_unit_test_teardown(test_engine_killed, reap_children),
+		cmocka_unit_test_teardown(test_peer_engine_stopped,
+					  reap_children),
 	};
 
 	dg_rxe_require();

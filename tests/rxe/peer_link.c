@@ -512,6 +512,89 @@ static void test_peer_death(void **state)
 	peer_death(0, 1);
 }
 
+/* Drives p (poll, flush, tick) for ms; returns the first error, or 0. */
+static int drive(struct dg_peer *p, struct stream *none, uint64_t ms)
+{
+	uint64_t until = deadline_ms(ms);
+	int rc = 0;
+
+	while (!rc && now_ns() < until) {
+		rc = dg_peer_poll(p, rx_cb, none, 0);
+		if (rc >= 0)
+			rc = dg_peer_flush(p);
+		if (rc == -EAGAIN || rc > 0)
+			rc = 0;
+		if (!rc)
+			rc = dg_peer_tick(p, now_ns() / 1000000u);
+	}
+	return rc;
+}
+
+/*
+ * (5) Liveness. An idle link whose sides both tick stays up well past its
+ * timeout on keepalives alone (carrying no frame); a side that goes silent
+ * (B: its process alive, its device still acknowledging A's SENDs, like a
+ * hung or stopped engine) is declared dead by A with -ETIMEDOUT, not
+ * before the timeout. A side with a longer timeout announces its slower
+ * keepalives, and the other side waits for 3 of them.
+ */
+static void test_keepalive(void **state)
+{
+	struct dg_peer_opts oa = {.engine_id = 11, .timeout_ms = 600};
+	struct dg_peer_opts ob = {.engine_id = 12, .timeout_ms = 600};
+	struct stream none = {.dir = 99};
+	struct dg_peer_stats sa, sb;
+	struct dg_peer *a, *b;
+	uint64_t t0, t1, until;
+	int rc = 0;
+
+	(void)state;
+	make_pair(&oa, &ob, &a, &b);
+	until = deadline_ms(2500); /* > 4 timeouts */
+	while (!rc && now_ns() < until) {
+		rc = drive(a, &none, 5);
+		if (!rc)
+			rc = drive(b, &none, 5);
+	}
+	assert_int_equal(rc, 0);
+	dg_peer_stats(a, &sa);
+	dg_peer_stats(b, &sb);
+	printf("# idle 2.5 s: keepalives A %llu B %llu\n",
+	       (unsigned long long)sa.keepalives,
+	       (unsigned long long)sb.keepalives);
+	assert_true(sa.keepalives >= 3 && sb.keepalives >= 3);
+	assert_int_equal(sa.frames_rx + sb.frames_rx, 0);
+	assert_int_equal(none.got, 0);
+
+	/* B goes silent; A alone is driven. */
+	t0 = now_ns();
+	rc = drive(a, &none, 10000);
+	t1 = now_ns();
+	printf("# silent peer declared dead after %.3f s: %s\n",
+	       (double)(t1 - t0) / 1e9, strerror(-rc));
+	assert_int_equal(rc, -ETIMEDOUT);
+	/* 600 ms after B's last keepalive, <= 100 ms before t0. */
+	assert_true(t1 - t0 >= 450000000ull);
+	assert_int_equal(dg_peer_tick(a, now_ns() / 1000000u), -ETIMEDOUT);
+	assert_int_equal(dg_peer_poll(a, rx_cb, &none, 0), -ETIMEDOUT);
+	dg_peer_destroy(a);
+	dg_peer_destroy(b);
+
+	/* A: 600 ms; B: 6 s, so keepalives every 1 s: A waits 3 s. */
+	ob.timeout_ms = 6000;
+	make_pair(&oa, &ob, &a, &b);
+	until = deadline_ms(4000);
+	rc = 0;
+	while (!rc && now_ns() < until) {
+		rc = drive(a, &none, 5);
+		if (!rc)
+			rc = drive(b, &none, 5);
+	}
+	assert_int_equal(rc, 0);
+	dg_peer_destroy(a);
+	dg_peer_destroy(b);
+}
+
 /* A connection request that is not a peer hello is refused. */
 static void test_not_a_peer(void **state)
 {
@@ -548,6 +631,7 @@ int main(void)
 		cmocka_unit_test(test_backpressure),
 		cmocka_unit_test(test_batches_and_flush),
 		cmocka_unit_test(test_peer_death),
+		cmocka_unit_test(test_keepalive),
 		cmocka_unit_test(test_not_a_peer),
 	};
 
