@@ -93,6 +93,13 @@ struct flow {
 	uint32_t tx_want;      /* slots the next READ must cover */
 	uint32_t read_pending; /* READ segments in flight */
 	uint32_t read_pos, read_n;
+	/* Adaptive polling (tenant_poll): READs in a row that found nothing,
+	 * and when an idle flow is READ next (0: not scheduled yet). */
+	uint32_t idle_reads;
+	uint64_t next_read_us;
+	/* Slots the next READ covers (tx_process sizes it; 0: READ_MIN). */
+	uint32_t read_size;
+	bool blocked; /* the last tx_process stopped at an RPC it must retry */
 	/* RX ring: we produce, the host consumes. */
 	uint32_t rx_tail;     /* next position to produce */
 	uint32_t rx_head;     /* host's consumer index, as last read */
@@ -214,6 +221,8 @@ struct dg_nic {
 	int pend_flag;	 /* atomic: something is pending */
 	uint64_t loops;
 	bool remote_sweep; /* remote_fail() still owes answers */
+	uint64_t
+		next_due_us; /* earliest idle-flow READ put off (tenant_poll) */
 };
 
 static uint64_t rng_next(struct dg_nic *n)
@@ -296,6 +305,9 @@ static int rx_deliver_as(struct tenant *t, uint32_t f,
 	fl->rx_tail += cnt;
 	fl->st.rpcs_rx++;
 	fl->st.frames_rx += cnt;
+	/* Its host is about to answer or call again: poll it hot. */
+	fl->idle_reads = 0;
+	fl->next_read_us = 0;
 	return 0;
 }
 
@@ -1078,6 +1090,11 @@ static int frame_check(const struct dg_frame *fr, const struct dg_frame *first,
  * ready, at an RPC whose frames are not all in yet (and asks the next READ
  * to cover it), or when routing wants a retry.
  */
+/* Empty READs in a row after which consumed TX slots are reported. */
+#define TXHEAD_IDLE 3u
+/* Smallest READ of a TX ring: one RPC of up to 80 payload bytes. */
+#define READ_MIN    2u
+
 static uint32_t tx_process(struct dg_nic *n, uint32_t tid, uint32_t f,
 			   uint32_t avail)
 {
@@ -1086,8 +1103,10 @@ static uint32_t tx_process(struct dg_nic *n, uint32_t tid, uint32_t f,
 	/* Frames of one RPC, gathered contiguous (the ring may wrap). */
 	static __thread struct dg_frame rpc[DG_MAX_FRAMES];
 	uint32_t done = 0;
+	bool seen = false;
 
 	fl->tx_want = 0;
+	fl->blocked = false;
 	while (done < avail) {
 		uint32_t pos = fl->tx_tail;
 		struct dg_frame *first = tx_slot(t, f, pos);
@@ -1097,6 +1116,7 @@ static uint32_t tx_process(struct dg_nic *n, uint32_t tid, uint32_t f,
 
 		if (!dg_slot_ready(first, pos, t->rflags))
 			break;
+		seen = true;
 		cnt = first->cnt;
 		if (first->idx != 0 || cnt == 0 || cnt > DG_MAX_FRAMES ||
 		    cnt > t->slots) {
@@ -1137,8 +1157,10 @@ static uint32_t tx_process(struct dg_nic *n, uint32_t tid, uint32_t f,
 			v = do_request(n, tid, f, rpc, cnt);
 		else
 			v = do_response(n, tid, f, rpc, cnt);
-		if (v == V_RETRY)
+		if (v == V_RETRY) {
+			fl->blocked = true;
 			break;
+		}
 		fl->st.rpcs_tx++;
 		fl->st.frames_tx += cnt;
 		fl->st.bytes_tx += (uint64_t)(cnt - 1) * DG_FRAME_PAYLOAD +
@@ -1146,6 +1168,17 @@ static uint32_t tx_process(struct dg_nic *n, uint32_t tid, uint32_t f,
 		fl->tx_tail += cnt;
 		done += cnt;
 	}
+	if (seen)
+		fl->idle_reads = 0;
+	else if (fl->idle_reads < UINT32_MAX)
+		fl->idle_reads++;
+	/*
+	 * The next READ covers twice what this one brought (read_batch at
+	 * most, READ_MIN at least): a quiet flow costs small READs (on
+	 * soft-RoCE the kernel copies and checksums every byte), a stream
+	 * grows to full batches within a few READs.
+	 */
+	fl->read_size = done * 2 < READ_MIN ? READ_MIN : done * 2;
 	return done;
 }
 
@@ -1153,8 +1186,10 @@ static uint32_t tx_process(struct dg_nic *n, uint32_t tid, uint32_t f,
 static void tx_post_read(struct dg_nic *n, struct tenant *t, uint32_t f)
 {
 	struct flow *fl = &t->flows[f];
-	uint32_t want = n->o.read_batch, start, first;
+	uint32_t want = fl->read_size ? fl->read_size : READ_MIN, start, first;
 
+	if (want > n->o.read_batch)
+		want = n->o.read_batch;
 	if (fl->tx_want > want)
 		want = fl->tx_want;
 	if (want > t->slots)
@@ -1177,7 +1212,16 @@ static void tx_post_read(struct dg_nic *n, struct tenant *t, uint32_t f)
 	fl->st.read_slots += fl->read_n;
 }
 
-/* Tells the host how far its TX ring was consumed. */
+/*
+ * Tells the host how far its TX ring was consumed: once a quarter of the
+ * ring was, or (force) once the flow has gone quiet, which includes a host
+ * that stopped because it saw its ring full, or once consumption stopped
+ * at an RPC that must wait (back-pressure): its host may be waiting for
+ * TX room, e.g. a server thread with a response to write, and must learn
+ * of every slot already freed. Not on the first empty READ: a closed-loop
+ * caller usually writes again before the third, and the WRITE would cost
+ * as much as a READ.
+ */
 static void tx_write_head(struct tenant *t, uint32_t f, bool force)
 {
 	struct flow *fl = &t->flows[f];
@@ -1658,11 +1702,62 @@ static void accept_rdma(struct dg_nic *n)
 
 /* ---- the loop ------------------------------------------------------------ */
 
+static uint64_t mono_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+/* READs in a row that found nothing before a flow counts as idle. */
+#define POLL_HOT_READS 1u
+/* First interval between an idle flow's READs; it doubles per empty READ. */
+#define POLL_BASE_US   8u
+
+/*
+ * Whether flow f's next READ may go now. Busy flows: always (one READ in
+ * flight per flow, back to back). Idle flows of RDMA tenants: at doubling
+ * intervals up to poll_max_us; a READ is the engine's costliest act (a
+ * device round trip, on soft-RoCE a system call and the kernel's work),
+ * and idle flows READ back to back would slow down the busy ones in
+ * proportion to their number. A flow with requests delivered and not
+ * answered, or with frames just delivered to it, is busy: its host is
+ * expected to write. Local tenants (a READ is a copy) are always busy.
+ */
+static bool read_due(struct dg_nic *n, struct tenant *t, struct flow *fl,
+		     uint64_t *now)
+{
+	uint32_t k;
+	uint64_t iv;
+
+	if (!t->hm->ops->arm || fl->idle_reads < POLL_HOT_READS ||
+	    fl->pend_head != fl->pend_tail)
+		return true;
+	if (!*now)
+		*now = mono_us(); /* once per tenant poll, not per flow */
+	if (!fl->next_read_us) {
+		k = fl->idle_reads - POLL_HOT_READS;
+		iv = k >= 20 ? n->o.poll_max_us : (uint64_t)POLL_BASE_US << k;
+		if (iv > n->o.poll_max_us)
+			iv = n->o.poll_max_us;
+		fl->next_read_us = *now + iv;
+	}
+	if (*now < fl->next_read_us) {
+		if (fl->next_read_us < n->next_due_us)
+			n->next_due_us = fl->next_read_us;
+		return false;
+	}
+	fl->next_read_us = 0; /* the READ's outcome schedules the next */
+	return true;
+}
+
 static int tenant_poll(struct dg_nic *n, uint32_t tid)
 {
 	struct tenant *t = &n->tenants[tid];
 	struct dg_hostmem_comp c[32];
 	int k, i, work = 0;
+	uint64_t now = 0;
 	uint32_t f;
 
 	while ((k = t->hm->ops->poll(t->hm, c, 32)) > 0) {
@@ -1683,7 +1778,10 @@ static int tenant_poll(struct dg_nic *n, uint32_t tid)
 				uint32_t got =
 					tx_process(n, tid, fi, fl->read_n);
 				work += (int)got;
-				tx_write_head(t, fi, got == 0);
+				tx_write_head(t, fi,
+					      fl->blocked ||
+						      fl->idle_reads >=
+							      TXHEAD_IDLE);
 			} else if (kind == TAG_RXHEAD) {
 				fl->rx_head_pending = false;
 				fl->rx_head = __atomic_load_n(
@@ -1698,7 +1796,8 @@ static int tenant_poll(struct dg_nic *n, uint32_t tid)
 	if (t->dead)
 		return work;
 	for (f = 0; f < t->nflows; f++)
-		if (!t->flows[f].read_pending)
+		if (!t->flows[f].read_pending &&
+		    read_due(n, t, &t->flows[f], &now))
 			tx_post_read(n, t, f);
 	return work;
 }
@@ -1712,14 +1811,6 @@ static void tenant_flush(struct dg_nic *n, uint32_t tid)
 	for (f = 0; f < t->nflows; f++)
 		rx_write_back(t, f);
 	t->hm->ops->flush(t->hm);
-}
-
-static uint64_t mono_us(void)
-{
-	struct timespec t;
-
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
 }
 
 /*
@@ -1749,6 +1840,7 @@ int dg_nic_poll(struct dg_nic *n)
 	int work = 0;
 
 	take_pending(n);
+	n->next_due_us = UINT64_MAX;
 	if (n->listener && (n->loops & 255) == 0)
 		accept_rdma(n);
 	if ((n->loops & 63) == 0)
@@ -1805,6 +1897,8 @@ int dg_nic_poll(struct dg_nic *n)
 static bool wait_events(struct dg_nic *n)
 {
 	struct pollfd fds[MAX_TENANTS + MAX_PEERS + 1];
+	struct timespec ts;
+	uint64_t tmo;
 	nfds_t k = 0;
 	uint32_t i;
 
@@ -1833,11 +1927,22 @@ static bool wait_events(struct dg_nic *n)
 					   POLLIN, 0};
 	if (dg_nic_poll(n))
 		return true; /* work arrived while arming */
-	if (n->listener && poll(fds, k, (int)(n->o.idle_us + 999) / 1000) > 0 &&
-	    fds[k - 1].revents)
+	/* Not past the next idle flow's READ (no completion wakes us then). */
+	tmo = n->o.idle_us;
+	if (n->next_due_us != UINT64_MAX) {
+		uint64_t now = mono_us();
+
+		if (n->next_due_us <= now)
+			tmo = 0;
+		else if (n->next_due_us - now < tmo)
+			tmo = n->next_due_us - now;
+	}
+	ts.tv_sec = (time_t)(tmo / 1000000u);
+	ts.tv_nsec = (long)(tmo % 1000000u) * 1000;
+	if (n->listener && ppoll(fds, k, &ts, NULL) > 0 && fds[k - 1].revents)
 		accept_rdma(n);
 	else if (!n->listener)
-		poll(fds, k, (int)(n->o.idle_us + 999) / 1000);
+		ppoll(fds, k, &ts, NULL);
 	for (i = 0; i < MAX_TENANTS; i++)
 		if (n->tenants[i].used && n->tenants[i].hm->ops->ack)
 			n->tenants[i].hm->ops->ack(n->tenants[i].hm);
@@ -1878,7 +1983,8 @@ int dg_nic_run(struct dg_nic *n)
 		 * round trip spans many idle iterations). A busy engine never
 		 * sleeps. After spin_us without a frame, an engine whose
 		 * tenants are all reached by RDMA sleeps on completion events
-		 * (it wakes when its next READ completes); one with local
+		 * (it wakes when its next READ completes, or when an idle
+		 * flow's next READ is due); one with local
 		 * tenants sleeps idle_us between polls after 100 ms.
 		 */
 		now = mono_us();
@@ -1920,6 +2026,8 @@ int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out)
 		n->o.idle_us = 1000;
 	if (!n->o.spin_us)
 		n->o.spin_us = 50;
+	if (!n->o.poll_max_us)
+		n->o.poll_max_us = 100;
 	n->rng = 0x9E3779B97F4A7C15ull ^ n->o.engine_id;
 	n->pend_detach = -1;
 	pthread_mutex_init(&n->lock, NULL);

@@ -28,6 +28,15 @@ struct dg_nic_opts {
 	 * those in flight included (default 3000 ms, see dg_peer_opts).
 	 */
 	uint32_t peer_timeout_ms;
+	/*
+	 * Adaptive polling of RDMA tenants' TX rings: a flow is READ back to
+	 * back while it is busy (its last READ found frames, frames were
+	 * just delivered to it, or it holds requests it has not answered);
+	 * an idle flow is READ at intervals that double from 8 us up to this
+	 * (default 100 us). Bounds the extra latency of the first call after
+	 * a pause; keeps idle flows from taking the READ rate of busy ones.
+	 */
+	uint32_t poll_max_us;
 	bool verbose;
 };
 

@@ -52,7 +52,7 @@ static void usage(FILE *f)
 		"batch,\n"
 		"                      cpu, spin_us, idle_us, "
 		"peer_timeout_ms,\n"
-		"                      verbose, and the\n"
+		"                      poll_max_us, verbose, and the\n"
 		"                      machine's rdma_device (checked "
 		"present)\n"
 		"  -e, --engine NAME   which engine of FILE (default: the only "
@@ -69,6 +69,9 @@ static void usage(FILE *f)
 		"                      without a message from it (default "
 		"3000;\n"
 		"                      links send keepalives at MS/6)\n"
+		"      --poll-max-us N  longest interval between READs of an "
+		"idle\n"
+		"                      flow's TX ring (default 100)\n"
 		"  -v, --verbose       log tenants and services\n"
 		"  -n, --dry-run       print the resolved settings and exit\n"
 		"Flags given on the command line override FILE.\n"
@@ -118,7 +121,7 @@ static const char *listen_hint(int err)
 
 /* The settings flags gave, to apply over the description's. */
 struct flags {
-	const char *listen, *port, *batch, *id, *cpu, *peer_timeout;
+	const char *listen, *port, *batch, *id, *cpu, *peer_timeout, *poll_max;
 	bool verbose;
 };
 
@@ -134,6 +137,7 @@ int main(int argc, char **argv)
 		{"id", required_argument, NULL, 'i'},
 		{"cpu", required_argument, NULL, 'C'},
 		{"peer-timeout", required_argument, NULL, 'T'},
+		{"poll-max-us", required_argument, NULL, 'M'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"dry-run", no_argument, NULL, 'n'},
 		{"help", no_argument, NULL, 'h'},
@@ -179,6 +183,9 @@ int main(int argc, char **argv)
 			break;
 		case 'T':
 			fl.peer_timeout = optarg;
+			break;
+		case 'M':
+			fl.poll_max = optarg;
 			break;
 		case 'v':
 			fl.verbose = true;
@@ -240,6 +247,7 @@ int main(int argc, char **argv)
 		o.spin_us = e->spin_us;
 		o.idle_us = e->idle_us;
 		o.peer_timeout_ms = e->peer_timeout_ms;
+		o.poll_max_us = e->poll_max_us;
 		o.verbose = e->verbose;
 		cpu = e->cpu;
 		if (!fl.listen) {
@@ -271,6 +279,11 @@ int main(int argc, char **argv)
 			goto bad;
 		o.peer_timeout_ms = (uint32_t)v;
 	}
+	if (fl.poll_max) {
+		if (num("--poll-max-us", fl.poll_max, 1, 1000000, &v))
+			goto bad;
+		o.poll_max_us = (uint32_t)v;
+	}
 	if (fl.cpu) {
 		if (num("--cpu", fl.cpu, 0, CPU_SETSIZE - 1, &v))
 			goto bad;
@@ -283,11 +296,11 @@ int main(int argc, char **argv)
 	if (dry) {
 		printf("listen %s\nport %u\nid %u\nbatch %u\ncpu %d\n"
 		       "spin_us %u\nidle_us %u\npeer_timeout_ms %u\n"
-		       "verbose %d\n",
+		       "poll_max_us %u\nverbose %d\n",
 		       o.listen_addr, o.port, o.engine_id,
 		       o.read_batch ? o.read_batch : 16, cpu, o.spin_us,
 		       o.idle_us, o.peer_timeout_ms ? o.peer_timeout_ms : 3000u,
-		       o.verbose);
+		       o.poll_max_us ? o.poll_max_us : 100u, o.verbose);
 		dg_deploy_free(d);
 		return 0;
 	}

@@ -509,7 +509,8 @@ static int parse_engine(struct ctx *c, yaml_node_t *n, size_t i)
 			    {.key = "spin_us"},
 			    {.key = "idle_us"},
 			    {.key = "verbose"},
-			    {.key = "peer_timeout_ms"}};
+			    {.key = "peer_timeout_ms"},
+			    {.key = "poll_max_us"}};
 	const char *w = "engine";
 	uint64_t v;
 	int rc;
@@ -569,6 +570,10 @@ static int parse_engine(struct ctx *c, yaml_node_t *n, size_t i)
 	if (!rc && f[10].val) {
 		rc = get_uint(c, &f[10], w, 60, 300000, &v);
 		e->peer_timeout_ms = (uint32_t)v;
+	}
+	if (!rc && f[11].val) {
+		rc = get_uint(c, &f[11], w, 1, 1000000, &v);
+		e->poll_max_us = (uint32_t)v;
 	}
 	if (rc)
 		return rc;

@@ -41,6 +41,7 @@ engines:
     cpu: 0
     spin_us: 20
     peer_timeout_ms: 1500
+    poll_max_us: 250
   - {name: two, machine: b, listen: 0.0.0.0, id: 7, verbose: true}
 EOF
 
@@ -52,6 +53,10 @@ expect 0 "^batch 8$" --config "$T/d.yaml" --engine one --dry-run
 expect 0 "^spin_us 20$" --config "$T/d.yaml" --engine one --dry-run
 expect 0 "^peer_timeout_ms 1500$" --config "$T/d.yaml" --engine one -n
 expect 0 "^peer_timeout_ms 3000$" --config "$T/d.yaml" --engine two -n
+expect 0 "^poll_max_us 250$" --config "$T/d.yaml" --engine one -n
+expect 0 "^poll_max_us 100$" --config "$T/d.yaml" --engine two -n
+expect 0 "^poll_max_us 7$" --config "$T/d.yaml" --engine one -n \
+	--poll-max-us 7
 expect 0 "^peer_timeout_ms 800$" --config "$T/d.yaml" --engine one -n \
 	--peer-timeout 800
 expect 0 "^id 7$" --config "$T/d.yaml" --engine two -n
@@ -82,6 +87,7 @@ expect 2 "\-\-engine needs --config" --engine one
 expect 2 "bad --port \"x\"" --listen 10.0.0.1 --port x
 expect 2 "bad --batch \"0\"" --listen 10.0.0.1 --batch 0
 expect 2 "bad --peer-timeout \"10\"" --listen 10.0.0.1 --peer-timeout 10
+expect 2 "bad --poll-max-us \"0\"" --listen 10.0.0.1 --poll-max-us 0
 expect 2 "usage" --port 7000
 expect 2 "unexpected argument" --listen 10.0.0.1 extra
 

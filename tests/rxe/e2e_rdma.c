@@ -12,6 +12,8 @@
  *  - full rings over RDMA: BUSY and -EAGAIN, then success;
  *  - a server process killed mid-load: callers get errors within a bound;
  *  - an engine process killed: calls fail with an error, no hang;
+ *  - adaptive polling: idle flows are READ no more often than poll_max_us
+ *    allows, and a call on a flow that has been idle still completes;
  *  - a peer engine that stops (SIGSTOP: its device still acknowledges,
  *    nothing answers): calls in flight through it and later ones complete
  *    UNREACHABLE once its link times out, without any caller deadline.
@@ -584,6 +586,96 @@ static void test_engine_killed(void **state)
 	dg_host_detach(h);
 }
 
+/* Sums the "reads" counters of the engine's statistics, per flow. */
+static void flow_reads(struct dg_nic *nic, uint64_t *reads, uint32_t nflows)
+{
+	char *buf = NULL, *line;
+	size_t len = 0;
+	FILE *m = open_memstream(&buf, &len);
+	unsigned t, fl;
+	unsigned long long r;
+
+	assert_non_null(m);
+	dg_nic_stats_print(nic, m);
+	fclose(m);
+	memset(reads, 0, nflows * sizeof(*reads));
+	for (line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
+		const char *p = strstr(line, " reads ");
+
+		if (sscanf(line, "tenant %u flow %u:", &t, &fl) == 2 && p &&
+		    sscanf(p, " reads %llu", &r) == 1 && fl < nflows)
+			reads[fl] += r;
+	}
+	free(buf);
+}
+
+/*
+ * A tenant with 4 flows, one of them used, then everything idle for 1.5 s:
+ * with poll_max_us = 10 ms an idle flow is READ at most ~150 times in
+ * that span (plus its first doubling steps), where READs back to back
+ * would number thousands. Then a call on a flow that was idle all along
+ * completes: backing off costs latency, never a lost request.
+ */
+static void test_idle_flows_backoff(void **state)
+{
+	struct dg_nic_opts o = {.listen_addr = dg_rxe_addr(0),
+				.engine_id = 1,
+				.poll_max_us = 10000};
+	struct engine e = {.addr = dg_rxe_addr(0)};
+	struct dg_host *srv, *cli;
+	struct dg_server *s;
+	uint64_t reads[4], t0, bound;
+	char out[8];
+	size_t olen;
+	int conn, i;
+
+	(void)state;
+	assert_int_equal(dg_nic_create(&o, &e.nic), 0);
+	e.port = dg_nic_port(e.nic);
+	assert_int_equal(pthread_create(&e.thr, NULL, engine_main, e.nic), 0);
+	srv = attach_to(&e, NULL, 1, 256);
+	t0 = now_ms();
+	cli = attach_to(&e, NULL, 4, 256);
+	assert_int_equal(dg_server_start(srv, &echo_svc, 0, 1, &s), 0);
+	conn = connect_wait(dg_host_flow(cli, 0), NULL);
+	assert_true(conn >= 0);
+	for (i = 0; i < 50; i++) {
+		olen = sizeof(out);
+		assert_int_equal(dg_call_sync(dg_host_flow(cli, 0), conn,
+					      FN_ECHO, "ab", 2, out, &olen,
+					      20000),
+				 0);
+	}
+	usleep(1500000);
+	dg_nic_stop(e.nic);
+	pthread_join(e.thr, NULL);
+	flow_reads(e.nic, reads, 4);
+	/* Twice the READs one per 10 ms would make, and the ramp up. */
+	bound = (now_ms() - t0) / 10 * 2 + 50;
+	printf("# READs per flow (client's, flow 0 with the server's) in "
+	       "%.2f s: %llu %llu %llu %llu; bound for idle flows %llu\n",
+	       (now_ms() - t0) / 1e3, (unsigned long long)reads[0],
+	       (unsigned long long)reads[1], (unsigned long long)reads[2],
+	       (unsigned long long)reads[3], (unsigned long long)bound);
+	/* Flows 1..3 of the client did nothing at all. */
+	for (i = 1; i < 4; i++)
+		assert_true(reads[i] <= bound);
+	dg_nic_resume(e.nic);
+	assert_int_equal(pthread_create(&e.thr, NULL, engine_main, e.nic), 0);
+	/* Flow 3, idle since the attach, calls. */
+	i = connect_wait(dg_host_flow(cli, 3), NULL);
+	assert_true(i >= 0);
+	olen = sizeof(out);
+	assert_int_equal(dg_call_sync(dg_host_flow(cli, 3), i, FN_ECHO, "cd", 2,
+				      out, &olen, 20000),
+			 0);
+	assert_memory_equal(out, "cd", 2);
+	dg_server_stop(s);
+	dg_host_detach(cli);
+	dg_host_detach(srv);
+	engine_stop(&e);
+}
+
 /*
  * Polls f until the completions of rpc ids ids[0..n-1] arrived (their
  * statuses in st[]) or ms passed. Returns how many arrived.
@@ -704,6 +796,7 @@ int main(void)
 		cmocka_unit_test(test_ring_full),
 		cmocka_unit_test_teardown(test_server_killed, reap_children),
 		cmocka_unit_test_teardown(test_engine_killed, reap_children),
+		cmocka_unit_test(test_idle_flows_backoff),
 		cmocka_unit_test_teardown(test_peer_engine_stopped,
 					  reap_children),
 	};
