@@ -1086,27 +1086,12 @@ long dg_deploy_find_tenant(const struct dg_deploy *d, const char *name)
 
 const char *dg_deploy_policy_name(uint8_t policy)
 {
-	switch (policy) {
-	case DG_LB_ROUND_ROBIN:
-		return "rr";
-	case DG_LB_STATIC:
-		return "static";
-	case DG_LB_RANDOM:
-		return "random";
-	default:
-		return "?";
-	}
+	return dg_lb_policy_name(policy);
 }
 
 int dg_deploy_policy_parse(const char *s)
 {
-	if (!strcmp(s, "rr") || !strcmp(s, "round-robin"))
-		return DG_LB_ROUND_ROBIN;
-	if (!strcmp(s, "static"))
-		return DG_LB_STATIC;
-	if (!strcmp(s, "random"))
-		return DG_LB_RANDOM;
-	return -EINVAL;
+	return dg_lb_policy_parse(s);
 }
 
 const char *dg_deploy_app_name(enum dg_deploy_app app)
@@ -1264,6 +1249,8 @@ int dg_deploy_tenant_argv(const struct dg_deploy *d, size_t tenant, char ***out)
 			snprintf(ep, sizeof(ep), "%u", sv ? sv->threads : 1);
 			ADD(strdup("--threads"));
 			ADD(strdup(ep));
+			ADD(strdup("--lb"));
+			ADD(strdup(dg_lb_policy_name(sv ? sv->policy : 0)));
 		} else {
 			if (r) {
 				engine_ep(d, r, ep, sizeof(ep));

@@ -70,6 +70,7 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: dagger-echo server --engine ADDR[:PORT] [--threads N] "
 		"[--delay-us US]\n"
+		"                         [--lb rr|static|random]\n"
 		"       dagger-echo client --engine ADDR[:PORT] "
 		"[--remote ADDR[:PORT]] [--wait S] [-n RPCS] [-s SIZE]\n"
 		"--remote names the engine the echo server is behind, when it\n"
@@ -86,12 +87,14 @@ int main(int argc, char **argv)
 		{"remote", required_argument, NULL, 'r'},
 		{"wait", required_argument, NULL, 'w'},
 		{"delay-us", required_argument, NULL, 'd'},
+		{"lb", required_argument, NULL, 'l'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	static const struct dg_handler hs[] = {{FN_ECHO, echo}};
-	static const struct dg_service_def svc = {
+	struct dg_service_def svc = {
 		.name = "echo", .handlers = hs, .nhandlers = 1};
+	int lb;
 	struct dg_host_opts ho = {.engine_port = 7471};
 	uint32_t threads = 1, n = 10000, size = 64, i, errors = 0;
 	char addr[64] = "", remote[64] = "", *colon;
@@ -105,7 +108,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "e:t:r:w:d:n:s:h", lo, NULL)) !=
+	while ((c = getopt_long(argc, argv, "e:t:r:w:d:n:s:l:h", lo, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'e':
@@ -128,6 +131,17 @@ int main(int argc, char **argv)
 			break;
 		case 's':
 			size = (uint32_t)strtoul(optarg, NULL, 0);
+			break;
+		case 'l':
+			lb = dg_lb_policy_parse(optarg);
+			if (lb < 0) {
+				fprintf(stderr,
+					"dagger-echo: unknown --lb \"%s\" (rr, "
+					"static or random)\n",
+					optarg);
+				return 2;
+			}
+			svc.lb = (uint8_t)lb;
 			break;
 		case 'h':
 			usage(stdout);
@@ -172,8 +186,9 @@ int main(int argc, char **argv)
 			dg_host_detach(h);
 			return 1;
 		}
-		printf("dagger-echo: serving \"echo\" with %u thread(s)\n",
-		       threads);
+		printf("dagger-echo: serving \"echo\" with %u thread(s), load "
+		       "balancing %s\n",
+		       threads, dg_lb_policy_name(svc.lb));
 		fflush(stdout);
 		while (!stop)
 			pause();

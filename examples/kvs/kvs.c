@@ -249,7 +249,7 @@ struct kvs_server {
 };
 
 /* The generated table, and the raw echo next to it, on threads flows. */
-static int server_start(struct dg_host *h, uint32_t threads,
+static int server_start(struct dg_host *h, uint32_t threads, uint8_t lb,
 			struct kvs_server *k)
 {
 	static const struct kvs__kvs__handlers hs = {.get = h_get,
@@ -260,7 +260,7 @@ static int server_start(struct dg_host *h, uint32_t threads,
 
 	if (table_init(&k->t, 1u << 16))
 		return -ENOMEM;
-	k->def = *kvs__kvs__service(&k->srv, &hs, &k->t, DG_LB_ROUND_ROBIN);
+	k->def = *kvs__kvs__service(&k->srv, &hs, &k->t, lb);
 	memcpy(k->table, k->def.handlers, k->def.nhandlers * sizeof(*k->table));
 	k->table[k->def.nhandlers++] = (struct dg_handler){ECHO_FN, raw_echo};
 	k->def.handlers = k->table;
@@ -276,21 +276,21 @@ static void server_stop(struct kvs_server *k)
 	table_free(&k->t);
 }
 
-static int run_server(struct dg_host *h, uint32_t threads)
+static int run_server(struct dg_host *h, uint32_t threads, uint8_t lb)
 {
 	static struct kvs_server k;
 	int rc;
 
 	signal(SIGINT, on_sig);
 	signal(SIGTERM, on_sig);
-	rc = server_start(h, threads, &k);
+	rc = server_start(h, threads, lb, &k);
 	if (rc) {
 		fprintf(stderr, "dagger-kvs: serve: %s\n", strerror(-rc));
 		return 1;
 	}
 	printf("dagger-kvs: serving \"%s\" (and a raw echo) with %u "
-	       "thread(s)\n",
-	       KVS__KVS__SERVICE, threads);
+	       "thread(s), load balancing %s\n",
+	       KVS__KVS__SERVICE, threads, dg_lb_policy_name(lb));
 	fflush(stdout);
 	while (!stop)
 		usleep(100000); /* any thread may take the signal */
@@ -632,7 +632,7 @@ static int run_local(uint32_t threads, char **cmds, int ncmd)
 		rc = dg_host_attach(&o, &cli);
 	}
 	if (!rc)
-		rc = server_start(srv, threads, &k);
+		rc = server_start(srv, threads, DG_LB_ROUND_ROBIN, &k);
 	if (rc) {
 		fprintf(stderr, "dagger-kvs: local: %s\n", strerror(-rc));
 		rc = 1;
@@ -651,7 +651,7 @@ static int run_local(uint32_t threads, char **cmds, int ncmd)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: dagger-kvs server --engine ADDR[:PORT] "
-		   "[--threads N]\n"
+		   "[--threads N] [--lb rr|static|random]\n"
 		   "       dagger-kvs client --engine ADDR[:PORT] "
 		   "[--remote ADDR[:PORT]] [--wait S] [-c COMMAND]...\n"
 		   "       dagger-kvs local [--threads N] [-c COMMAND]...\n"
@@ -680,12 +680,14 @@ int main(int argc, char **argv)
 		{"threads", required_argument, NULL, 't'},
 		{"remote", required_argument, NULL, 'r'},
 		{"wait", required_argument, NULL, 'w'},
+		{"lb", required_argument, NULL, 'l'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct dg_host_opts ho = {.engine_port = 7471};
 	char addr[64] = "", remote[64] = "", **cmds;
 	uint32_t threads = 1, wait_s = 0;
+	int lb = DG_LB_ROUND_ROBIN;
 	bool server;
 	uint16_t rport = 0;
 	int c, rc, ncmd = 0;
@@ -703,7 +705,7 @@ int main(int argc, char **argv)
 	if (!cmds)
 		return 1;
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "e:t:r:w:c:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "e:t:r:w:c:l:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'e':
 			snprintf(addr, sizeof(addr), "%s", optarg);
@@ -719,6 +721,17 @@ int main(int argc, char **argv)
 			break;
 		case 'c':
 			cmds[ncmd++] = optarg;
+			break;
+		case 'l':
+			lb = dg_lb_policy_parse(optarg);
+			if (lb < 0) {
+				fprintf(stderr,
+					"dagger-kvs: unknown --lb \"%s\" (rr, "
+					"static or random)\n",
+					optarg);
+				free(cmds);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);
@@ -753,7 +766,7 @@ int main(int argc, char **argv)
 		free(cmds);
 		return 1;
 	}
-	rc = server ? run_server(h, threads)
+	rc = server ? run_server(h, threads, (uint8_t)lb)
 		    : run_client(h, remote, rport, wait_s, cmds, ncmd);
 	dg_host_detach(h);
 	free(cmds);

@@ -10,7 +10,9 @@
 #define DAGGER_CTRL_H
 
 #include <assert.h>
+#include <errno.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dagger/frame.h"
 
@@ -34,6 +36,33 @@ enum dg_lb_policy {
 	DG_LB_STATIC = 1, /* by connection id: one server flow per conn */
 	DG_LB_RANDOM = 2,
 };
+
+/* "rr" (or "round-robin"), "static", "random" -> the policy, or -EINVAL. */
+static inline int dg_lb_policy_parse(const char *s)
+{
+	if (!strcmp(s, "rr") || !strcmp(s, "round-robin"))
+		return DG_LB_ROUND_ROBIN;
+	if (!strcmp(s, "static"))
+		return DG_LB_STATIC;
+	if (!strcmp(s, "random"))
+		return DG_LB_RANDOM;
+	return -EINVAL;
+}
+
+/* The short name of a policy ("rr", "static", "random"; "?" if unknown). */
+static inline const char *dg_lb_policy_name(unsigned policy)
+{
+	switch (policy) {
+	case DG_LB_ROUND_ROBIN:
+		return "rr";
+	case DG_LB_STATIC:
+		return "static";
+	case DG_LB_RANDOM:
+		return "random";
+	default:
+		return "?";
+	}
+}
 
 struct dg_ctrl_msg {
 	uint8_t op;    /* enum dg_ctrl_op */

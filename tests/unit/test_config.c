@@ -198,6 +198,8 @@ static void test_argv(void **state)
 					  "192.0.2.2:7472",
 					  "--threads",
 					  "4",
+					  "--lb",
+					  "static",
 					  NULL};
 	static const char *const cli[] = {"/opt/dagger/bin/dagger-echo",
 					  "client",
@@ -270,8 +272,9 @@ static void test_argv_kvs(void **state)
 		"  - {name: c, machine: a, engine: e, app: kvs-client,"
 		" args: [-c, set k v]}\n";
 	static const char *const srv[] = {
-		"dagger-kvs", "server", "--engine", "10.0.0.2:7471",
-		"--threads",  "3",	NULL};
+		"dagger-kvs",	 "server",    "--engine",
+		"10.0.0.2:7471", "--threads", "3",
+		"--lb",		 "rr",	      NULL};
 	static const char *const cli[] = {
 		"dagger-kvs", "client",	       "--engine", "10.0.0.1:7471",
 		"--remote",   "10.0.0.2:7471", "--wait",   "30",
