@@ -23,9 +23,24 @@ if [ -n "$quick" ]; then
 	warm=0.5
 	cg_n=200
 fi
-bench=$b/bench/dagger-bench
 hostrpc=$b/bench/dagger-hostrpc
 nic=$b/nic/dagger-nic
+# The engines get CPU 0 (the NIC's core), the dagger hosts the others:
+# dagger-bench runs through a wrapper that pins it. One CPU: no pinning.
+ncpu=$(nproc)
+nic_pin=()
+bench=$b/bench/dagger-bench
+if [ "$ncpu" -ge 2 ]; then
+	nic_pin=(--cpu 0)
+	bench=$out/dagger-bench-hosts
+	printf '#!/bin/sh\nexec taskset -c 1-%d %s "$@"\n' "$((ncpu - 1))" \
+		"$b/bench/dagger-bench" >"$bench"
+	chmod +x "$bench"
+fi
+# Unpinned: the local backend (its engine is a thread of the bench
+# process) and callgrind (it must trace dagger-bench, not the wrapper;
+# instruction counts do not depend on the CPU).
+bench_free=$b/bench/dagger-bench
 
 log() { printf '== %s\n' "$*" >&2; }
 die() {
@@ -54,7 +69,7 @@ bg() {
 
 # An engine in the background (its statistics go to the log).
 engine() {
-	"$nic" "$@" >>"$out/stderr.log" 2>&1 &
+	"$nic" "${nic_pin[@]}" "$@" >>"$out/stderr.log" 2>&1 &
 	pids+=($!)
 }
 
@@ -234,9 +249,9 @@ run "$bench" client --engine "$a1:7484" --src "$a1" --remote "$a0:7483" \
 stop_bg
 
 log "dagger: local backend at both ends, engines linked over RDMA"
-bg "$bench" local --listen "$a0:7485" --server-only --yield
+bg "$bench_free" local --listen "$a0:7485" --server-only --yield
 wait_port "$a0" 7485
-run "$bench" local --listen "$a1" --remote "$a0:7485" --yield \
+run "$bench_free" local --listen "$a1" --remote "$a0:7485" --yield \
 	--duration "$dur" --warmup "$warm" --label lat-local-both-ends
 stop_bg
 
@@ -260,12 +275,12 @@ engine --listen "$a0" --port 7487 --id 1
 wait_port "$a0" 7487
 bg "$bench" server --wait 60 --engine "$a0:7487" --src "$a0" --yield --label cg-server-peer
 sleep 1
-run $(cgv dagger-client) "$bench" client --engine "$a0:7487" --src "$a1" \
+run $(cgv dagger-client) "$bench_free" client --engine "$a0:7487" --src "$a1" \
 	--callgrind --requests "$cg_n" --label cg-dagger-client
 stop_bg
 engine --listen "$a0" --port 7488 --id 1
 wait_port "$a0" 7488
-bg $(cgv dagger-server) "$bench" server --engine "$a0:7488" --src "$a0" \
+bg $(cgv dagger-server) "$bench_free" server --engine "$a0:7488" --src "$a0" \
 	--callgrind --label cg-dagger-server
 retry_run "$bench" client --engine "$a0:7488" --src "$a1" --requests "$cg_n" \
 	--label cg-dagger-server-peer

@@ -125,7 +125,13 @@ def main():
       "devices; in a VM when the kernel has none) with "
       "`deploy/lib/bench-vm.sh`, which lists every command line. Clients "
       "and servers there run with `--yield` (they give the core away when "
-      "a poll finds nothing: the VM has fewer cores than pollers)." % cmdline)
+      "a poll finds nothing: the VM has fewer cores than pollers). With 2 "
+      "or more CPUs the dagger engines run on CPU 0, their NIC core, and "
+      "the dagger hosts on the other CPUs (an engine is a NIC: it does not "
+      "share a core with the hosts it serves; on soft-RoCE the engine's "
+      "core also does the kernel's RDMA work). The host-driven baseline's "
+      "client and server are left to the scheduler on all CPUs; both "
+      "stacks use the same CPUs." % cmdline)
     w("")
 
     # ---- transport baselines
