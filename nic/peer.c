@@ -426,22 +426,29 @@ static int send_cur(struct dg_peer *p)
 	return 0;
 }
 
-/* Rule (b): returns owed credits alone once T are owed. */
-static int send_credit(struct dg_peer *p)
+/*
+ * Posts a 0-frame message (credits only, or a keepalive) from a free send
+ * buffer and counts it in *count. The caller checked credit and buffer.
+ */
+static int post_empty(struct dg_peer *p, uint64_t *count)
 {
-	uint32_t idx;
-	int rc;
+	uint32_t idx = p->free_sb[--p->nfree];
+	int rc = post_msg(p, idx, 0);
 
-	if (p->owed < p->owed_threshold || !p->credits || !p->nfree)
-		return 0; /* retried by the next poll or flush */
-	idx = p->free_sb[--p->nfree];
-	rc = post_msg(p, idx, 0);
 	if (rc) {
 		p->free_sb[p->nfree++] = idx;
 		return rc == -EAGAIN ? 0 : fail(p, rc);
 	}
-	p->st.credit_msgs++;
+	(*count)++;
 	return 0;
+}
+
+/* Rule (b): returns owed credits alone once T are owed. */
+static int send_credit(struct dg_peer *p)
+{
+	if (p->owed < p->owed_threshold || !p->credits || !p->nfree)
+		return 0; /* retried by the next poll or flush */
+	return post_empty(p, &p->st.credit_msgs);
 }
 
 uint32_t dg_peer_room(const struct dg_peer *p)
@@ -634,7 +641,6 @@ int dg_peer_poll(struct dg_peer *p,
 
 int dg_peer_tick(struct dg_peer *p, uint64_t now_ms)
 {
-	uint32_t idx;
 	int rc;
 
 	if (p->err)
@@ -666,14 +672,7 @@ int dg_peer_tick(struct dg_peer *p, uint64_t now_ms)
 	 */
 	if (p->credits < 2 || !p->nfree)
 		return 0;
-	idx = p->free_sb[--p->nfree];
-	rc = post_msg(p, idx, 0);
-	if (rc) {
-		p->free_sb[p->nfree++] = idx;
-		return rc == -EAGAIN ? 0 : fail(p, rc);
-	}
-	p->st.keepalives++;
-	return 0;
+	return post_empty(p, &p->st.keepalives);
 }
 
 int dg_peer_check(struct dg_peer *p)
