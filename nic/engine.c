@@ -1002,9 +1002,8 @@ static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
 		st = peer_send(n, c->peer, fr, cnt, cid);
 		if (st == -EAGAIN)
 			return V_RETRY; /* the link's credits: back-pressure */
-		if (!st)
-			pend_push(fl, &fr[0],
-				  cid); /* answered if the link dies */
+		if (!st)		/* tracked: answered if the link dies */
+			pend_push(fl, &fr[0], cid);
 		st = st ? DG_ST_UNREACHABLE : 0;
 	} else if (c->svc == SVC_LOOPBACK) {
 		/* Back to the caller as its own response; no room: retry. */
@@ -1084,17 +1083,17 @@ static int frame_check(const struct dg_frame *fr, const struct dg_frame *first,
 	return -1;
 }
 
+/* Empty READs in a row after which consumed TX slots are reported. */
+#define TXHEAD_IDLE 3u
+/* Smallest READ of a TX ring: one RPC of up to 80 payload bytes. */
+#define READ_MIN    2u
+
 /*
  * Consumes whole RPCs from the shadow of flow f's TX ring, from tx_tail up
  * to avail slots that the last READ brought in. Stops at the first slot not
  * ready, at an RPC whose frames are not all in yet (and asks the next READ
  * to cover it), or when routing wants a retry.
  */
-/* Empty READs in a row after which consumed TX slots are reported. */
-#define TXHEAD_IDLE 3u
-/* Smallest READ of a TX ring: one RPC of up to 80 payload bytes. */
-#define READ_MIN    2u
-
 static uint32_t tx_process(struct dg_nic *n, uint32_t tid, uint32_t f,
 			   uint32_t avail)
 {
@@ -2074,7 +2073,6 @@ void dg_nic_stats_print(struct dg_nic *n, FILE *f)
 	fprintf(f, "# dagger-nic statistics\n");
 	for (i = 0; i < MAX_PEERS; i++) {
 		struct peer_ref *p = &n->peers[i];
-
 		struct dg_peer_stats ls;
 
 		if (!p->used)

@@ -12,7 +12,10 @@
 #      writes A's memory across the link;
 #   c  machine B is killed (its VM, from the host) while a caller on A
 #      calls the server on B: that caller gets an error within a bound
-#      (printed), later calls to B fail without hanging, and engine A keeps
+#      (printed), engine A declares its link to B down (its keepalive
+#      timeout) so that calls to B are answered UNREACHABLE at once
+#      within 10 s of that first error, later calls to B fail without
+#      hanging, and engine A keeps
 #      serving another caller on A (to a server on A) with no error
 #      before, during and after.
 # Machine B signals readiness with $DG_SYNC_DIR/b.ready and runs until
@@ -253,6 +256,10 @@ c/A)
 	awk -v d="$dt" -v b="$ERR_BOUND" 'BEGIN { exit !(d <= b) }' ||
 		fail "the caller to machine B got its first error $dt s after the kill, over $ERR_BOUND s"
 	grep 'peer link' "$logs/engine-1.log" | sed 's/^/engine 1: /' || true
+	grep -q 'peer link .* down' "$logs/engine-1.log" ||
+		fail "engine 1 never declared its link to machine B down"
+	grep -q 'the last: peer unreachable' "$logs/victim.log" ||
+		fail "10 s after the first error, calls to machine B were still not answered UNREACHABLE"
 	# A new caller to B: must fail, and not hang.
 	t0=$EPOCHREALTIME
 	set +e
