@@ -257,9 +257,10 @@ def main():
       "on the server; host-driven: posting, doorbell and completion "
       "polling); the polls that found nothing are measured separately and "
       "taken out. Cycles: the TSC around the same calls in the normal "
-      "(non-valgrind) latency runs, busy work only. Only user-space work "
-      "is counted: on rxe the host-driven baseline also enters the kernel "
-      "for every doorbell, which these figures leave out.")
+      "(non-valgrind) latency runs, busy work only. The instructions are "
+      "user space only: on rxe the host-driven baseline also enters the "
+      "kernel for every doorbell, which they leave out and the cycles "
+      "include.")
     w("")
     w("| stack | client instructions/RPC | server instructions/RPC | "
       "client cycles/RPC | server cycles/RPC |")
