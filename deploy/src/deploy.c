@@ -441,6 +441,24 @@ static int resolve(struct ctx *c, const struct field *f, const char *what,
 	return 0;
 }
 
+/*
+ * A required field naming a machine or an engine (find looks it up; desc
+ * says what the value must be, e.g. "a machine's name").
+ */
+static int get_ref(struct ctx *c, yaml_node_t *n, const char *what,
+		   const struct field *f, const char *kind, const char *desc,
+		   long (*find)(const struct dg_deploy *, const char *),
+		   size_t *out)
+{
+	int rc = need(c, n, what, f);
+
+	if (!rc)
+		rc = want_scalar(c, f, what, desc);
+	if (!rc)
+		rc = resolve(c, f, what, kind, find(c->d, scalar(f->val)), out);
+	return rc;
+}
+
 /* Same name twice in one list: error at the second, naming the first. */
 #define CHECK_DUP(c, arr, i, fld, kind)                                        \
 	do {                                                                   \
@@ -527,13 +545,8 @@ static int parse_engine(struct ctx *c, yaml_node_t *n, size_t i)
 	if (rc)
 		return rc;
 	CHECK_DUP(c, c->d->engines, i, &f[0], "engine");
-	rc = need(c, n, w, &f[1]);
-	if (!rc)
-		rc = want_scalar(c, &f[1], w, "a machine's name");
-	if (!rc)
-		rc = resolve(c, &f[1], w, "machine",
-			     dg_deploy_find_machine(c->d, scalar(f[1].val)),
-			     &e->machine);
+	rc = get_ref(c, n, w, &f[1], "machine", "a machine's name",
+		     dg_deploy_find_machine, &e->machine);
 	if (!rc)
 		rc = get_addr(c, &f[2], w, &e->listen);
 	if (!rc && !e->listen) {
@@ -659,21 +672,11 @@ static int parse_tenant(struct ctx *c, yaml_node_t *n, size_t i)
 	if (rc)
 		return rc;
 	CHECK_DUP(c, c->d->tenants, i, &f[0], "tenant");
-	rc = need(c, n, w, &f[1]);
+	rc = get_ref(c, n, w, &f[1], "machine", "a machine's name",
+		     dg_deploy_find_machine, &t->machine);
 	if (!rc)
-		rc = want_scalar(c, &f[1], w, "a machine's name");
-	if (!rc)
-		rc = resolve(c, &f[1], w, "machine",
-			     dg_deploy_find_machine(c->d, scalar(f[1].val)),
-			     &t->machine);
-	if (!rc)
-		rc = need(c, n, w, &f[2]);
-	if (!rc)
-		rc = want_scalar(c, &f[2], w, "an engine's name");
-	if (!rc)
-		rc = resolve(c, &f[2], w, "engine",
-			     dg_deploy_find_engine(c->d, scalar(f[2].val)),
-			     &t->engine);
+		rc = get_ref(c, n, w, &f[2], "engine", "an engine's name",
+			     dg_deploy_find_engine, &t->engine);
 	if (rc)
 		return rc;
 	if (f[3].val) {
