@@ -222,8 +222,9 @@ static int read_pidfile(const char *path, pid_t *pid, unsigned long long *start)
 	FILE *f = fopen(path, "r");
 	int p, n;
 
+	*pid = 0;
 	if (!f)
-		return -errno;
+		return errno ? -errno : -EIO;
 	n = fscanf(f, "%d %llu", &p, start);
 	fclose(f);
 	if (n != 2 || p <= 1)
