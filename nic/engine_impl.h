@@ -1,0 +1,343 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * engine_impl.h - the NIC engine's private state, shared by its files (one
+ * per NIC block, after Dagger's hardware blocks and eRPC's rpc_impl):
+ *
+ *   tx.c      TX poller: READs of host TX rings, whole-RPC parsing, routing
+ *   rx.c      RX delivery into host RX rings, credits
+ *   lb.c      services and load balancing
+ *   conn.c    connection table, pending-call tracking
+ *   ctrl.c    host control messages (REGISTER, OPEN, CLOSE)
+ *   route.c   peer routing: links to other engines
+ *   tenant.c  tenants: attach, detach
+ *   loop.c    the loop, idle back-off, create/destroy
+ *   stats.c   counters
+ *
+ * Nothing here is part of the engine's API (engine.h).
+ */
+#ifndef DG_NIC_ENGINE_IMPL_H
+#define DG_NIC_ENGINE_IMPL_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "dagger/ctrl.h"
+#include "dagger/ring.h"
+#include "dg_rdma.h"
+#include "engine.h"
+#include "hostmem.h"
+#include "peer.h"
+
+#define MAX_TENANTS  64
+#define MAX_CONNS    4096
+#define MAX_SERVICES 64
+#define MAX_SERVERS  64 /* (tenant, flow) pairs per service */
+#define NO_IDX	     0xffffu
+#define SVC_LOOPBACK 0xfffeu /* conn.svc of DG_LOOPBACK_SERVICE */
+#define MAX_PEERS    16
+#define PEER_FIFO    4096u /* frames; > DG_MAX_FRAMES + a batch */
+
+enum tag_kind {
+	TAG_TXREAD = 1,
+	TAG_RXHEAD = 2,
+	TAG_WRITE = 3,
+};
+enum drop_reason {
+	DROP_BAD_LEN,
+	DROP_BAD_IDX,
+	DROP_BAD_FLAGS,
+	DROP_BAD_CONN,
+	DROP_BAD_CTRL,
+	DROP_TOO_BIG,
+	DROP_NREASONS,
+};
+
+struct flow_stats {
+	uint64_t rpcs_tx, frames_tx, bytes_tx; /* read from the host */
+	uint64_t rpcs_rx, frames_rx;	       /* delivered to the host */
+	uint64_t reads, read_slots, writes;
+	uint64_t drops[DROP_NREASONS];
+	uint64_t busy;	  /* requests refused: this flow's RX ring full */
+	uint64_t stalled; /* iterations an RPC waited for room */
+};
+
+struct pending {
+	uint32_t rpc;
+	uint16_t conn; /* as delivered to the server, or the client's REMOTE
+			  connection; NO_IDX: answered */
+	uint16_t fn;
+};
+
+/* A request (by rpc id) that found its server's ring full once. */
+struct busy {
+	bool armed;
+	uint32_t rpc;
+	uint16_t tenant, flow; /* the server flow the retry must go to */
+};
+
+struct flow {
+	/* TX ring: the host produces, we consume. */
+	uint32_t tx_tail;      /* next position to consume */
+	uint32_t tx_head_sent; /* tx_head last written to the host */
+	uint32_t tx_want;      /* slots the next READ must cover */
+	uint32_t read_pending; /* READ segments in flight */
+	uint32_t read_pos, read_n;
+	/* Adaptive polling (tenant_poll): READs in a row that found nothing,
+	 * and when an idle flow is READ next (0: not scheduled yet). */
+	uint32_t idle_reads;
+	uint64_t next_read_us;
+	/* Slots the next READ covers (tx_process sizes it; 0: READ_MIN). */
+	uint32_t read_size;
+	bool blocked; /* the last tx_process stopped at an RPC it must retry */
+	/* RX ring: we produce, the host consumes. */
+	uint32_t rx_tail;     /* next position to produce */
+	uint32_t rx_head;     /* host's consumer index, as last read */
+	uint32_t rx_dirty;    /* first produced position not yet written */
+	bool rx_head_pending; /* a READ of rx_head is in flight */
+	struct busy busy;
+	/*
+	 * Requests not yet answered, in the order they were handed on:
+	 * those delivered to this flow as a server (if the tenant dies, each
+	 * caller is answered UNREACHABLE instead of waiting forever), and
+	 * those this flow sent as a client through a peer link (if the link
+	 * dies, this flow gets UNREACHABLE for each). Responses mostly come
+	 * in order, so the head is usually matched by the next one.
+	 */
+	struct pending *pend;
+	uint32_t pend_head, pend_tail, pend_mask;
+	struct flow_stats st;
+};
+
+struct tenant {
+	bool used;
+	bool dead;
+	struct dg_hostmem *hm;
+	struct dg_region_layout lay;
+	uint32_t nflows, slots, mask, rflags;
+	struct flow *flows;
+	void *local_region; /* local backend: the host's region */
+};
+
+struct server_ref {
+	uint16_t tenant, flow;
+};
+
+struct service {
+	bool used;
+	char name[DG_NAME_MAX];
+	uint8_t lb;
+	uint32_t rr;
+	uint32_t nservers;
+	struct server_ref servers[MAX_SERVERS];
+};
+
+/*
+ * Connection table. A client's connection id is its index here at the
+ * client's own engine; a connection that arrives from a peer engine gets an
+ * INBOUND entry at the server's engine, whose index is what the server host
+ * sees (and echoes in its responses).
+ */
+enum conn_state {
+	CONN_FREE = 0,
+	CONN_OPEN,    /* client; the service is behind this engine */
+	CONN_BINDING, /* client; waiting for the peer engine's BIND_ACK */
+	CONN_REMOTE,  /* client; the service is behind peer engine 'peer' */
+	CONN_INBOUND, /* server side of a client behind engine 'peer' */
+	CONN_DEAD,    /* client; its peer link died: calls get UNREACHABLE */
+};
+
+struct conn {
+	uint8_t state;
+	uint16_t tenant, flow; /* client: the owner */
+	uint16_t svc;	       /* OPEN, INBOUND: local service (NO_IDX: none) */
+	uint16_t peer;	       /* BINDING, REMOTE, INBOUND */
+	uint16_t remote;       /* INBOUND: the client's conn id at 'peer' */
+	uint32_t rpc;	       /* BINDING: the host's OPEN request */
+};
+
+/* Engine-to-engine control (DG_FF_CTRL frames on a peer link). */
+enum peer_op {
+	PEER_BIND = 16,	    /* conn_id: client conn; dg_ctrl_msg.service */
+	PEER_BIND_ACK = 17, /* conn_id: client conn; status */
+	PEER_UNBIND = 18,   /* conn_id: client conn */
+};
+
+struct peer_stats {
+	uint64_t rpcs_tx, frames_tx, rpcs_rx, frames_rx, busy, drops;
+};
+
+struct peer_ref {
+	bool used, dead, outbound;
+	struct dg_peer *link;
+	char addr[DG_ADDR_MAX]; /* outbound: where we connected */
+	uint16_t port;
+	uint16_t *inmap; /* peer's client conn id -> INBOUND entry */
+	/*
+	 * Frames from the link wait here until they are routed; the link is
+	 * polled only while the FIFO has room for what a poll may bring, so
+	 * a receiver that cannot deliver stops the sender (credits), and
+	 * nothing is dropped.
+	 */
+	struct dg_frame *fifo;
+	uint32_t head, tail;
+	struct busy busy;
+	struct peer_stats st;
+};
+
+struct pending_attach {
+	void *region;
+	uint64_t size;
+	int tenant; /* result */
+	bool done;
+};
+
+struct dg_nic {
+	struct dg_nic_opts o;
+	struct tenant tenants[MAX_TENANTS];
+	struct service services[MAX_SERVICES];
+	struct conn conns[MAX_CONNS];
+	uint32_t conn_hint;
+	struct peer_ref peers[MAX_PEERS];
+	uint64_t rng;
+	struct dg_rdma_listener *listener;
+	volatile int stop;
+
+	/* Hand-over of local attaches/detaches from other threads. */
+	pthread_mutex_t lock;
+	pthread_cond_t cond;
+	struct pending_attach *pend_attach;
+	int pend_detach; /* tenant id, or -1 */
+	int pend_flag;	 /* atomic: something is pending */
+	uint64_t loops;
+	bool remote_sweep; /* remote_fail() still owes answers */
+	uint64_t
+		next_due_us; /* earliest idle-flow READ put off (tenant_poll) */
+};
+
+static inline uint64_t mktag(enum tag_kind k, uint32_t flow, uint32_t seg)
+{
+	return ((uint64_t)k << 56) | ((uint64_t)flow << 32) | seg;
+}
+
+static inline uint64_t rng_next(struct dg_nic *n)
+{
+	/* xorshift64*: fast, good enough for load balancing. */
+	n->rng ^= n->rng >> 12;
+	n->rng ^= n->rng << 25;
+	n->rng ^= n->rng >> 27;
+	return n->rng * 2685821657736338717ull;
+}
+
+static inline struct dg_frame *tx_slot(struct tenant *t, uint32_t f,
+				       uint32_t pos)
+{
+	return (struct dg_frame *)(t->hm->shadow + dg_tx_ring_off(&t->lay, f) +
+				   (uint64_t)(pos & t->mask) * DG_SLOT_SIZE);
+}
+
+static inline struct dg_frame *rx_slot(struct tenant *t, uint32_t f,
+				       uint32_t pos)
+{
+	return (struct dg_frame *)(t->hm->shadow + dg_rx_ring_off(&t->lay, f) +
+				   (uint64_t)(pos & t->mask) * DG_SLOT_SIZE);
+}
+
+static inline struct dg_flow_ctrl *ctrl_of(struct tenant *t, uint32_t f)
+{
+	return (struct dg_flow_ctrl *)(t->hm->shadow + dg_ctrl_off(&t->lay, f));
+}
+
+static inline uint64_t mono_us(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+/* TX processing outcome (tx.c, ctrl.c, route.c). */
+enum verdict {
+	V_DONE,	 /* consumed (delivered, answered or dropped) */
+	V_RETRY, /* keep it in the TX ring, try again next iteration */
+};
+
+/* Sentinel status: the reply to the host comes later (BIND_ACK). */
+#define ST_PENDING 0x100
+
+/* Empty READs in a row after which consumed TX slots are reported. */
+#define TXHEAD_IDLE    3u
+/* Smallest READ of a TX ring: one RPC of up to 80 payload bytes. */
+#define READ_MIN       2u
+/* READs in a row that found nothing before a flow counts as idle. */
+#define POLL_HOT_READS 1u
+/* First interval between an idle flow's READs; it doubles per empty READ. */
+#define POLL_BASE_US   8u
+
+/* rx.c */
+uint32_t nic_rx_room(struct tenant *t, struct flow *fl);
+void nic_rx_refresh(struct tenant *t, uint32_t f);
+int nic_rx_deliver_as(struct tenant *t, uint32_t f, const struct dg_frame *src,
+		      uint32_t cnt, uint16_t conn_id, uint8_t flags);
+int nic_rx_deliver(struct tenant *t, uint32_t f, const struct dg_frame *src,
+		   uint32_t cnt, uint16_t conn_id);
+struct dg_frame nic_status_frame(uint8_t flags, uint32_t rpc_id, uint16_t fn_id,
+				 uint8_t status, uint8_t op);
+int nic_rx_status(struct tenant *t, uint32_t f, uint8_t flags, uint32_t rpc_id,
+		  uint16_t conn_id, uint16_t fn_id, uint8_t status);
+void nic_rx_write_back(struct tenant *t, uint32_t f);
+
+/* lb.c */
+struct service *nic_svc_open(struct dg_nic *n, const char *name);
+int nic_ctrl_register(struct dg_nic *n, uint32_t tid, uint32_t f,
+		      const struct dg_ctrl_msg *m);
+int nic_svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
+		    const struct dg_frame *fr, uint32_t cnt, uint16_t cid);
+
+/* conn.c */
+int nic_conn_alloc(struct dg_nic *n);
+void nic_pend_advance(struct flow *fl);
+bool nic_pend_full(const struct flow *fl);
+void nic_pend_push(struct flow *fl, const struct dg_frame *f, uint16_t cid);
+void nic_pend_forget(struct flow *fl, uint16_t conn);
+void nic_pend_pop(struct flow *fl, const struct dg_frame *f);
+void nic_pend_fail(struct dg_nic *n, struct tenant *t);
+
+/* route.c */
+int nic_peer_add(struct dg_nic *n, struct dg_peer *link, bool outbound,
+		 const char *addr, uint16_t port);
+void nic_peer_kill(struct dg_nic *n, uint32_t pi, int why);
+void nic_peer_free(struct dg_nic *n, uint32_t pi);
+int nic_peer_send(struct dg_nic *n, uint32_t pi, const struct dg_frame *fr,
+		  uint32_t cnt, uint16_t conn_id);
+int nic_peer_status(struct dg_nic *n, uint32_t pi, uint8_t flags,
+		    uint32_t rpc_id, uint16_t conn_id, uint16_t fn_id,
+		    uint8_t status, uint8_t op);
+int nic_peer_get(struct dg_nic *n, const char *addr, uint16_t port);
+int nic_peer_poll(struct dg_nic *n, uint32_t pi);
+void nic_peer_timers(struct dg_nic *n);
+
+/* ctrl.c */
+void nic_ctrl_gather(struct dg_ctrl_msg *m, const struct dg_frame *fr,
+		     uint32_t cnt);
+enum verdict nic_do_ctrl(struct dg_nic *n, uint32_t tid, uint32_t f,
+			 const struct dg_frame *fr, uint32_t cnt);
+
+/* tx.c */
+enum verdict nic_drop(struct flow *fl, enum drop_reason r);
+int nic_frame_check(const struct dg_frame *fr, const struct dg_frame *first,
+		    uint32_t idx);
+uint32_t nic_tx_process(struct dg_nic *n, uint32_t tid, uint32_t f,
+			uint32_t avail);
+void nic_tx_post_read(struct dg_nic *n, struct tenant *t, uint32_t f);
+void nic_tx_write_head(struct tenant *t, uint32_t f, bool force);
+bool nic_read_due(struct dg_nic *n, struct tenant *t, struct flow *fl,
+		  uint64_t *now);
+
+/* tenant.c */
+void nic_tenant_free(struct dg_nic *n, uint32_t tid);
+void nic_take_pending(struct dg_nic *n);
+void nic_accept_rdma(struct dg_nic *n);
+
+#endif /* DG_NIC_ENGINE_IMPL_H */

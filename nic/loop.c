@@ -1,0 +1,310 @@
+// SPDX-License-Identifier: MIT
+/*
+ * loop.c - the engine loop: one iteration over tenants and peer links, idle
+ * back-off and sleeping on completion events, creation and teardown.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine_impl.h"
+
+static int tenant_poll(struct dg_nic *n, uint32_t tid)
+{
+	struct tenant *t = &n->tenants[tid];
+	struct dg_hostmem_comp c[32];
+	int k, i, work = 0;
+	uint64_t now = 0;
+	uint32_t f;
+
+	while ((k = t->hm->ops->poll(t->hm, c, 32)) > 0) {
+		for (i = 0; i < k; i++) {
+			uint32_t kind = (uint32_t)(c[i].tag >> 56);
+			uint32_t fi = (uint32_t)(c[i].tag >> 32) & 0xffffff;
+			struct flow *fl;
+
+			if (c[i].status) {
+				t->dead = true;
+				continue;
+			}
+			if (fi >= t->nflows)
+				continue;
+			fl = &t->flows[fi];
+			if (kind == TAG_TXREAD && fl->read_pending &&
+			    --fl->read_pending == 0) {
+				uint32_t got =
+					nic_tx_process(n, tid, fi, fl->read_n);
+				work += (int)got;
+				nic_tx_write_head(t, fi,
+						  fl->blocked ||
+							  fl->idle_reads >=
+								  TXHEAD_IDLE);
+			} else if (kind == TAG_RXHEAD) {
+				fl->rx_head_pending = false;
+				fl->rx_head = __atomic_load_n(
+					&ctrl_of(t, fi)->rx_head,
+					__ATOMIC_RELAXED);
+			}
+		}
+	}
+	/* The connection state costs system calls: look now and then. */
+	if (k < 0 || ((n->loops & 1023) == 0 && t->hm->ops->check(t->hm)))
+		t->dead = true;
+	if (t->dead)
+		return work;
+	for (f = 0; f < t->nflows; f++)
+		if (!t->flows[f].read_pending &&
+		    nic_read_due(n, t, &t->flows[f], &now))
+			nic_tx_post_read(n, t, f);
+	return work;
+}
+
+static void tenant_flush(struct dg_nic *n, uint32_t tid)
+{
+	struct tenant *t = &n->tenants[tid];
+	uint32_t f;
+
+	(void)n;
+	for (f = 0; f < t->nflows; f++)
+		nic_rx_write_back(t, f);
+	t->hm->ops->flush(t->hm);
+}
+
+int dg_nic_poll(struct dg_nic *n)
+{
+	uint32_t i;
+	int work = 0;
+
+	nic_take_pending(n);
+	n->next_due_us = UINT64_MAX;
+	if (n->listener && (n->loops & 255) == 0)
+		nic_accept_rdma(n);
+	if ((n->loops & 63) == 0)
+		nic_peer_timers(n);
+	n->loops++;
+	for (i = 0; i < MAX_TENANTS; i++) {
+		struct tenant *t = &n->tenants[i];
+
+		if (!t->used)
+			continue;
+		if (t->dead && t->hm->ops->check(t->hm) != 0 &&
+		    !t->local_region) {
+			if (n->o.verbose)
+				fprintf(stderr, "dagger-nic: tenant %u gone\n",
+					i);
+			nic_tenant_free(n, i);
+			continue;
+		}
+		work += tenant_poll(n, i);
+	}
+	for (i = 0; i < MAX_PEERS; i++) {
+		struct peer_ref *p = &n->peers[i];
+
+		if (!p->used)
+			continue;
+		if (p->dead) {
+			nic_peer_free(n, i);
+			continue;
+		}
+		work += nic_peer_poll(n, i);
+	}
+	/* Deliveries above may have touched any tenant's RX rings. */
+	for (i = 0; i < MAX_TENANTS; i++)
+		if (n->tenants[i].used && !n->tenants[i].dead)
+			tenant_flush(n, i);
+	/* One SEND per link for what this iteration queued. */
+	for (i = 0; i < MAX_PEERS; i++)
+		if (n->peers[i].used && !n->peers[i].dead) {
+			int rc = dg_peer_flush(n->peers[i].link);
+
+			if (rc && rc != -EAGAIN)
+				nic_peer_kill(n, i, rc);
+		}
+	return work;
+}
+
+/*
+ * Sleeps until a completion or a connection request arrives, or idle_us
+ * passes, when every tenant and link can signal completions (RDMA). The
+ * CQs are armed first and polled once more, so a completion that landed
+ * before arming is not slept through. Returns false when it cannot sleep
+ * this way (a local tenant: shared memory has no events).
+ */
+static bool wait_events(struct dg_nic *n)
+{
+	struct pollfd fds[MAX_TENANTS + MAX_PEERS + 1];
+	struct timespec ts;
+	uint64_t tmo;
+	nfds_t k = 0;
+	uint32_t i;
+
+	for (i = 0; i < MAX_TENANTS; i++) {
+		struct tenant *t = &n->tenants[i];
+
+		if (!t->used || t->dead)
+			continue;
+		if (!t->hm->ops->arm || t->hm->ops->arm(t->hm))
+			return false;
+		fds[k++] =
+			(struct pollfd){t->hm->ops->event_fd(t->hm), POLLIN, 0};
+	}
+	for (i = 0; i < MAX_PEERS; i++) {
+		struct peer_ref *p = &n->peers[i];
+
+		if (!p->used || p->dead)
+			continue;
+		if (dg_peer_arm(p->link))
+			return false;
+		fds[k++] =
+			(struct pollfd){dg_peer_event_fd(p->link), POLLIN, 0};
+	}
+	if (n->listener)
+		fds[k++] = (struct pollfd){dg_rdma_listener_fd(n->listener),
+					   POLLIN, 0};
+	if (dg_nic_poll(n))
+		return true; /* work arrived while arming */
+	/* Not past the next idle flow's READ (no completion wakes us then). */
+	tmo = n->o.idle_us;
+	if (n->next_due_us != UINT64_MAX) {
+		uint64_t now = mono_us();
+
+		if (n->next_due_us <= now)
+			tmo = 0;
+		else if (n->next_due_us - now < tmo)
+			tmo = n->next_due_us - now;
+	}
+	ts.tv_sec = (time_t)(tmo / 1000000u);
+	ts.tv_nsec = (long)(tmo % 1000000u) * 1000;
+	if (n->listener && ppoll(fds, k, &ts, NULL) > 0 && fds[k - 1].revents)
+		nic_accept_rdma(n);
+	else if (!n->listener)
+		ppoll(fds, k, &ts, NULL);
+	for (i = 0; i < MAX_TENANTS; i++)
+		if (n->tenants[i].used && n->tenants[i].hm->ops->ack)
+			n->tenants[i].hm->ops->ack(n->tenants[i].hm);
+	for (i = 0; i < MAX_PEERS; i++)
+		if (n->peers[i].used)
+			dg_peer_ack(n->peers[i].link);
+	return true;
+}
+
+int dg_nic_run(struct dg_nic *n)
+{
+	uint64_t last_work = mono_us();
+	uint32_t iter = 0;
+	bool sleepy = false;
+
+	while (!__atomic_load_n(&n->stop, __ATOMIC_RELAXED)) {
+		uint64_t now;
+
+		if (dg_nic_poll(n)) {
+			iter = 0;
+			last_work = 0;
+			sleepy = false;
+			continue;
+		}
+		/*
+		 * Read the clock once in 64 idle rounds while spinning, and
+		 * give the core away once in 16: on a machine with fewer
+		 * cores than pollers (a laptop, CI) the host threads this
+		 * engine waits for may be queued behind it.
+		 */
+		++iter;
+		if (!(iter & 15))
+			sched_yield();
+		if ((iter & 63) && !sleepy)
+			continue;
+		/*
+		 * Idle back-off by time, not by iterations (one RDMA READ
+		 * round trip spans many idle iterations). A busy engine never
+		 * sleeps. After spin_us without a frame, an engine whose
+		 * tenants are all reached by RDMA sleeps on completion events
+		 * (it wakes when its next READ completes, or when an idle
+		 * flow's next READ is due); one with local
+		 * tenants sleeps idle_us between polls after 100 ms.
+		 */
+		now = mono_us();
+		if (!last_work)
+			last_work = now;
+		if (now - last_work < n->o.spin_us)
+			continue;
+		sleepy = wait_events(n);
+		if (sleepy)
+			continue;
+		if (now - last_work > 100000)
+			usleep(n->o.idle_us);
+	}
+	return 0;
+}
+
+void dg_nic_stop(struct dg_nic *n)
+{
+	__atomic_store_n(&n->stop, 1, __ATOMIC_RELAXED);
+}
+
+void dg_nic_resume(struct dg_nic *n)
+{
+	__atomic_store_n(&n->stop, 0, __ATOMIC_RELAXED);
+}
+
+int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out)
+{
+	struct dg_nic *n = calloc(1, sizeof(*n));
+	int rc;
+
+	if (!n)
+		return -ENOMEM;
+	if (o)
+		n->o = *o;
+	if (!n->o.read_batch)
+		n->o.read_batch = 16;
+	if (!n->o.idle_us)
+		n->o.idle_us = 1000;
+	if (!n->o.spin_us)
+		n->o.spin_us = 50;
+	if (!n->o.poll_max_us)
+		n->o.poll_max_us = 100;
+	n->rng = 0x9E3779B97F4A7C15ull ^ n->o.engine_id;
+	n->pend_detach = -1;
+	pthread_mutex_init(&n->lock, NULL);
+	pthread_cond_init(&n->cond, NULL);
+	if (n->o.listen_addr) {
+		rc = dg_rdma_listen(n->o.listen_addr, n->o.port, 64,
+				    &n->listener);
+		if (rc) {
+			free(n);
+			return rc;
+		}
+	}
+	*out = n;
+	return 0;
+}
+
+uint16_t dg_nic_port(const struct dg_nic *n)
+{
+	return n->listener ? dg_rdma_listener_port(n->listener) : 0;
+}
+
+void dg_nic_destroy(struct dg_nic *n)
+{
+	uint32_t i;
+
+	if (!n)
+		return;
+	for (i = 0; i < MAX_TENANTS; i++)
+		if (n->tenants[i].used)
+			nic_tenant_free(n, i);
+	for (i = 0; i < MAX_PEERS; i++)
+		if (n->peers[i].used)
+			nic_peer_free(n, i);
+	dg_rdma_listener_destroy(n->listener);
+	pthread_mutex_destroy(&n->lock);
+	pthread_cond_destroy(&n->cond);
+	free(n);
+}

@@ -1,0 +1,423 @@
+// SPDX-License-Identifier: MIT
+/*
+ * route.c - peer routing: links to other engines, BIND/UNBIND of connections
+ * across them, requests and responses that arrive from them, liveness.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine_impl.h"
+
+int nic_peer_add(struct dg_nic *n, struct dg_peer *link, bool outbound,
+		 const char *addr, uint16_t port)
+{
+	struct peer_ref *p;
+	uint32_t i;
+
+	for (i = 0; i < MAX_PEERS && n->peers[i].used; i++)
+		;
+	if (i == MAX_PEERS)
+		return -EUSERS;
+	p = &n->peers[i];
+	memset(p, 0, sizeof(*p));
+	p->inmap = malloc(65536 * sizeof(*p->inmap));
+	p->fifo = aligned_alloc(DG_SLOT_SIZE, PEER_FIFO * DG_SLOT_SIZE);
+	if (!p->inmap || !p->fifo) {
+		free(p->inmap);
+		free(p->fifo);
+		return -ENOMEM;
+	}
+	memset(p->inmap, 0xff, 65536 * sizeof(*p->inmap));
+	p->used = true;
+	p->link = link;
+	p->outbound = outbound;
+	if (addr)
+		snprintf(p->addr, sizeof(p->addr), "%s", addr);
+	p->port = port;
+	return (int)i;
+}
+
+/*
+ * Answers UNREACHABLE to every request that some client flow sent through
+ * peer link pi (pi == NO_IDX: through any link already down) and that is
+ * still unanswered. An answer that finds the client's RX ring full is
+ * left pending and retried by the next sweep (dg_nic_poll), so no caller
+ * is left waiting. Returns false while some answer is still due.
+ */
+static bool remote_fail(struct dg_nic *n, uint32_t pi)
+{
+	bool done = true;
+	uint32_t tid, f, i;
+
+	for (tid = 0; tid < MAX_TENANTS; tid++) {
+		struct tenant *t = &n->tenants[tid];
+
+		if (!t->used || t->dead)
+			continue;
+		for (f = 0; f < t->nflows; f++) {
+			struct flow *fl = &t->flows[f];
+
+			for (i = fl->pend_head; i != fl->pend_tail; i++) {
+				struct pending *p =
+					&fl->pend[i & fl->pend_mask];
+				struct conn *c;
+
+				if (p->conn >= MAX_CONNS)
+					continue;
+				c = &n->conns[p->conn];
+				if (c->tenant != tid || c->flow != f ||
+				    (pi == NO_IDX ? c->state != CONN_DEAD
+						  : c->state != CONN_REMOTE ||
+							    c->peer != pi))
+					continue;
+				if (nic_rx_status(t, f, DG_FF_RESP, p->rpc,
+						  p->conn, p->fn,
+						  DG_ST_UNREACHABLE)) {
+					done = false;
+					continue;
+				}
+				p->conn = NO_IDX;
+			}
+			nic_pend_advance(fl);
+		}
+	}
+	return done;
+}
+
+/*
+ * Marks a peer link dead: its inbound connections go away; client
+ * connections through it answer UNREACHABLE from now on.
+ */
+void nic_peer_kill(struct dg_nic *n, uint32_t pi, int why)
+{
+	struct peer_ref *p = &n->peers[pi];
+	uint32_t i;
+
+	if (p->dead)
+		return;
+	p->dead = true;
+	fprintf(stderr, "dagger-nic: peer link %u (%s, engine %u) down: %s\n",
+		pi, p->addr[0] ? p->addr : "inbound",
+		dg_peer_remote_engine(p->link), strerror(-why));
+	/* Before the states change below; what is left, the sweep retries. */
+	if (!remote_fail(n, pi))
+		n->remote_sweep = true;
+	for (i = 0; i < MAX_CONNS; i++) {
+		struct conn *c = &n->conns[i];
+
+		if (c->peer != pi)
+			continue;
+		if (c->state == CONN_INBOUND) {
+			c->state = CONN_FREE;
+		} else if (c->state == CONN_REMOTE) {
+			c->state = CONN_DEAD;
+		} else if (c->state == CONN_BINDING) {
+			/* Best effort; without room the host's OPEN times
+			 * out instead. */
+			nic_rx_status(&n->tenants[c->tenant], c->flow,
+				      DG_FF_CTRL, c->rpc, (uint16_t)i, 0,
+				      DG_ST_UNREACHABLE);
+			c->state = CONN_FREE;
+		}
+	}
+}
+
+void nic_peer_free(struct dg_nic *n, uint32_t pi)
+{
+	struct peer_ref *p = &n->peers[pi];
+
+	nic_peer_kill(n, pi, -ECONNRESET);
+	dg_peer_destroy(p->link);
+	free(p->inmap);
+	free(p->fifo);
+	memset(p, 0, sizeof(*p));
+}
+
+/*
+ * Puts one whole message (cnt frames) on peer link pi with conn_id
+ * rewritten, or nothing: -EAGAIN without room (credits), -ENOTCONN once
+ * the link is dead.
+ */
+int nic_peer_send(struct dg_nic *n, uint32_t pi, const struct dg_frame *fr,
+		  uint32_t cnt, uint16_t conn_id)
+{
+	struct peer_ref *p = &n->peers[pi];
+	uint32_t i;
+
+	if (p->dead)
+		return -ENOTCONN;
+	if (dg_peer_room(p->link) < cnt)
+		return -EAGAIN;
+	for (i = 0; i < cnt; i++) {
+		struct dg_frame *slot;
+		int rc = dg_peer_reserve(p->link, 1, &slot);
+
+		if (!rc) {
+			*slot = fr[i];
+			slot->conn_id = conn_id;
+			slot->stamp = 0;
+			slot->csum = 0;
+			rc = dg_peer_commit(p->link, 1);
+		}
+		if (rc) {
+			/* room said yes: only a dead link gets here */
+			nic_peer_kill(n, pi, rc);
+			return -ENOTCONN;
+		}
+	}
+	p->st.rpcs_tx++;
+	p->st.frames_tx += cnt;
+	return 0;
+}
+
+int nic_peer_status(struct dg_nic *n, uint32_t pi, uint8_t flags,
+		    uint32_t rpc_id, uint16_t conn_id, uint16_t fn_id,
+		    uint8_t status, uint8_t op)
+{
+	struct dg_frame e = nic_status_frame(flags, rpc_id, fn_id, status, op);
+
+	return nic_peer_send(n, pi, &e, 1, conn_id);
+}
+
+/* Finds or makes the outbound link to addr:port. Blocks while connecting. */
+int nic_peer_get(struct dg_nic *n, const char *addr, uint16_t port)
+{
+	struct dg_peer_opts po = {.send_bufs = 32,
+				  .engine_id = n->o.engine_id,
+				  .timeout_ms = n->o.peer_timeout_ms};
+	struct dg_peer *link;
+	uint32_t i;
+	int rc;
+
+	for (i = 0; i < MAX_PEERS; i++) {
+		struct peer_ref *p = &n->peers[i];
+
+		if (p->used && p->outbound && !p->dead && p->port == port &&
+		    !strcmp(p->addr, addr))
+			return (int)i;
+	}
+	rc = dg_peer_connect(NULL, addr, port, &po, 5000, &link);
+	if (rc) {
+		if (n->o.verbose)
+			fprintf(stderr, "dagger-nic: peer %s:%u: %s\n", addr,
+				port, strerror(-rc));
+		return rc;
+	}
+	rc = nic_peer_add(n, link, true, addr, port);
+	if (rc < 0)
+		dg_peer_destroy(link);
+	else if (n->o.verbose)
+		fprintf(stderr, "dagger-nic: peer link %d to %s:%u\n", rc, addr,
+			port);
+	return rc;
+}
+
+static void peer_rx(void *arg, const struct dg_frame *f)
+{
+	struct peer_ref *p = arg;
+
+	/* peer_poll polls only while the FIFO has room for a whole poll. */
+	p->fifo[p->tail++ & (PEER_FIFO - 1)] = *f;
+}
+
+/* Engine-to-engine control: BIND, BIND_ACK, UNBIND. */
+static enum verdict peer_ctrl(struct dg_nic *n, uint32_t pi,
+			      const struct dg_frame *fr, uint32_t cnt)
+{
+	struct peer_ref *p = &n->peers[pi];
+	uint16_t x = fr[0].conn_id;
+	struct dg_ctrl_msg m;
+	struct service *s;
+	struct conn *c;
+	int i, rc;
+
+	nic_ctrl_gather(&m, fr, cnt);
+	switch (m.op) {
+	case PEER_BIND: {
+		uint8_t st = DG_ST_OK;
+
+		if (dg_peer_room(p->link) < 1)
+			return V_RETRY;
+		s = memchr(m.service, 0, DG_NAME_MAX)
+			    ? nic_svc_open(n, m.service)
+			    : NULL;
+		if (!s) {
+			st = DG_ST_NO_SERVICE;
+		} else if (p->inmap[x] == NO_IDX) {
+			i = nic_conn_alloc(n);
+			if (i < 0) {
+				st = DG_ST_BUSY;
+			} else {
+				n->conns[i] = (struct conn){
+					.state = CONN_INBOUND,
+					.svc = (uint16_t)(s - n->services),
+					.peer = (uint16_t)pi,
+					.remote = x};
+				p->inmap[x] = (uint16_t)i;
+			}
+		}
+		nic_peer_status(n, pi, DG_FF_CTRL, fr[0].rpc_id, x, 0, st,
+				PEER_BIND_ACK);
+		return V_DONE;
+	}
+	case PEER_BIND_ACK:
+		c = x < MAX_CONNS ? &n->conns[x] : NULL;
+		if (!c || c->state != CONN_BINDING || c->peer != pi) {
+			p->st.drops++;
+			return V_DONE;
+		}
+		/* The host's OPEN gets its answer now. */
+		rc = nic_rx_status(&n->tenants[c->tenant], c->flow, DG_FF_CTRL,
+				   c->rpc, x, 0, fr[0].status);
+		if (rc)
+			return V_RETRY;
+		c->state = fr[0].status == DG_ST_OK ? CONN_REMOTE : CONN_FREE;
+		return V_DONE;
+	case PEER_UNBIND:
+		if (p->inmap[x] != NO_IDX) {
+			n->conns[p->inmap[x]].state = CONN_FREE;
+			p->inmap[x] = NO_IDX;
+		}
+		return V_DONE;
+	default:
+		p->st.drops++;
+		return V_DONE;
+	}
+}
+
+/* A request from a client behind peer engine pi. */
+static enum verdict peer_request(struct dg_nic *n, uint32_t pi,
+				 const struct dg_frame *fr, uint32_t cnt)
+{
+	struct peer_ref *p = &n->peers[pi];
+	uint16_t x = fr[0].conn_id, i = p->inmap[x];
+	int st;
+
+	if (dg_peer_room(p->link) < 1)
+		return V_RETRY; /* keep room for an error answer */
+	if (i == NO_IDX)
+		st = DG_ST_NO_CONN;
+	else
+		st = nic_svc_deliver(n, &p->busy, n->conns[i].svc, fr, cnt, i);
+	if (st == -EAGAIN)
+		return V_RETRY;
+	if (st == DG_ST_BUSY)
+		p->st.busy++;
+	if (st)
+		nic_peer_status(n, pi, DG_FF_RESP, fr[0].rpc_id, x, fr[0].fn_id,
+				(uint8_t)st, 0);
+	return V_DONE;
+}
+
+/* A response for one of our client connections through peer pi. */
+static enum verdict peer_response(struct dg_nic *n, uint32_t pi,
+				  const struct dg_frame *fr, uint32_t cnt)
+{
+	uint16_t x = fr[0].conn_id;
+	struct conn *c = x < MAX_CONNS ? &n->conns[x] : NULL;
+	struct tenant *ct;
+
+	if (!c || c->state != CONN_REMOTE || c->peer != pi) {
+		n->peers[pi].st.drops++; /* closed meanwhile */
+		return V_DONE;
+	}
+	ct = &n->tenants[c->tenant];
+	if (!ct->used || ct->dead) {
+		n->peers[pi].st.drops++;
+		return V_DONE;
+	}
+	/* No room: the FIFO holds it, then the link's credits stop. */
+	if (nic_rx_deliver(ct, c->flow, fr, cnt, x))
+		return V_RETRY;
+	nic_pend_pop(&ct->flows[c->flow], &fr[0]);
+	return V_DONE;
+}
+
+/* Routes whole messages from peer pi's FIFO; returns frames consumed. */
+static uint32_t peer_process(struct dg_nic *n, uint32_t pi)
+{
+	static __thread struct dg_frame msg[DG_MAX_FRAMES];
+	struct peer_ref *p = &n->peers[pi];
+	uint32_t done = 0;
+
+	while (p->tail != p->head) {
+		const struct dg_frame *first =
+			&p->fifo[p->head & (PEER_FIFO - 1)];
+		uint32_t cnt = first->cnt, i;
+		enum verdict v;
+		int bad = -1;
+
+		if (first->idx != 0 || !cnt || cnt > DG_MAX_FRAMES) {
+			p->st.drops++; /* a broken peer: skip the frame */
+			p->head++;
+			continue;
+		}
+		if (p->tail - p->head < cnt)
+			break; /* the rest is still on its way */
+		for (i = 0; i < cnt && bad < 0; i++) {
+			msg[i] = p->fifo[(p->head + i) & (PEER_FIFO - 1)];
+			bad = nic_frame_check(&msg[i], &msg[0], i);
+		}
+		if (bad >= 0) {
+			p->st.drops++;
+			p->head += i;
+			continue;
+		}
+		if (msg[0].flags & DG_FF_CTRL)
+			v = peer_ctrl(n, pi, msg, cnt);
+		else if (msg[0].flags & DG_FF_REQ)
+			v = peer_request(n, pi, msg, cnt);
+		else
+			v = peer_response(n, pi, msg, cnt);
+		if (v == V_RETRY)
+			break;
+		p->st.rpcs_rx++;
+		p->st.frames_rx += cnt;
+		p->head += cnt;
+		done += cnt;
+	}
+	return done;
+}
+
+int nic_peer_poll(struct dg_nic *n, uint32_t pi)
+{
+	struct peer_ref *p = &n->peers[pi];
+	uint32_t room = PEER_FIFO - (p->tail - p->head);
+	uint32_t msgs = room / dg_peer_batch_frames(p->link);
+	int rc = 0;
+
+	if (msgs && !p->dead) {
+		rc = dg_peer_poll(p->link, peer_rx, p, msgs);
+		if (rc < 0)
+			nic_peer_kill(n, pi, rc);
+	}
+	return (int)peer_process(n, pi) + (rc > 0 ? rc : 0);
+}
+
+/*
+ * Peer link liveness, a few times per keepalive interval (the clock is
+ * read here, once in 64 loop iterations, never per frame), and answers
+ * still owed for calls through links that went down.
+ */
+void nic_peer_timers(struct dg_nic *n)
+{
+	uint64_t now = mono_us() / 1000u;
+	uint32_t i;
+
+	for (i = 0; i < MAX_PEERS; i++) {
+		struct peer_ref *p = &n->peers[i];
+		int rc;
+
+		if (p->used && !p->dead && (rc = dg_peer_tick(p->link, now)))
+			nic_peer_kill(n, i, rc);
+	}
+	if (n->remote_sweep)
+		n->remote_sweep = !remote_fail(n, NO_IDX);
+}

@@ -1,0 +1,81 @@
+// SPDX-License-Identifier: MIT
+/*
+ * stats.c - statistics: the per-peer, per-tenant and per-flow counters as text.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine_impl.h"
+
+static const char *const drop_names[DROP_NREASONS] = {
+	"bad_len", "bad_idx", "bad_flags", "bad_conn", "bad_ctrl", "too_big",
+};
+
+void dg_nic_stats_print(struct dg_nic *n, FILE *f)
+{
+	uint32_t i, j, r;
+
+	fprintf(f, "# dagger-nic statistics\n");
+	for (i = 0; i < MAX_PEERS; i++) {
+		struct peer_ref *p = &n->peers[i];
+		struct dg_peer_stats ls;
+
+		if (!p->used)
+			continue;
+		dg_peer_stats(p->link, &ls);
+		fprintf(f,
+			"peer %u %s%s: rpcs_tx %llu frames_tx %llu rpcs_rx "
+			"%llu frames_rx %llu busy %llu drops %llu keepalives "
+			"%llu\n",
+			i, p->outbound ? p->addr : "inbound",
+			p->dead ? " (down)" : "",
+			(unsigned long long)p->st.rpcs_tx,
+			(unsigned long long)p->st.frames_tx,
+			(unsigned long long)p->st.rpcs_rx,
+			(unsigned long long)p->st.frames_rx,
+			(unsigned long long)p->st.busy,
+			(unsigned long long)p->st.drops,
+			(unsigned long long)ls.keepalives);
+	}
+	for (i = 0; i < MAX_TENANTS; i++) {
+		struct tenant *t = &n->tenants[i];
+
+		if (!t->used)
+			continue;
+		for (j = 0; j < t->nflows; j++) {
+			struct flow_stats *s = &t->flows[j].st;
+
+			if (!s->frames_tx && !s->frames_rx && !s->reads)
+				continue;
+			fprintf(f,
+				"tenant %u flow %u: rpcs_tx %llu frames_tx "
+				"%llu bytes_tx %llu rpcs_rx %llu frames_rx "
+				"%llu reads %llu avg_batch %.1f writes %llu "
+				"busy %llu stalled %llu",
+				i, j, (unsigned long long)s->rpcs_tx,
+				(unsigned long long)s->frames_tx,
+				(unsigned long long)s->bytes_tx,
+				(unsigned long long)s->rpcs_rx,
+				(unsigned long long)s->frames_rx,
+				(unsigned long long)s->reads,
+				s->reads ? (double)s->frames_tx / s->reads : 0,
+				(unsigned long long)s->writes,
+				(unsigned long long)s->busy,
+				(unsigned long long)s->stalled);
+			for (r = 0; r < DROP_NREASONS; r++)
+				if (s->drops[r])
+					fprintf(f, " drop_%s %llu",
+						drop_names[r],
+						(unsigned long long)
+							s->drops[r]);
+			fputc('\n', f);
+		}
+	}
+}

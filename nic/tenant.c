@@ -1,0 +1,259 @@
+// SPDX-License-Identifier: MIT
+/*
+ * tenant.c - tenants: attached hosts (local and RDMA attaches), taking them in
+ * and freeing them.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <poll.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine_impl.h"
+
+static int tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
+		       void *local_region)
+{
+	const struct dg_region_hdr *h = (const void *)hm->shadow;
+	struct dg_region_hdr hdr;
+	struct tenant *t;
+	uint32_t i, j;
+
+	/* The header was copied into the shadow by the caller. */
+	memcpy(&hdr, h, sizeof(hdr));
+	if (hdr.magic != DG_REGION_MAGIC || hdr.version != DG_REGION_VERSION)
+		return -EPROTO;
+	for (i = 0; i < MAX_TENANTS && n->tenants[i].used; i++)
+		;
+	if (i == MAX_TENANTS)
+		return -EUSERS;
+	t = &n->tenants[i];
+	memset(t, 0, sizeof(*t));
+	if (dg_region_layout(hdr.nflows, hdr.slots, &t->lay) ||
+	    t->lay.total > hm->size)
+		return -EINVAL;
+	t->flows = calloc(hdr.nflows, sizeof(*t->flows));
+	if (!t->flows)
+		return -ENOMEM;
+	for (j = 0; j < hdr.nflows; j++) {
+		struct flow *fl = &t->flows[j];
+
+		fl->pend_mask = 2 * hdr.slots - 1;
+		fl->pend = calloc(2 * hdr.slots, sizeof(*fl->pend));
+		if (!fl->pend) {
+			while (j--)
+				free(t->flows[j].pend);
+			free(t->flows);
+			t->flows = NULL;
+			return -ENOMEM;
+		}
+	}
+	t->used = true;
+	t->hm = hm;
+	t->nflows = hdr.nflows;
+	t->slots = hdr.slots;
+	t->mask = hdr.slots - 1;
+	t->rflags = hdr.flags & DG_RING_F_CSUM;
+	t->local_region = local_region;
+	if (n->o.verbose)
+		fprintf(stderr,
+			"dagger-nic: tenant %u attached: %u flows x %u slots\n",
+			i, t->nflows, t->slots);
+	return (int)i;
+}
+
+void nic_tenant_free(struct dg_nic *n, uint32_t tid)
+{
+	struct tenant *t = &n->tenants[tid];
+	uint32_t i, j;
+
+	nic_pend_fail(n, t);
+	/* Forget its services and connections. */
+	for (i = 0; i < MAX_SERVICES; i++) {
+		struct service *s = &n->services[i];
+
+		for (j = 0; j < s->nservers;) {
+			if (s->servers[j].tenant == tid)
+				s->servers[j] = s->servers[--s->nservers];
+			else
+				j++;
+		}
+	}
+	for (i = 0; i < MAX_CONNS; i++) {
+		struct conn *c = &n->conns[i];
+
+		/* Its client connections (INBOUND ones have no tenant). */
+		if (c->state == CONN_FREE || c->state == CONN_INBOUND ||
+		    c->tenant != tid)
+			continue;
+		if (c->state == CONN_REMOTE)
+			nic_peer_status(n, c->peer, DG_FF_CTRL, 0, (uint16_t)i,
+					0, 0, PEER_UNBIND);
+		c->state = CONN_FREE;
+	}
+	t->hm->ops->destroy(t->hm);
+	for (i = 0; t->flows && i < t->nflows; i++)
+		free(t->flows[i].pend);
+	free(t->flows);
+	memset(t, 0, sizeof(*t));
+}
+
+void nic_take_pending(struct dg_nic *n)
+{
+	if (!__atomic_load_n(&n->pend_flag, __ATOMIC_ACQUIRE))
+		return;
+	pthread_mutex_lock(&n->lock);
+	if (n->pend_attach && !n->pend_attach->done) {
+		struct pending_attach *p = n->pend_attach;
+		struct dg_hostmem *hm;
+		int rc = dg_hostmem_local_create(p->region, p->size, &hm);
+
+		if (!rc) {
+			memcpy(hm->shadow, p->region,
+			       sizeof(struct dg_region_hdr));
+			rc = tenant_init(n, hm, p->region);
+			if (rc < 0)
+				hm->ops->destroy(hm);
+		}
+		p->tenant = rc;
+		p->done = true;
+	}
+	if (n->pend_detach >= 0) {
+		if (n->tenants[n->pend_detach].used)
+			nic_tenant_free(n, (uint32_t)n->pend_detach);
+		n->pend_detach = -1;
+	}
+	__atomic_store_n(&n->pend_flag, 0, __ATOMIC_RELEASE);
+	pthread_cond_broadcast(&n->cond);
+	pthread_mutex_unlock(&n->lock);
+}
+
+int dg_nic_attach_local(struct dg_nic *n, void *region, uint64_t size)
+{
+	struct pending_attach p = {.region = region, .size = size};
+
+	pthread_mutex_lock(&n->lock);
+	while (n->pend_attach)
+		pthread_cond_wait(&n->cond, &n->lock);
+	n->pend_attach = &p;
+	__atomic_store_n(&n->pend_flag, 1, __ATOMIC_RELEASE);
+	while (!p.done)
+		pthread_cond_wait(&n->cond, &n->lock);
+	n->pend_attach = NULL;
+	pthread_cond_broadcast(&n->cond);
+	pthread_mutex_unlock(&n->lock);
+	return p.tenant;
+}
+
+int dg_nic_detach_local(struct dg_nic *n, int tenant)
+{
+	if (tenant < 0 || tenant >= MAX_TENANTS)
+		return -EINVAL;
+	pthread_mutex_lock(&n->lock);
+	while (n->pend_detach >= 0)
+		pthread_cond_wait(&n->cond, &n->lock);
+	n->pend_detach = tenant;
+	__atomic_store_n(&n->pend_flag, 1, __ATOMIC_RELEASE);
+	while (n->pend_detach == tenant)
+		pthread_cond_wait(&n->cond, &n->lock);
+	pthread_mutex_unlock(&n->lock);
+	return 0;
+}
+
+int dg_nic_attach_cb(void *nic, void *region, uint64_t size)
+{
+	return dg_nic_attach_local(nic, region, size);
+}
+
+void dg_nic_detach_cb(void *nic, int tenant)
+{
+	dg_nic_detach_local(nic, tenant);
+}
+
+/* Accepts one RDMA attach (host tenant) if a request is waiting. */
+void nic_accept_rdma(struct dg_nic *n)
+{
+	struct dg_peer_opts po = {.send_bufs = 32,
+				  .engine_id = n->o.engine_id,
+				  .timeout_ms = n->o.peer_timeout_ms};
+	struct dg_rdma_ep_attr attr;
+	union {
+		struct dg_attach_req req;
+		struct dg_peer_hello hello;
+		uint8_t raw[DG_RDMA_CONNECT_PDATA_MAX];
+	} pd;
+	struct dg_attach_req req;
+	struct dg_peer *link;
+	struct dg_attach_rep rep = {.magic = DG_ATTACH_MAGIC,
+				    .engine_id = n->o.engine_id};
+	struct dg_rdma_remote rem;
+	struct dg_rdma_ep *ep;
+	struct dg_hostmem *hm;
+	size_t plen = sizeof(pd);
+	int rc;
+
+	if (!n->listener)
+		return;
+	/* One set of queue sizes that fits both kinds of connection. */
+	dg_peer_ep_attr(&po, &attr);
+	if (attr.sq_depth < 256)
+		attr.sq_depth = 256;
+	if (attr.rd_depth < 16)
+		attr.rd_depth = 16;
+	memset(&pd, 0, sizeof(pd));
+	if (dg_rdma_listener_next(n->listener, &attr, 0, &pd, &plen, &ep))
+		return;
+	if (dg_peer_is_hello(&pd, plen)) {
+		rc = dg_peer_accept(ep, &pd, plen, &po, 5000, &link);
+		if (rc) {
+			fprintf(stderr, "dagger-nic: peer accept: %s\n",
+				strerror(-rc));
+			return;
+		}
+		rc = nic_peer_add(n, link, false, NULL, 0);
+		if (rc < 0)
+			dg_peer_destroy(link);
+		else if (n->o.verbose)
+			fprintf(stderr,
+				"dagger-nic: peer link %d from engine "
+				"%u\n",
+				rc, dg_peer_remote_engine(link));
+		return;
+	}
+	memcpy(&req, &pd, sizeof(req));
+	if (plen < sizeof(req) || req.magic != DG_ATTACH_MAGIC) {
+		fprintf(stderr, "dagger-nic: refused a connection: bad "
+				"attach request\n");
+		dg_rdma_ep_destroy(ep);
+		return;
+	}
+	rem = (struct dg_rdma_remote){req.addr, req.rkey, req.len};
+	rc = dg_hostmem_rdma_create(ep, &rem, &hm);
+	if (rc) {
+		dg_rdma_ep_destroy(ep);
+		return;
+	}
+	/* The region header comes from the request, not a READ. */
+	*(struct dg_region_hdr *)hm->shadow = (struct dg_region_hdr){
+		.magic = DG_REGION_MAGIC,
+		.version = DG_REGION_VERSION,
+		.nflows = req.nflows,
+		.slots = req.slots,
+		.flags = req.flags,
+	};
+	rc = tenant_init(n, hm, NULL);
+	rep.status = rc < 0 ? rc : 0;
+	rep.tenant = rc < 0 ? 0 : (uint32_t)rc;
+	if (rc < 0) {
+		hm->ops->destroy(hm); /* also rejects */
+		return;
+	}
+	if (dg_rdma_ep_accept(ep, &rep, sizeof(rep), 5000)) {
+		nic_tenant_free(n, (uint32_t)rc);
+		return;
+	}
+}
