@@ -15,7 +15,11 @@
 
 #include "engine_impl.h"
 
-int nic_conn_alloc(struct dg_nic *n)
+/*
+ * A free entry, its generation bumped: an id handed out before (closed,
+ * or of a dead tenant) names another generation and matches no more.
+ */
+struct conn *nic_conn_alloc(struct dg_nic *n)
 {
 	uint32_t i, c;
 
@@ -23,65 +27,86 @@ int nic_conn_alloc(struct dg_nic *n)
 		c = (n->conn_hint + i) % MAX_CONNS;
 		if (n->conns[c].state == CONN_FREE) {
 			n->conn_hint = c + 1;
-			return (int)c;
+			n->conns[c].gen =
+				(uint16_t)((n->conns[c].gen + 1) & 0x7fffu);
+			return &n->conns[c];
 		}
 	}
-	return -1;
+	return NULL;
 }
 
 /* Drops the answered entries at the head. */
 void nic_pend_advance(struct flow *fl)
 {
 	while (fl->pend_head != fl->pend_tail &&
-	       fl->pend[fl->pend_head & fl->pend_mask].conn == NO_IDX)
+	       fl->pend[fl->pend_head & fl->pend_mask].conn == NO_CONN)
 		fl->pend_head++;
 }
 
+/*
+ * Full when the flow holds 2 x slots requests unanswered: a server flow
+ * then takes no more (BUSY, svc_deliver), a client flow is held back
+ * (do_request). So every request handed on is tracked, and a response
+ * is taken only from the flow that holds its request.
+ */
 bool nic_pend_full(const struct flow *fl)
 {
 	return fl->pend_tail - fl->pend_head > fl->pend_mask;
 }
 
-/*
- * Full only if the flow holds 2 x slots requests unanswered: a server
- * flow's then stay untracked; a client flow is held back (do_request).
- */
-void nic_pend_push(struct flow *fl, const struct dg_frame *f, uint16_t cid)
+void nic_pend_push(struct flow *fl, const struct dg_frame *h, uint32_t cid)
 {
-	if (nic_pend_full(fl))
-		return;
 	fl->pend[fl->pend_tail++ & fl->pend_mask] =
-		(struct pending){f->rpc_id, cid, f->fn_id};
+		(struct pending){h->rpc_id, cid, h->fn_id};
 }
 
 /*
  * The client closed conn: its calls still in flight are no longer
  * waited for (their late responses are dropped), so stop tracking them.
  */
-void nic_pend_forget(struct flow *fl, uint16_t conn)
+void nic_pend_forget(struct flow *fl, uint32_t conn)
 {
 	uint32_t i;
 
 	for (i = fl->pend_head; i != fl->pend_tail; i++)
 		if (fl->pend[i & fl->pend_mask].conn == conn)
-			fl->pend[i & fl->pend_mask].conn = NO_IDX;
+			fl->pend[i & fl->pend_mask].conn = NO_CONN;
 	nic_pend_advance(fl);
 }
 
-/* The server answered (conn, rpc): forget it. */
-void nic_pend_pop(struct flow *fl, const struct dg_frame *f)
+/*
+ * The request this flow holds that h (a response) answers: same connection
+ * and rpc id. NULL when it holds none (nobody asked this flow). Responses
+ * mostly come in order: the head usually matches.
+ */
+struct pending *nic_pend_find(struct flow *fl, const struct dg_frame *h)
 {
 	uint32_t i;
 
 	for (i = fl->pend_head; i != fl->pend_tail; i++) {
 		struct pending *p = &fl->pend[i & fl->pend_mask];
 
-		if (p->conn == f->conn_id && p->rpc == f->rpc_id) {
-			p->conn = NO_IDX;
-			break;
-		}
+		if (p->conn == h->conn && p->rpc == h->rpc_id)
+			return p;
 	}
+	return NULL;
+}
+
+/* The request p was answered: forget it. */
+void nic_pend_done(struct flow *fl, struct pending *p)
+{
+	p->conn = NO_CONN;
 	nic_pend_advance(fl);
+}
+
+/* nic_pend_find, then nic_pend_done; false when nothing matched. */
+bool nic_pend_pop(struct flow *fl, const struct dg_frame *h)
+{
+	struct pending *p = nic_pend_find(fl, h);
+
+	if (p)
+		nic_pend_done(fl, p);
+	return p != NULL;
 }
 
 /*
@@ -98,11 +123,10 @@ void nic_pend_fail(struct dg_nic *n, struct tenant *t)
 
 		for (i = fl->pend_head; i != fl->pend_tail; i++) {
 			struct pending *p = &fl->pend[i & fl->pend_mask];
-			struct conn *c;
+			struct conn *c = conn_get(n, p->conn);
 
-			if (p->conn >= MAX_CONNS)
+			if (!c)
 				continue;
-			c = &n->conns[p->conn];
 			if (c->state == CONN_INBOUND)
 				nic_peer_status(n, c->peer, DG_FF_RESP, p->rpc,
 						c->remote, p->fn,

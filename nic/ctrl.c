@@ -20,15 +20,46 @@ static bool is_self(struct dg_nic *n, const struct dg_ctrl_msg *m)
 	       !strcmp(m->peer, n->o.listen_addr);
 }
 
+/*
+ * Lays out a message of len <= 144 payload bytes as frames: m->h and
+ * buf[1..] (a ring of DG_CTRL_MAX_FRAMES frames starting at 0).
+ */
+static void msg_build(struct msg *m, struct dg_frame *buf, uint8_t flags,
+		      uint32_t rpc_id, const void *payload, uint32_t len)
+{
+	const uint8_t *p = payload;
+	uint32_t i, n, cnt = dg_frames_for(len);
+
+	memset(m, 0, sizeof(*m));
+	memset(buf, 0, DG_CTRL_MAX_FRAMES * sizeof(*buf));
+	m->h.rpc_id = rpc_id;
+	m->h.len = len;
+	m->h.cnt = (uint16_t)cnt;
+	m->h.flags = flags;
+	n = len < DG_FRAME_PAYLOAD ? len : DG_FRAME_PAYLOAD;
+	memcpy(m->h.data, p, n);
+	for (i = 1; i < cnt; i++) {
+		uint32_t k =
+			len - n < DG_CONT_PAYLOAD ? len - n : DG_CONT_PAYLOAD;
+
+		memcpy(((struct dg_frame_cont *)&buf[i])->data, p + n, k);
+		n += k;
+	}
+	m->ring = buf;
+	m->pos = 0;
+	m->mask = DG_CTRL_MAX_FRAMES - 1;
+}
+
 static int ctrl_open(struct dg_nic *n, uint32_t tid, uint32_t f,
 		     const struct dg_ctrl_msg *m, uint32_t rpc_id,
-		     uint16_t *conn_out)
+		     uint32_t *conn_out)
 {
+	struct dg_frame buf[DG_CTRL_MAX_FRAMES];
 	struct dg_ctrl_msg bind;
-	struct dg_frame fr[4];
 	struct service *s;
-	uint32_t cnt, i;
-	int c, pi;
+	struct conn *c;
+	struct msg bm;
+	int pi;
 
 	if (memchr(m->service, 0, DG_NAME_MAX) == NULL ||
 	    memchr(m->peer, 0, DG_ADDR_MAX) == NULL || !m->service[0])
@@ -40,14 +71,13 @@ static int ctrl_open(struct dg_nic *n, uint32_t tid, uint32_t f,
 		if (!s && !lo)
 			return DG_ST_NO_SERVICE;
 		c = nic_conn_alloc(n);
-		if (c < 0)
+		if (!c)
 			return DG_ST_BUSY;
-		n->conns[c] = (struct conn){
-			.state = CONN_OPEN,
-			.tenant = (uint16_t)tid,
-			.flow = (uint16_t)f,
-			.svc = lo ? SVC_LOOPBACK : (uint16_t)(s - n->services)};
-		*conn_out = (uint16_t)c;
+		c->state = CONN_OPEN;
+		c->tenant = (uint16_t)tid;
+		c->flow = (uint16_t)f;
+		c->svc = lo ? SVC_LOOPBACK : (uint16_t)(s - n->services);
+		*conn_out = conn_id(n, c);
 		return DG_ST_OK;
 	}
 	/* A service behind another engine: bind it there first. */
@@ -55,46 +85,30 @@ static int ctrl_open(struct dg_nic *n, uint32_t tid, uint32_t f,
 	if (pi < 0)
 		return DG_ST_UNREACHABLE;
 	c = nic_conn_alloc(n);
-	if (c < 0)
+	if (!c)
 		return DG_ST_BUSY;
 	memset(&bind, 0, sizeof(bind));
 	bind.op = PEER_BIND;
 	memcpy(bind.service, m->service, DG_NAME_MAX);
-	cnt = dg_frames_for(sizeof(bind));
-	memset(fr, 0, sizeof(fr));
-	for (i = 0; i < cnt; i++) {
-		uint32_t off = i * DG_FRAME_PAYLOAD;
-		uint32_t len = sizeof(bind) - off < DG_FRAME_PAYLOAD
-				       ? sizeof(bind) - off
-				       : DG_FRAME_PAYLOAD;
-
-		fr[i].rpc_id = rpc_id;
-		fr[i].idx = (uint16_t)i;
-		fr[i].cnt = (uint16_t)cnt;
-		fr[i].len = (uint8_t)len;
-		fr[i].flags = DG_FF_CTRL;
-		memcpy(fr[i].data, (uint8_t *)&bind + off, len);
-	}
-	if (nic_peer_send(n, (uint32_t)pi, fr, cnt, (uint16_t)c))
+	msg_build(&bm, buf, DG_FF_CTRL, rpc_id, &bind, sizeof(bind));
+	if (nic_peer_send(n, (uint32_t)pi, &bm, conn_id(n, c)))
 		return DG_ST_UNREACHABLE;
-	n->conns[c] = (struct conn){.state = CONN_BINDING,
-				    .tenant = (uint16_t)tid,
-				    .flow = (uint16_t)f,
-				    .peer = (uint16_t)pi,
-				    .rpc = rpc_id};
-	*conn_out = (uint16_t)c;
+	c->state = CONN_BINDING;
+	c->tenant = (uint16_t)tid;
+	c->flow = (uint16_t)f;
+	c->peer = (uint16_t)pi;
+	c->rpc = rpc_id;
+	*conn_out = conn_id(n, c);
 	return ST_PENDING;
 }
 
 static int ctrl_close(struct dg_nic *n, uint32_t tid, uint32_t f,
 		      const struct dg_ctrl_msg *m)
 {
-	struct conn *c;
+	struct conn *c = conn_get(n, m->conn);
 
-	if (m->conn >= MAX_CONNS)
-		return DG_ST_NO_CONN;
-	c = &n->conns[m->conn];
-	if ((c->state != CONN_OPEN && c->state != CONN_REMOTE &&
+	if (!c ||
+	    (c->state != CONN_OPEN && c->state != CONN_REMOTE &&
 	     c->state != CONN_DEAD) ||
 	    c->tenant != tid || c->flow != f)
 		return DG_ST_NO_CONN;
@@ -109,19 +123,20 @@ static int ctrl_close(struct dg_nic *n, uint32_t tid, uint32_t f,
 }
 
 /* Gathers a control message's payload from its frames. */
-void nic_ctrl_gather(struct dg_ctrl_msg *m, const struct dg_frame *fr,
-		     uint32_t cnt)
+void nic_ctrl_gather(struct dg_ctrl_msg *cm, const struct msg *m)
 {
-	uint32_t i, len = 0;
+	uint32_t len = m->h.len < sizeof(*cm) ? m->h.len : sizeof(*cm);
+	uint32_t i, n;
 
-	memset(m, 0, sizeof(*m));
-	for (i = 0; i < cnt && len < sizeof(*m); i++) {
-		uint32_t take = fr[i].len;
+	memset(cm, 0, sizeof(*cm));
+	n = len < DG_FRAME_PAYLOAD ? len : DG_FRAME_PAYLOAD;
+	memcpy(cm, m->h.data, n);
+	for (i = 1; n < len; i++) {
+		uint32_t k =
+			len - n < DG_CONT_PAYLOAD ? len - n : DG_CONT_PAYLOAD;
 
-		if (len + take > sizeof(*m))
-			take = sizeof(*m) - len;
-		memcpy((uint8_t *)m + len, fr[i].data, take);
-		len += take;
+		memcpy((uint8_t *)cm + n, msg_cont(m, i)->data, k);
+		n += k;
 	}
 }
 
@@ -130,31 +145,34 @@ void nic_ctrl_gather(struct dg_ctrl_msg *m, const struct dg_frame *fr,
  * without room the message stays in the TX ring (back-pressure).
  */
 enum verdict nic_do_ctrl(struct dg_nic *n, uint32_t tid, uint32_t f,
-			 const struct dg_frame *fr, uint32_t cnt)
+			 const struct msg *m)
 {
 	struct tenant *t = &n->tenants[tid];
 	struct flow *fl = &t->flows[f];
-	struct dg_ctrl_msg m;
-	uint16_t conn = 0;
+	struct dg_ctrl_msg cm;
+	uint32_t conn = 0;
 	int st;
 
-	if (cnt > 4)
-		return nic_drop(fl, DROP_BAD_CTRL);
+	if (m->h.cnt > DG_CTRL_MAX_FRAMES) {
+		fl->st.drops[DROP_BAD_CTRL]++;
+		return V_DONE;
+	}
 	if (nic_rx_room(t, fl) < 1) {
 		nic_rx_refresh(t, f);
-		return V_RETRY;
+		if (nic_rx_room(t, fl) < 1)
+			return V_RETRY;
 	}
-	nic_ctrl_gather(&m, fr, cnt);
-	switch (m.op) {
+	nic_ctrl_gather(&cm, m);
+	switch (cm.op) {
 	case DG_CTRL_REGISTER:
-		st = nic_ctrl_register(n, tid, f, &m);
+		st = nic_ctrl_register(n, tid, f, &cm);
 		break;
 	case DG_CTRL_OPEN:
-		st = ctrl_open(n, tid, f, &m, fr[0].rpc_id, &conn);
+		st = ctrl_open(n, tid, f, &cm, m->h.rpc_id, &conn);
 		break;
 	case DG_CTRL_CLOSE:
-		st = ctrl_close(n, tid, f, &m);
-		conn = m.conn;
+		st = ctrl_close(n, tid, f, &cm);
+		conn = cm.conn;
 		break;
 	default:
 		fl->st.drops[DROP_BAD_CTRL]++;
@@ -162,7 +180,7 @@ enum verdict nic_do_ctrl(struct dg_nic *n, uint32_t tid, uint32_t f,
 		break;
 	}
 	if (st != ST_PENDING)
-		nic_rx_status(t, f, DG_FF_CTRL, fr[0].rpc_id, conn, 0,
+		nic_rx_status(t, f, DG_FF_CTRL, m->h.rpc_id, conn, 0,
 			      (uint8_t)st);
 	return V_DONE;
 }

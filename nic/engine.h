@@ -17,7 +17,13 @@ struct dg_nic;
 struct dg_nic_opts {
 	const char *listen_addr; /* RDMA address to accept on; NULL: none */
 	uint16_t port;		 /* 0: pick one (dg_nic_port) */
-	uint32_t read_batch;	 /* TX slots per READ (default 16) */
+	/*
+	 * The engine daemon's unix socket: host processes on this machine
+	 * attach through it and share their region's memory (a sealed memfd
+	 * passed with SCM_RIGHTS) with the engine; NULL: none.
+	 */
+	const char *shm_path;
+	uint32_t read_batch; /* TX slots per READ (default 16) */
 	uint32_t engine_id;
 	uint32_t idle_us; /* longest idle sleep (default 1000 us) */
 	uint32_t spin_us; /* busy-poll this long after the last frame before

@@ -3,21 +3,30 @@
  * engine_impl.h - the NIC engine's private state, shared by its files (one
  * per NIC block, after Dagger's hardware blocks and eRPC's rpc_impl):
  *
- *   tx.c      TX poller: READs of host TX rings, whole-RPC parsing, routing
+ *   tx.c      TX poller: READs of host TX rings, whole-message parsing,
+ *             routing of requests and responses
  *   rx.c      RX delivery into host RX rings, credits
  *   lb.c      services and load balancing
  *   conn.c    connection table, pending-call tracking
  *   ctrl.c    host control messages (REGISTER, OPEN, CLOSE)
  *   route.c   peer routing: links to other engines
- *   tenant.c  tenants: attach, detach
+ *   tenant.c  tenants: attach (RDMA, shared memory, in-process), detach
+ *   shm.c     the engine daemon's unix socket: shared-memory attaches
  *   loop.c    the loop, idle back-off, create/destroy
  *   stats.c   counters
  *
  * Nothing here is part of the engine's API (engine.h).
+ *
+ * Messages move through the engine without staging copies: the TX poller
+ * takes a copy of a message's first frame (its header, validated once, and
+ * the first 32 payload bytes: struct msg), and every destination (an RX
+ * ring, a peer link) copies the continuation frames straight from where
+ * they lie (the tenant's TX ring, its shadow, or a peer link's FIFO).
  */
 #ifndef DG_NIC_ENGINE_IMPL_H
 #define DG_NIC_ENGINE_IMPL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -30,27 +39,33 @@
 #include "hostmem.h"
 #include "peer.h"
 
-#define MAX_TENANTS  64
-#define MAX_CONNS    4096
-#define MAX_SERVICES 64
-#define MAX_SERVERS  64 /* (tenant, flow) pairs per service */
-#define NO_IDX	     0xffffu
-#define SVC_LOOPBACK 0xfffeu /* conn.svc of DG_LOOPBACK_SERVICE */
-#define MAX_PEERS    16
-#define PEER_FIFO    4096u /* frames; > DG_MAX_FRAMES + a batch */
+#define MAX_TENANTS	64
+#define MAX_CONNS	4096
+#define MAX_SERVICES	64
+#define MAX_SERVERS	64 /* (tenant, flow) pairs per service */
+#define NO_IDX		0xffffu
+#define SVC_LOOPBACK	0xfffeu	    /* conn.svc of DG_LOOPBACK_SERVICE */
+#define NO_CONN		0xffffffffu /* never a DG_CONN_ID (bit 31 is clear) */
+#define MAX_PEERS	16
+#define PEER_FIFO	4096u /* frames; > DG_MAX_FRAMES + a batch */
+#define MAX_SHM_PENDING 16    /* unix-socket attaches not yet complete */
+
+#define LIKELY(x)   __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
 
 enum tag_kind {
 	TAG_TXREAD = 1,
 	TAG_RXHEAD = 2,
 	TAG_WRITE = 3,
 };
+
 enum drop_reason {
-	DROP_BAD_LEN,
-	DROP_BAD_IDX,
-	DROP_BAD_FLAGS,
-	DROP_BAD_CONN,
-	DROP_BAD_CTRL,
-	DROP_TOO_BIG,
+	DROP_BAD_LEN,	/* len over DG_MAX_MSG, or cnt not dg_frames_for(len) */
+	DROP_BAD_FLAGS, /* not exactly one kind, or unknown flags */
+	DROP_BAD_CONN,	/* a request or response on no connection of ours */
+	DROP_BAD_CTRL,	/* an unknown or malformed control message */
+	DROP_TOO_BIG,	/* more frames than the ring holds */
+	DROP_NO_REQUEST, /* a response to no request this flow holds */
 	DROP_NREASONS,
 };
 
@@ -63,10 +78,21 @@ struct flow_stats {
 	uint64_t stalled; /* iterations an RPC waited for room */
 };
 
+/*
+ * A whole message being routed: a copy of its first frame (taken once,
+ * then validated: the host may rewrite its ring while we look) and where
+ * its continuation frames lie: ring[(pos + i) & mask] for i in 1..cnt-1.
+ */
+struct msg {
+	struct dg_frame h;
+	const struct dg_frame *ring;
+	uint32_t pos, mask;
+};
+
 struct pending {
 	uint32_t rpc;
-	uint16_t conn; /* as delivered to the server, or the client's REMOTE
-			  connection; NO_IDX: answered */
+	uint32_t conn; /* as delivered to the server, or the client's REMOTE
+			  connection; NO_CONN: answered */
 	uint16_t fn;
 };
 
@@ -78,6 +104,9 @@ struct busy {
 };
 
 struct flow {
+	/* Where the rings are: the shadow (RDMA) or the host's memory. */
+	struct dg_frame *txr, *rxr;
+	struct dg_flow_ctrl *ctrl;
 	/* TX ring: the host produces, we consume. */
 	uint32_t tx_tail;      /* next position to consume */
 	uint32_t tx_head_sent; /* tx_head last written to the host */
@@ -113,11 +142,12 @@ struct flow {
 struct tenant {
 	bool used;
 	bool dead;
+	bool direct; /* hm->direct: rings in place, no READ/WRITE */
 	struct dg_hostmem *hm;
 	struct dg_region_layout lay;
 	uint32_t nflows, slots, mask, rflags;
 	struct flow *flows;
-	void *local_region; /* local backend: the host's region */
+	void *local_region; /* in-process host: its region */
 };
 
 struct server_ref {
@@ -134,10 +164,10 @@ struct service {
 };
 
 /*
- * Connection table. A client's connection id is its index here at the
- * client's own engine; a connection that arrives from a peer engine gets an
- * INBOUND entry at the server's engine, whose index is what the server host
- * sees (and echoes in its responses).
+ * Connection table. A client's connection id names its entry here at the
+ * client's own engine (index and generation, DG_CONN_ID); a connection that
+ * arrives from a peer engine gets an INBOUND entry at the server's engine,
+ * whose id is what the server host sees (and echoes in its responses).
  */
 enum conn_state {
 	CONN_FREE = 0,
@@ -150,18 +180,19 @@ enum conn_state {
 
 struct conn {
 	uint8_t state;
+	uint16_t gen;	       /* bumped each time the entry is allocated */
 	uint16_t tenant, flow; /* client: the owner */
 	uint16_t svc;	       /* OPEN, INBOUND: local service (NO_IDX: none) */
 	uint16_t peer;	       /* BINDING, REMOTE, INBOUND */
-	uint16_t remote;       /* INBOUND: the client's conn id at 'peer' */
+	uint32_t remote;       /* INBOUND: the client's conn id at 'peer' */
 	uint32_t rpc;	       /* BINDING: the host's OPEN request */
 };
 
 /* Engine-to-engine control (DG_FF_CTRL frames on a peer link). */
 enum peer_op {
-	PEER_BIND = 16,	    /* conn_id: client conn; dg_ctrl_msg.service */
-	PEER_BIND_ACK = 17, /* conn_id: client conn; status */
-	PEER_UNBIND = 18,   /* conn_id: client conn */
+	PEER_BIND = 16,	    /* conn: client conn; dg_ctrl_msg.service */
+	PEER_BIND_ACK = 17, /* conn: client conn; status */
+	PEER_UNBIND = 18,   /* conn: client conn */
 };
 
 struct peer_stats {
@@ -173,7 +204,7 @@ struct peer_ref {
 	struct dg_peer *link;
 	char addr[DG_ADDR_MAX]; /* outbound: where we connected */
 	uint16_t port;
-	uint16_t *inmap; /* peer's client conn id -> INBOUND entry */
+	uint16_t *inmap; /* peer's client conn index -> INBOUND entry */
 	/*
 	 * Frames from the link wait here until they are routed; the link is
 	 * polled only while the FIFO has room for what a poll may bring, so
@@ -193,6 +224,12 @@ struct pending_attach {
 	bool done;
 };
 
+/* A unix-socket connection whose attach request has not arrived yet. */
+struct shm_pending {
+	int fd; /* -1: free */
+	uint64_t deadline_ms;
+};
+
 struct dg_nic {
 	struct dg_nic_opts o;
 	struct tenant tenants[MAX_TENANTS];
@@ -200,8 +237,14 @@ struct dg_nic {
 	struct conn conns[MAX_CONNS];
 	uint32_t conn_hint;
 	struct peer_ref peers[MAX_PEERS];
+	/* The tenants and links in use, for the loop (nic_lists_update). */
+	uint8_t tact[MAX_TENANTS], pact[MAX_PEERS];
+	uint32_t ntact, npact;
 	uint64_t rng;
 	struct dg_rdma_listener *listener;
+	int shm_fd; /* the daemon's listening unix socket, -1: none */
+	char shm_path[108];
+	struct shm_pending shm_pend[MAX_SHM_PENDING];
 	volatile int stop;
 
 	/* Hand-over of local attaches/detaches from other threads. */
@@ -212,6 +255,7 @@ struct dg_nic {
 	int pend_flag;	 /* atomic: something is pending */
 	uint64_t loops;
 	bool remote_sweep; /* remote_fail() still owes answers */
+	bool any_direct;   /* some tenant is direct: never sleep on events */
 	uint64_t
 		next_due_us; /* earliest idle-flow READ put off (tenant_poll) */
 };
@@ -230,31 +274,36 @@ static inline uint64_t rng_next(struct dg_nic *n)
 	return n->rng * 2685821657736338717ull;
 }
 
-static inline struct dg_frame *tx_slot(struct tenant *t, uint32_t f,
-				       uint32_t pos)
-{
-	return (struct dg_frame *)(t->hm->shadow + dg_tx_ring_off(&t->lay, f) +
-				   (uint64_t)(pos & t->mask) * DG_SLOT_SIZE);
-}
-
-static inline struct dg_frame *rx_slot(struct tenant *t, uint32_t f,
-				       uint32_t pos)
-{
-	return (struct dg_frame *)(t->hm->shadow + dg_rx_ring_off(&t->lay, f) +
-				   (uint64_t)(pos & t->mask) * DG_SLOT_SIZE);
-}
-
-static inline struct dg_flow_ctrl *ctrl_of(struct tenant *t, uint32_t f)
-{
-	return (struct dg_flow_ctrl *)(t->hm->shadow + dg_ctrl_off(&t->lay, f));
-}
-
 static inline uint64_t mono_us(void)
 {
 	struct timespec t;
 
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (uint64_t)t.tv_sec * 1000000u + (uint64_t)t.tv_nsec / 1000u;
+}
+
+/* The connection a (full) id names, or NULL: no entry, or another
+ * generation of it. */
+static inline struct conn *conn_get(struct dg_nic *n, uint32_t id)
+{
+	struct conn *c;
+
+	if (DG_CONN_IDX(id) >= MAX_CONNS || (id >> 31))
+		return NULL;
+	c = &n->conns[DG_CONN_IDX(id)];
+	return c->gen == DG_CONN_GEN(id) ? c : NULL;
+}
+
+static inline uint32_t conn_id(struct dg_nic *n, const struct conn *c)
+{
+	return DG_CONN_ID(c - n->conns, c->gen);
+}
+
+/* A continuation frame of m. */
+static inline const struct dg_frame_cont *msg_cont(const struct msg *m,
+						   uint32_t i)
+{
+	return (const struct dg_frame_cont *)&m->ring[(m->pos + i) & m->mask];
 }
 
 /* TX processing outcome (tx.c, ctrl.c, route.c). */
@@ -268,7 +317,7 @@ enum verdict {
 
 /* Empty READs in a row after which consumed TX slots are reported. */
 #define TXHEAD_IDLE    3u
-/* Smallest READ of a TX ring: one RPC of up to 80 payload bytes. */
+/* Smallest READ of a TX ring: one message of up to 88 payload bytes. */
 #define READ_MIN       2u
 /* READs in a row that found nothing before a flow counts as idle. */
 #define POLL_HOT_READS 1u
@@ -278,14 +327,12 @@ enum verdict {
 /* rx.c */
 uint32_t nic_rx_room(struct tenant *t, struct flow *fl);
 void nic_rx_refresh(struct tenant *t, uint32_t f);
-int nic_rx_deliver_as(struct tenant *t, uint32_t f, const struct dg_frame *src,
-		      uint32_t cnt, uint16_t conn_id, uint8_t flags);
-int nic_rx_deliver(struct tenant *t, uint32_t f, const struct dg_frame *src,
-		   uint32_t cnt, uint16_t conn_id);
-struct dg_frame nic_status_frame(uint8_t flags, uint32_t rpc_id, uint16_t fn_id,
-				 uint8_t status, uint8_t op);
+int nic_rx_put(struct tenant *t, uint32_t f, const struct msg *m, uint32_t conn,
+	       uint8_t flags);
+void nic_status_msg(struct msg *m, uint8_t flags, uint32_t rpc_id,
+		    uint16_t fn_id, uint8_t status, uint8_t op);
 int nic_rx_status(struct tenant *t, uint32_t f, uint8_t flags, uint32_t rpc_id,
-		  uint16_t conn_id, uint16_t fn_id, uint8_t status);
+		  uint32_t conn, uint16_t fn_id, uint8_t status);
 void nic_rx_write_back(struct tenant *t, uint32_t f);
 
 /* lb.c */
@@ -293,15 +340,17 @@ struct service *nic_svc_open(struct dg_nic *n, const char *name);
 int nic_ctrl_register(struct dg_nic *n, uint32_t tid, uint32_t f,
 		      const struct dg_ctrl_msg *m);
 int nic_svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
-		    const struct dg_frame *fr, uint32_t cnt, uint16_t cid);
+		    const struct msg *m, uint32_t cid);
 
 /* conn.c */
-int nic_conn_alloc(struct dg_nic *n);
+struct conn *nic_conn_alloc(struct dg_nic *n);
 void nic_pend_advance(struct flow *fl);
 bool nic_pend_full(const struct flow *fl);
-void nic_pend_push(struct flow *fl, const struct dg_frame *f, uint16_t cid);
-void nic_pend_forget(struct flow *fl, uint16_t conn);
-void nic_pend_pop(struct flow *fl, const struct dg_frame *f);
+void nic_pend_push(struct flow *fl, const struct dg_frame *h, uint32_t cid);
+void nic_pend_forget(struct flow *fl, uint32_t conn);
+bool nic_pend_pop(struct flow *fl, const struct dg_frame *h);
+struct pending *nic_pend_find(struct flow *fl, const struct dg_frame *h);
+void nic_pend_done(struct flow *fl, struct pending *p);
 void nic_pend_fail(struct dg_nic *n, struct tenant *t);
 
 /* route.c */
@@ -309,25 +358,22 @@ int nic_peer_add(struct dg_nic *n, struct dg_peer *link, bool outbound,
 		 const char *addr, uint16_t port);
 void nic_peer_kill(struct dg_nic *n, uint32_t pi, int why);
 void nic_peer_free(struct dg_nic *n, uint32_t pi);
-int nic_peer_send(struct dg_nic *n, uint32_t pi, const struct dg_frame *fr,
-		  uint32_t cnt, uint16_t conn_id);
+int nic_peer_send(struct dg_nic *n, uint32_t pi, const struct msg *m,
+		  uint32_t conn);
 int nic_peer_status(struct dg_nic *n, uint32_t pi, uint8_t flags,
-		    uint32_t rpc_id, uint16_t conn_id, uint16_t fn_id,
+		    uint32_t rpc_id, uint32_t conn, uint16_t fn_id,
 		    uint8_t status, uint8_t op);
 int nic_peer_get(struct dg_nic *n, const char *addr, uint16_t port);
 int nic_peer_poll(struct dg_nic *n, uint32_t pi);
 void nic_peer_timers(struct dg_nic *n);
 
 /* ctrl.c */
-void nic_ctrl_gather(struct dg_ctrl_msg *m, const struct dg_frame *fr,
-		     uint32_t cnt);
+void nic_ctrl_gather(struct dg_ctrl_msg *cm, const struct msg *m);
 enum verdict nic_do_ctrl(struct dg_nic *n, uint32_t tid, uint32_t f,
-			 const struct dg_frame *fr, uint32_t cnt);
+			 const struct msg *m);
 
 /* tx.c */
-enum verdict nic_drop(struct flow *fl, enum drop_reason r);
-int nic_frame_check(const struct dg_frame *fr, const struct dg_frame *first,
-		    uint32_t idx);
+int nic_frame_check(const struct dg_frame *h);
 uint32_t nic_tx_process(struct dg_nic *n, uint32_t tid, uint32_t f,
 			uint32_t avail);
 void nic_tx_post_read(struct dg_nic *n, struct tenant *t, uint32_t f);
@@ -335,9 +381,19 @@ void nic_tx_write_head(struct tenant *t, uint32_t f, bool force);
 bool nic_read_due(struct dg_nic *n, struct tenant *t, struct flow *fl,
 		  uint64_t *now);
 
+/* loop.c */
+void nic_lists_update(struct dg_nic *n);
+
 /* tenant.c */
+int nic_tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
+		    const struct dg_region_hdr *hdr, void *local_region);
 void nic_tenant_free(struct dg_nic *n, uint32_t tid);
 void nic_take_pending(struct dg_nic *n);
 void nic_accept_rdma(struct dg_nic *n);
+
+/* shm.c */
+int nic_shm_listen(struct dg_nic *n, const char *path);
+void nic_shm_accept(struct dg_nic *n);
+void nic_shm_close(struct dg_nic *n);
 
 #endif /* DG_NIC_ENGINE_IMPL_H */

@@ -1,208 +1,148 @@
 // SPDX-License-Identifier: MIT
 /*
- * hostmem.c - the local (shared memory) and RDMA backends of hostmem.h.
+ * hostmem.c - the direct (shared memory) and RDMA backends of hostmem.h.
  */
+#define _GNU_SOURCE
 #include "hostmem.h"
 
 #include <errno.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "dagger/frame.h"
 #include "dg_rdma.h"
 
-/* ---- local backend ---------------------------------------------------- */
+/* ---- direct backends (shared memory) ------------------------------------ */
 
-#define LOCAL_QDEPTH 1024
-
-struct local_hm {
+struct direct_hm {
 	struct dg_hostmem hm;
-	uint8_t *host;
-	/* Requests run at once; only their completions are queued. */
-	struct dg_hostmem_comp q[LOCAL_QDEPTH];
-	uint32_t qhead, qcount;
+	int sock;    /* shm: the host process's socket, -1 otherwise */
+	bool mapped; /* shm: we own the mapping */
+	bool gone;   /* the socket hung up */
 };
+
+static int direct_none(struct dg_hostmem *hm, uint64_t off, uint32_t len,
+		       uint64_t tag)
+{
+	(void)hm;
+	(void)off;
+	(void)len;
+	(void)tag;
+	return -EOPNOTSUPP; /* the engine works on the region in place */
+}
+
+static int direct_flush(struct dg_hostmem *hm)
+{
+	(void)hm;
+	return 0;
+}
+
+static int direct_poll(struct dg_hostmem *hm, struct dg_hostmem_comp *c, int n)
+{
+	(void)hm;
+	(void)c;
+	(void)n;
+	return 0;
+}
+
+/* A system call: the engine asks now and then, never per frame. */
+static int direct_check(struct dg_hostmem *hm)
+{
+	struct direct_hm *d = (struct direct_hm *)hm;
+	struct pollfd p = {.fd = d->sock, .events = POLLIN | POLLRDHUP};
+	char b;
+
+	if (d->sock < 0)
+		return 0;
+	if (d->gone)
+		return -ENOTCONN;
+	if (poll(&p, 1, 0) <= 0)
+		return 0;
+	/* Nothing is sent on it after the attach: readable means EOF. */
+	if ((p.revents & (POLLHUP | POLLERR | POLLRDHUP)) ||
+	    recv(d->sock, &b, 1, MSG_DONTWAIT | MSG_PEEK) == 0)
+		d->gone = true;
+	return d->gone ? -ENOTCONN : 0;
+}
+
+static void direct_destroy(struct dg_hostmem *hm)
+{
+	struct direct_hm *d = (struct direct_hm *)hm;
+
+	if (d->mapped)
+		munmap(hm->shadow, hm->size);
+	if (d->sock >= 0)
+		close(d->sock);
+	free(d);
+}
+
+static int direct_event_fd(struct dg_hostmem *hm)
+{
+	return ((struct direct_hm *)hm)->sock;
+}
+
+static const struct dg_hostmem_ops direct_ops = {
+	.read = direct_none,
+	.write = direct_none,
+	.flush = direct_flush,
+	.poll = direct_poll,
+	.check = direct_check,
+	.destroy = direct_destroy,
+};
+
+static const struct dg_hostmem_ops shm_ops = {
+	.read = direct_none,
+	.write = direct_none,
+	.flush = direct_flush,
+	.poll = direct_poll,
+	.check = direct_check,
+	.destroy = direct_destroy,
+	.event_fd = direct_event_fd,
+};
+
+static int direct_new(void *region, uint64_t size, int sock, bool mapped,
+		      const struct dg_hostmem_ops *ops, struct dg_hostmem **out)
+{
+	struct direct_hm *d;
+
+	if (!region || !size || size % DG_SLOT_SIZE)
+		return -EINVAL;
+	d = calloc(1, sizeof(*d));
+	if (!d)
+		return -ENOMEM;
+	d->hm.ops = ops;
+	d->hm.shadow = region;
+	d->hm.size = size;
+	d->hm.direct = true;
+	d->sock = sock;
+	d->mapped = mapped;
+	*out = &d->hm;
+	return 0;
+}
+
+int dg_hostmem_local_create(void *host_region, uint64_t size,
+			    struct dg_hostmem **out)
+{
+	return direct_new(host_region, size, -1, false, &direct_ops, out);
+}
+
+int dg_hostmem_shm_create(void *map, uint64_t size, int sock,
+			  struct dg_hostmem **out)
+{
+	return direct_new(map, size, sock, true, &shm_ops, out);
+}
+
+/* ---- RDMA backend ----------------------------------------------------- */
 
 static bool range_ok(const struct dg_hostmem *hm, uint64_t off, uint32_t len)
 {
 	return len && off <= hm->size && len <= hm->size - off;
 }
-
-static int local_done(struct local_hm *l, uint64_t tag)
-{
-	if (l->qcount == LOCAL_QDEPTH)
-		return -EAGAIN;
-	l->q[(l->qhead + l->qcount) % LOCAL_QDEPTH] =
-		(struct dg_hostmem_comp){.tag = tag, .status = 0};
-	l->qcount++;
-	return 0;
-}
-
-/*
- * Copies whole slots src -> dst the way a consumer must observe them: the
- * stamp is loaded first with acquire semantics (if it is new, the
- * producer's release made the rest visible), then the other 60 bytes.
- * The copy of a not-yet-new slot may be torn; its stale stamp rejects it.
- */
-static void copy_slots_in(uint8_t *dst, const uint8_t *src, uint32_t len)
-{
-	uint32_t i, prev = 0;
-
-	for (i = 0; i < len; i += DG_SLOT_SIZE) {
-		const struct dg_frame *s = (const void *)(src + i);
-		struct dg_frame *d = (void *)(dst + i);
-		uint32_t stamp = __atomic_load_n(&s->stamp, __ATOMIC_ACQUIRE);
-
-		/*
-		 * Producers publish in position order, so consecutive slots
-		 * of one read carry consecutive stamps up to the first one
-		 * not yet written: past it nothing is new, stop copying
-		 * (the shadow keeps older stamps, which the poller rejects).
-		 */
-		if (i && stamp != prev + 1) {
-			d->stamp = stamp;
-			break;
-		}
-		memcpy((uint8_t *)d + 4, (const uint8_t *)s + 4,
-		       DG_SLOT_SIZE - 4);
-		d->stamp = stamp;
-		prev = stamp;
-	}
-}
-
-/*
- * Copies whole slots as a producer publishes them: the other 60 bytes
- * first, then the stamp with a release store so the host, which acquires
- * the stamp, sees the complete frame.
- */
-static void copy_slots_out(uint8_t *dst, const uint8_t *src, uint32_t len)
-{
-	uint32_t i;
-
-	for (i = 0; i < len; i += DG_SLOT_SIZE) {
-		const struct dg_frame *s = (const void *)(src + i);
-		struct dg_frame *d = (void *)(dst + i);
-
-		memcpy((uint8_t *)d + 4, (const uint8_t *)s + 4,
-		       DG_SLOT_SIZE - 4);
-		__atomic_store_n(&d->stamp, s->stamp, __ATOMIC_RELEASE);
-	}
-}
-
-static int local_read(struct dg_hostmem *hm, uint64_t off, uint32_t len,
-		      uint64_t tag)
-{
-	struct local_hm *l = (struct local_hm *)hm;
-
-	if (!range_ok(hm, off, len))
-		return -EINVAL;
-	if (l->qcount == LOCAL_QDEPTH)
-		return -EAGAIN;
-	if (len == 4) {
-		/* A control word: pairs with the host's release store. */
-		uint32_t v = __atomic_load_n((uint32_t *)(l->host + off),
-					     __ATOMIC_ACQUIRE);
-		memcpy(hm->shadow + off, &v, 4);
-	} else if (!(off % DG_SLOT_SIZE) && !(len % DG_SLOT_SIZE)) {
-		copy_slots_in(hm->shadow + off, l->host + off, len);
-	} else {
-		return -EINVAL;
-	}
-	return local_done(l, tag);
-}
-
-static int local_write(struct dg_hostmem *hm, uint64_t off, uint32_t len,
-		       uint64_t tag)
-{
-	struct local_hm *l = (struct local_hm *)hm;
-
-	if (!range_ok(hm, off, len))
-		return -EINVAL;
-	if (l->qcount == LOCAL_QDEPTH)
-		return -EAGAIN;
-	if (len == 4) {
-		uint32_t v;
-
-		/*
-		 * A control word (tx_head): release, so the host's reuse of
-		 * the slots it frees happens after our reads of them.
-		 */
-		memcpy(&v, hm->shadow + off, 4);
-		__atomic_store_n((uint32_t *)(l->host + off), v,
-				 __ATOMIC_RELEASE);
-	} else if (!(off % DG_SLOT_SIZE) && !(len % DG_SLOT_SIZE)) {
-		copy_slots_out(l->host + off, hm->shadow + off, len);
-	} else {
-		return -EINVAL;
-	}
-	return local_done(l, tag);
-}
-
-static int local_flush(struct dg_hostmem *hm)
-{
-	(void)hm;
-	return 0;
-}
-
-static int local_poll(struct dg_hostmem *hm, struct dg_hostmem_comp *c, int n)
-{
-	struct local_hm *l = (struct local_hm *)hm;
-	int k = 0;
-
-	while (k < n && l->qcount) {
-		c[k++] = l->q[l->qhead];
-		l->qhead = (l->qhead + 1) % LOCAL_QDEPTH;
-		l->qcount--;
-	}
-	return k;
-}
-
-static int local_check(struct dg_hostmem *hm)
-{
-	(void)hm;
-	return 0;
-}
-
-static void local_destroy(struct dg_hostmem *hm)
-{
-	free(hm->shadow);
-	free(hm);
-}
-
-static const struct dg_hostmem_ops local_ops = {
-	.read = local_read,
-	.write = local_write,
-	.flush = local_flush,
-	.poll = local_poll,
-	.check = local_check,
-	.destroy = local_destroy,
-};
-
-int dg_hostmem_local_create(void *host_region, uint64_t size,
-			    struct dg_hostmem **out)
-{
-	struct local_hm *l;
-
-	if (!host_region || !size || size % DG_SLOT_SIZE)
-		return -EINVAL;
-	l = calloc(1, sizeof(*l));
-	if (!l)
-		return -ENOMEM;
-	l->hm.shadow = aligned_alloc(DG_SLOT_SIZE, size);
-	if (!l->hm.shadow) {
-		free(l);
-		return -ENOMEM;
-	}
-	memset(l->hm.shadow, 0, size);
-	l->hm.ops = &local_ops;
-	l->hm.size = size;
-	l->host = host_region;
-	*out = &l->hm;
-	return 0;
-}
-
-/* ---- RDMA backend ----------------------------------------------------- */
 
 struct rdma_hm {
 	struct dg_hostmem hm;
@@ -314,7 +254,9 @@ int dg_hostmem_rdma_create(struct dg_rdma_ep *ep,
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
-	r->hm.shadow = aligned_alloc(4096, (remote->len + 4095) & ~4095u);
+	/* 64-bit: a length near 4 GiB must not wrap to a small buffer. */
+	r->hm.shadow = aligned_alloc(4096, ((uint64_t)remote->len + 4095) &
+						   ~(uint64_t)4095);
 	if (!r->hm.shadow) {
 		free(r);
 		return -ENOMEM;

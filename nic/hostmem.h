@@ -9,15 +9,24 @@
  * Requests are queued, handed over in one batch by flush(), and complete
  * in order through poll(), each with the caller's tag.
  *
- * Two backends:
- *  - rdma:  one-sided RDMA READ/WRITE on the tenant's endpoint; the shadow
- *           is the engine's registered staging memory (the product);
- *  - local: shared memory in one address space (the ideal-interconnect
- *           analogue used for fast tests and the host-side ceiling).
+ * Two kinds of backend:
+ *  - rdma:   one-sided RDMA READ/WRITE on the tenant's endpoint; the shadow
+ *            is the engine's registered staging memory (the product);
+ *  - direct: the host region is memory the engine can address (shared
+ *            memory: a host process attached through the engine daemon's
+ *            socket, or a host in the engine's own process). There is no
+ *            shadow and no copy: hm->shadow IS the host region, hm->direct
+ *            is set, and the engine works on the rings in place, loading
+ *            stamps with acquire and storing them with release semantics
+ *            exactly as a host does (dagger/ring.h). read/write/flush/poll
+ *            are not used for it. The host writes this memory while the
+ *            engine reads it: the engine copies every header it acts on
+ *            once and never reads a field twice (docs/ARCHITECTURE.md).
  */
 #ifndef DG_HOSTMEM_H
 #define DG_HOSTMEM_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -52,16 +61,23 @@ struct dg_hostmem {
 	const struct dg_hostmem_ops *ops;
 	uint8_t *shadow; /* engine side, same layout as the host region */
 	uint64_t size;	 /* bytes in the region */
+	bool direct;	 /* shadow is the host region itself */
 };
 
 /*
- * Local backend over a region in this address space. Reads of whole slots
- * load each slot's stamp first with acquire semantics and writes store it
- * last with release semantics; 4-byte accesses (control words) are single
- * atomic loads/stores.
+ * Direct backend over a region in this address space (an in-process host:
+ * the caller keeps it mapped until destroy). check() is always 0.
  */
 int dg_hostmem_local_create(void *host_region, uint64_t size,
 			    struct dg_hostmem **out);
+/*
+ * Direct backend over a shared mapping of another process's region: the
+ * backend owns the mapping (munmap on destroy) and the process's socket
+ * (closed on destroy); check() reports -ENOTCONN once the socket hung up,
+ * i.e. the process detached or died. event_fd is the socket.
+ */
+int dg_hostmem_shm_create(void *map, uint64_t size, int sock,
+			  struct dg_hostmem **out);
 
 struct dg_rdma_ep;
 struct dg_rdma_remote;

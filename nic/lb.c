@@ -65,7 +65,7 @@ static struct service *svc_slot(struct dg_nic *n)
  * policy is per service, chosen by the server at registration.
  */
 static const struct server_ref *lb_pick(struct dg_nic *n, struct service *s,
-					uint16_t conn_id)
+					uint32_t conn_id)
 {
 	uint32_t i;
 
@@ -73,7 +73,7 @@ static const struct server_ref *lb_pick(struct dg_nic *n, struct service *s,
 		return NULL;
 	switch (s->lb) {
 	case DG_LB_STATIC:
-		i = conn_id % s->nservers;
+		i = DG_CONN_IDX(conn_id) % s->nservers;
 		break;
 	case DG_LB_RANDOM:
 		i = (uint32_t)(rng_next(n) % s->nservers);
@@ -122,7 +122,7 @@ int nic_ctrl_register(struct dg_nic *n, uint32_t tid, uint32_t f,
  * -EAGAIN: try again (the server's credits are being refreshed).
  */
 int nic_svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
-		    const struct dg_frame *fr, uint32_t cnt, uint16_t cid)
+		    const struct msg *m, uint32_t cid)
 {
 	const struct server_ref *srv;
 	struct tenant *st;
@@ -139,7 +139,7 @@ int nic_svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
 	 * only then refused. (A fresh pick would hit another flow whose
 	 * cached credits may be as stale, and refuse without asking it.)
 	 */
-	armed = b->armed && b->rpc == fr[0].rpc_id;
+	armed = b->armed && b->rpc == m->h.rpc_id;
 	if (armed) {
 		st = &n->tenants[b->tenant];
 		flow = b->flow;
@@ -154,10 +154,12 @@ int nic_svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
 	}
 	if (armed && st->flows[flow].rx_head_pending)
 		return -EAGAIN;
-	rc = nic_rx_deliver(st, flow, fr, cnt, cid);
+	/* A server holding 2 x slots unanswered requests takes no more. */
+	rc = nic_pend_full(&st->flows[flow]) ? -ENOSPC
+					     : nic_rx_put(st, flow, m, cid, 0);
 	if (rc && !armed) {
 		b->armed = true;
-		b->rpc = fr[0].rpc_id;
+		b->rpc = m->h.rpc_id;
 		b->tenant = (uint16_t)(st - n->tenants);
 		b->flow = (uint16_t)flow;
 		return -EAGAIN;
@@ -167,6 +169,6 @@ int nic_svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
 		st->flows[flow].st.busy++;
 		return DG_ST_BUSY;
 	}
-	nic_pend_push(&st->flows[flow], &fr[0], cid);
+	nic_pend_push(&st->flows[flow], &m->h, cid);
 	return 0;
 }

@@ -15,6 +15,10 @@
 
 #include "engine_impl.h"
 
+/*
+ * An RDMA tenant: reap completions (TX READs -> parse and route, rx_head
+ * READs -> credits), then post the next READ of every flow that is due.
+ */
 static int tenant_poll(struct dg_nic *n, uint32_t tid)
 {
 	struct tenant *t = &n->tenants[tid];
@@ -48,8 +52,7 @@ static int tenant_poll(struct dg_nic *n, uint32_t tid)
 			} else if (kind == TAG_RXHEAD) {
 				fl->rx_head_pending = false;
 				fl->rx_head = __atomic_load_n(
-					&ctrl_of(t, fi)->rx_head,
-					__ATOMIC_RELAXED);
+					&fl->ctrl->rx_head, __ATOMIC_RELAXED);
 			}
 		}
 	}
@@ -65,67 +68,134 @@ static int tenant_poll(struct dg_nic *n, uint32_t tid)
 	return work;
 }
 
-static void tenant_flush(struct dg_nic *n, uint32_t tid)
+/*
+ * A direct tenant (shared memory): its TX rings are polled in place, one
+ * load of the next slot's stamp per idle flow; consumed slots are
+ * reported at once (a store, not a WRITE).
+ */
+static int tenant_poll_direct(struct dg_nic *n, uint32_t tid)
 {
 	struct tenant *t = &n->tenants[tid];
+	int work = 0;
 	uint32_t f;
 
-	(void)n;
+	for (f = 0; f < t->nflows; f++) {
+		struct flow *fl = &t->flows[f];
+		uint32_t got;
+
+		/* Acquire, as dg_slot_ready: the cheap look before the call. */
+		if (!fl->blocked &&
+		    __atomic_load_n(&fl->txr[fl->tx_tail & t->mask].stamp,
+				    __ATOMIC_ACQUIRE) != dg_stamp(fl->tx_tail))
+			continue;
+		got = nic_tx_process(n, tid, f, t->slots);
+		if (got) {
+			work += (int)got;
+			nic_tx_write_head(t, f, true);
+		}
+	}
+	/* A daemon's tenant: its socket tells when it is gone. */
+	if ((n->loops & 1023) == 0 && t->hm->ops->check(t->hm))
+		t->dead = true;
+	return work;
+}
+
+static void tenant_flush(struct tenant *t)
+{
+	uint32_t f;
+
 	for (f = 0; f < t->nflows; f++)
 		nic_rx_write_back(t, f);
 	t->hm->ops->flush(t->hm);
 }
 
-int dg_nic_poll(struct dg_nic *n)
+/* Rebuilds the lists of tenants and links in use (on attach and detach). */
+void nic_lists_update(struct dg_nic *n)
 {
 	uint32_t i;
+
+	n->ntact = n->npact = 0;
+	n->any_direct = false;
+	for (i = 0; i < MAX_TENANTS; i++)
+		if (n->tenants[i].used) {
+			n->tact[n->ntact++] = (uint8_t)i;
+			n->any_direct |= n->tenants[i].direct;
+		}
+	for (i = 0; i < MAX_PEERS; i++)
+		if (n->peers[i].used)
+			n->pact[n->npact++] = (uint8_t)i;
+}
+
+int dg_nic_poll(struct dg_nic *n)
+{
+	uint8_t tact[MAX_TENANTS], pact[MAX_PEERS];
+	uint32_t i, ntact, npact;
 	int work = 0;
 
 	nic_take_pending(n);
 	n->next_due_us = UINT64_MAX;
-	if (n->listener && (n->loops & 255) == 0)
-		nic_accept_rdma(n);
+	if ((n->loops & 255) == 0) {
+		if (n->listener)
+			nic_accept_rdma(n);
+		if (n->shm_fd >= 0)
+			nic_shm_accept(n);
+	}
 	if ((n->loops & 63) == 0)
 		nic_peer_timers(n);
 	n->loops++;
-	for (i = 0; i < MAX_TENANTS; i++) {
-		struct tenant *t = &n->tenants[i];
+	/* Copies: freeing a tenant or a link below updates the lists. */
+	ntact = n->ntact;
+	npact = n->npact;
+	memcpy(tact, n->tact, ntact);
+	memcpy(pact, n->pact, npact);
+	for (i = 0; i < ntact; i++) {
+		uint32_t tid = tact[i];
+		struct tenant *t = &n->tenants[tid];
 
 		if (!t->used)
 			continue;
-		if (t->dead && t->hm->ops->check(t->hm) != 0 &&
-		    !t->local_region) {
+		if (UNLIKELY(t->dead) && !t->local_region &&
+		    t->hm->ops->check(t->hm) != 0) {
 			if (n->o.verbose)
 				fprintf(stderr, "dagger-nic: tenant %u gone\n",
-					i);
-			nic_tenant_free(n, i);
+					tid);
+			nic_tenant_free(n, tid);
 			continue;
 		}
-		work += tenant_poll(n, i);
+		if (t->dead)
+			continue;
+		work += t->direct ? tenant_poll_direct(n, tid)
+				  : tenant_poll(n, tid);
 	}
-	for (i = 0; i < MAX_PEERS; i++) {
-		struct peer_ref *p = &n->peers[i];
+	for (i = 0; i < npact; i++) {
+		uint32_t pi = pact[i];
 
-		if (!p->used)
+		if (!n->peers[pi].used)
 			continue;
-		if (p->dead) {
-			nic_peer_free(n, i);
+		if (n->peers[pi].dead) {
+			nic_peer_free(n, pi);
 			continue;
 		}
-		work += nic_peer_poll(n, i);
+		work += nic_peer_poll(n, pi);
 	}
-	/* Deliveries above may have touched any tenant's RX rings. */
-	for (i = 0; i < MAX_TENANTS; i++)
-		if (n->tenants[i].used && !n->tenants[i].dead)
-			tenant_flush(n, i);
+	/* Deliveries above may have touched any RDMA tenant's RX rings. */
+	for (i = 0; i < ntact; i++) {
+		struct tenant *t = &n->tenants[tact[i]];
+
+		if (t->used && !t->dead && !t->direct)
+			tenant_flush(t);
+	}
 	/* One SEND per link for what this iteration queued. */
-	for (i = 0; i < MAX_PEERS; i++)
-		if (n->peers[i].used && !n->peers[i].dead) {
-			int rc = dg_peer_flush(n->peers[i].link);
+	for (i = 0; i < npact; i++) {
+		struct peer_ref *p = &n->peers[pact[i]];
+
+		if (p->used && !p->dead) {
+			int rc = dg_peer_flush(p->link);
 
 			if (rc && rc != -EAGAIN)
-				nic_peer_kill(n, i, rc);
+				nic_peer_kill(n, pact[i], rc);
 		}
+	}
 	return work;
 }
 
@@ -144,6 +214,8 @@ static bool wait_events(struct dg_nic *n)
 	nfds_t k = 0;
 	uint32_t i;
 
+	if (n->any_direct)
+		return false;
 	for (i = 0; i < MAX_TENANTS; i++) {
 		struct tenant *t = &n->tenants[i];
 
@@ -164,6 +236,8 @@ static bool wait_events(struct dg_nic *n)
 		fds[k++] =
 			(struct pollfd){dg_peer_event_fd(p->link), POLLIN, 0};
 	}
+	if (n->shm_fd >= 0)
+		fds[k++] = (struct pollfd){n->shm_fd, POLLIN, 0};
 	if (n->listener)
 		fds[k++] = (struct pollfd){dg_rdma_listener_fd(n->listener),
 					   POLLIN, 0};
@@ -181,10 +255,12 @@ static bool wait_events(struct dg_nic *n)
 	}
 	ts.tv_sec = (time_t)(tmo / 1000000u);
 	ts.tv_nsec = (long)(tmo % 1000000u) * 1000;
-	if (n->listener && ppoll(fds, k, &ts, NULL) > 0 && fds[k - 1].revents)
-		nic_accept_rdma(n);
-	else if (!n->listener)
-		ppoll(fds, k, &ts, NULL);
+	if (ppoll(fds, k, &ts, NULL) > 0) {
+		if (n->listener && fds[k - 1].revents)
+			nic_accept_rdma(n);
+		if (n->shm_fd >= 0)
+			nic_shm_accept(n);
+	}
 	for (i = 0; i < MAX_TENANTS; i++)
 		if (n->tenants[i].used && n->tenants[i].hm->ops->ack)
 			n->tenants[i].hm->ops->ack(n->tenants[i].hm);
@@ -272,18 +348,30 @@ int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out)
 		n->o.poll_max_us = 100;
 	n->rng = 0x9E3779B97F4A7C15ull ^ n->o.engine_id;
 	n->pend_detach = -1;
+	n->shm_fd = -1;
+	for (rc = 0; rc < MAX_SHM_PENDING; rc++)
+		n->shm_pend[rc].fd = -1;
 	pthread_mutex_init(&n->lock, NULL);
 	pthread_cond_init(&n->cond, NULL);
 	if (n->o.listen_addr) {
 		rc = dg_rdma_listen(n->o.listen_addr, n->o.port, 64,
 				    &n->listener);
-		if (rc) {
-			free(n);
-			return rc;
-		}
+		if (rc)
+			goto err;
+	}
+	if (n->o.shm_path) {
+		rc = nic_shm_listen(n, n->o.shm_path);
+		if (rc)
+			goto err;
 	}
 	*out = n;
 	return 0;
+err:
+	dg_rdma_listener_destroy(n->listener);
+	pthread_mutex_destroy(&n->lock);
+	pthread_cond_destroy(&n->cond);
+	free(n);
+	return rc;
 }
 
 uint16_t dg_nic_port(const struct dg_nic *n)
@@ -304,6 +392,7 @@ void dg_nic_destroy(struct dg_nic *n)
 		if (n->peers[i].used)
 			nic_peer_free(n, i);
 	dg_rdma_listener_destroy(n->listener);
+	nic_shm_close(n);
 	pthread_mutex_destroy(&n->lock);
 	pthread_cond_destroy(&n->cond);
 	free(n);

@@ -1,7 +1,9 @@
 // SPDX-License-Identifier: MIT
 /*
  * dagger-nic: the NIC engine as a program. Accepts host tenants over RDMA
- * (rdma_cm) on --listen ADDR:PORT and serves them until SIGINT/SIGTERM.
+ * (rdma_cm) on --listen ADDR:PORT, and host processes of this machine on
+ * the unix socket --shm PATH (shared memory, no RDMA), and serves them
+ * until SIGINT/SIGTERM.
  * Its settings come from flags, or from an engine of a deployment
  * description (--config FILE --engine NAME, docs/DEPLOY.md), with flags
  * given on the command line overriding the file.
@@ -44,8 +46,10 @@ static void usage(FILE *f)
 {
 	fprintf(f,
 		"usage: dagger-nic --listen ADDR [--port PORT] [options]\n"
+		"       dagger-nic --shm PATH [options]\n"
 		"       dagger-nic --config FILE [--engine NAME] [options]\n"
-		"The NIC engine: serves host tenants that attach over RDMA.\n"
+		"The NIC engine: serves host tenants that attach over RDMA,\n"
+		"and processes of this machine that attach by shared memory.\n"
 		"  -c, --config FILE   take the settings of one engine of the\n"
 		"                      deployment description FILE (YAML, see\n"
 		"                      docs/DEPLOY.md): listen, port, id, "
@@ -60,6 +64,15 @@ static void usage(FILE *f)
 		"      --config-label NAME  call FILE NAME in messages (the\n"
 		"                      original of a copy)\n"
 		"  -l, --listen ADDR   RDMA device address to accept on\n"
+		"  -s, --shm PATH      unix socket for processes of this "
+		"machine\n"
+		"                      (shared memory, no RDMA, no root; "
+		"applications\n"
+		"                      use --engine unix:PATH); its mode "
+		"follows the\n"
+		"                      umask, so its directory's permissions "
+		"decide who\n"
+		"                      may attach\n"
 		"  -p, --port PORT     rdma_cm port (default 7471)\n"
 		"  -b, --batch N       TX slots per RDMA READ (default 16)\n"
 		"  -i, --id N          engine id (default 1; in FILE: its "
@@ -121,7 +134,8 @@ static const char *listen_hint(int err)
 
 /* The settings flags gave, to apply over the description's. */
 struct flags {
-	const char *listen, *port, *batch, *id, *cpu, *peer_timeout, *poll_max;
+	const char *listen, *shm, *port, *batch, *id, *cpu, *peer_timeout,
+		*poll_max;
 	bool verbose;
 };
 
@@ -132,6 +146,7 @@ int main(int argc, char **argv)
 		{"engine", required_argument, NULL, 'e'},
 		{"config-label", required_argument, NULL, 'L'},
 		{"listen", required_argument, NULL, 'l'},
+		{"shm", required_argument, NULL, 's'},
 		{"port", required_argument, NULL, 'p'},
 		{"batch", required_argument, NULL, 'b'},
 		{"id", required_argument, NULL, 'i'},
@@ -154,7 +169,7 @@ int main(int argc, char **argv)
 	unsigned long v;
 	int c, rc, cpu = -1;
 
-	while ((c = getopt_long(argc, argv, "c:e:l:p:b:i:C:vnh", lo, NULL)) !=
+	while ((c = getopt_long(argc, argv, "c:e:l:s:p:b:i:C:vnh", lo, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'c':
@@ -168,6 +183,9 @@ int main(int argc, char **argv)
 			break;
 		case 'l':
 			fl.listen = optarg;
+			break;
+		case 's':
+			fl.shm = optarg;
 			break;
 		case 'p':
 			fl.port = optarg;
@@ -241,6 +259,7 @@ int main(int argc, char **argv)
 			 e->name, d->path, e->line);
 		what = where;
 		o.listen_addr = e->listen;
+		o.shm_path = e->shm;
 		o.port = e->port;
 		o.engine_id = e->id;
 		o.read_batch = e->batch;
@@ -257,6 +276,8 @@ int main(int argc, char **argv)
 	}
 	if (fl.listen)
 		o.listen_addr = fl.listen;
+	if (fl.shm)
+		o.shm_path = fl.shm;
 	if (fl.verbose)
 		o.verbose = true;
 	if (fl.port) {
@@ -289,15 +310,16 @@ int main(int argc, char **argv)
 			goto bad;
 		cpu = (int)v;
 	}
-	if (!o.listen_addr) {
+	if (!o.listen_addr && !o.shm_path) {
 		usage(stderr);
 		goto bad;
 	}
 	if (dry) {
-		printf("listen %s\nport %u\nid %u\nbatch %u\ncpu %d\n"
+		printf("listen %s\nshm %s\nport %u\nid %u\nbatch %u\ncpu %d\n"
 		       "spin_us %u\nidle_us %u\npeer_timeout_ms %u\n"
 		       "poll_max_us %u\nverbose %d\n",
-		       o.listen_addr, o.port, o.engine_id,
+		       o.listen_addr ? o.listen_addr : "-",
+		       o.shm_path ? o.shm_path : "-", o.port, o.engine_id,
 		       o.read_batch ? o.read_batch : 16, cpu, o.spin_us,
 		       o.idle_us, o.peer_timeout_ms ? o.peer_timeout_ms : 3000u,
 		       o.poll_max_us ? o.poll_max_us : 100u, o.verbose);
@@ -333,6 +355,29 @@ int main(int argc, char **argv)
 		}
 	}
 	rc = dg_nic_create(&o, &the_nic);
+	if (rc && o.shm_path &&
+	    (!o.listen_addr || rc == -EADDRINUSE || rc == -ENAMETOOLONG ||
+	     rc == -EACCES)) {
+		/* Which of the two failed: try the socket alone. */
+		struct dg_nic_opts so = o;
+		struct dg_nic *probe;
+
+		so.listen_addr = NULL;
+		if (dg_nic_create(&so, &probe) == 0) {
+			dg_nic_destroy(probe);
+		} else {
+			fprintf(stderr,
+				"dagger-nic: cannot listen on unix:%s: "
+				"%s%s%s\n",
+				o.shm_path, strerror(-rc),
+				rc == -EADDRINUSE
+					? " (another engine serves it)"
+					: "",
+				what);
+			dg_deploy_free(d);
+			return 1;
+		}
+	}
 	if (rc) {
 		fprintf(stderr,
 			"dagger-nic: cannot listen on %s port %u: %s%s%s\n",
@@ -346,8 +391,12 @@ int main(int argc, char **argv)
 	sigaction(SIGTERM, &sa, NULL);
 	sa.sa_handler = on_usr1;
 	sigaction(SIGUSR1, &sa, NULL);
-	fprintf(stderr, "dagger-nic: listening on %s:%u%s\n", o.listen_addr,
-		dg_nic_port(the_nic), what);
+	if (o.listen_addr)
+		fprintf(stderr, "dagger-nic: listening on %s:%u%s\n",
+			o.listen_addr, dg_nic_port(the_nic), what);
+	if (o.shm_path)
+		fprintf(stderr, "dagger-nic: listening on unix:%s%s\n",
+			o.shm_path, what);
 	for (;;) {
 		dg_nic_run(the_nic);
 		if (!want_stats)

@@ -41,6 +41,7 @@ int nic_peer_add(struct dg_nic *n, struct dg_peer *link, bool outbound,
 	if (addr)
 		snprintf(p->addr, sizeof(p->addr), "%s", addr);
 	p->port = port;
+	nic_lists_update(n);
 	return (int)i;
 }
 
@@ -67,12 +68,9 @@ static bool remote_fail(struct dg_nic *n, uint32_t pi)
 			for (i = fl->pend_head; i != fl->pend_tail; i++) {
 				struct pending *p =
 					&fl->pend[i & fl->pend_mask];
-				struct conn *c;
+				struct conn *c = conn_get(n, p->conn);
 
-				if (p->conn >= MAX_CONNS)
-					continue;
-				c = &n->conns[p->conn];
-				if (c->tenant != tid || c->flow != f ||
+				if (!c || c->tenant != tid || c->flow != f ||
 				    (pi == NO_IDX ? c->state != CONN_DEAD
 						  : c->state != CONN_REMOTE ||
 							    c->peer != pi))
@@ -83,7 +81,7 @@ static bool remote_fail(struct dg_nic *n, uint32_t pi)
 					done = false;
 					continue;
 				}
-				p->conn = NO_IDX;
+				p->conn = NO_CONN;
 			}
 			nic_pend_advance(fl);
 		}
@@ -122,7 +120,7 @@ void nic_peer_kill(struct dg_nic *n, uint32_t pi, int why)
 			/* Best effort; without room the host's OPEN times
 			 * out instead. */
 			nic_rx_status(&n->tenants[c->tenant], c->flow,
-				      DG_FF_CTRL, c->rpc, (uint16_t)i, 0,
+				      DG_FF_CTRL, c->rpc, conn_id(n, c), 0,
 				      DG_ST_UNREACHABLE);
 			c->state = CONN_FREE;
 		}
@@ -138,18 +136,20 @@ void nic_peer_free(struct dg_nic *n, uint32_t pi)
 	free(p->inmap);
 	free(p->fifo);
 	memset(p, 0, sizeof(*p));
+	nic_lists_update(n);
 }
 
 /*
- * Puts one whole message (cnt frames) on peer link pi with conn_id
- * rewritten, or nothing: -EAGAIN without room (credits), -ENOTCONN once
- * the link is dead.
+ * Puts one whole message on peer link pi with its connection id set to
+ * conn, or nothing: -EAGAIN without room (credits), -ENOTCONN once the link
+ * is dead. Frames travel without stamps or checksums (the link's own
+ * message header and the transport's CRC cover them).
  */
-int nic_peer_send(struct dg_nic *n, uint32_t pi, const struct dg_frame *fr,
-		  uint32_t cnt, uint16_t conn_id)
+int nic_peer_send(struct dg_nic *n, uint32_t pi, const struct msg *m,
+		  uint32_t conn)
 {
 	struct peer_ref *p = &n->peers[pi];
-	uint32_t i;
+	uint32_t cnt = m->h.cnt, i;
 
 	if (p->dead)
 		return -ENOTCONN;
@@ -160,10 +160,19 @@ int nic_peer_send(struct dg_nic *n, uint32_t pi, const struct dg_frame *fr,
 		int rc = dg_peer_reserve(p->link, 1, &slot);
 
 		if (!rc) {
-			*slot = fr[i];
-			slot->conn_id = conn_id;
-			slot->stamp = 0;
-			slot->csum = 0;
+			if (i == 0) {
+				*slot = m->h;
+				slot->conn = conn;
+				slot->stamp = 0;
+				slot->csum = 0;
+			} else {
+				struct dg_frame_cont *c = (void *)slot;
+
+				memcpy(c->data, msg_cont(m, i)->data,
+				       DG_CONT_PAYLOAD);
+				c->csum = 0;
+				c->stamp = 0;
+			}
 			rc = dg_peer_commit(p->link, 1);
 		}
 		if (rc) {
@@ -178,12 +187,13 @@ int nic_peer_send(struct dg_nic *n, uint32_t pi, const struct dg_frame *fr,
 }
 
 int nic_peer_status(struct dg_nic *n, uint32_t pi, uint8_t flags,
-		    uint32_t rpc_id, uint16_t conn_id, uint16_t fn_id,
+		    uint32_t rpc_id, uint32_t conn, uint16_t fn_id,
 		    uint8_t status, uint8_t op)
 {
-	struct dg_frame e = nic_status_frame(flags, rpc_id, fn_id, status, op);
+	struct msg m;
 
-	return nic_peer_send(n, pi, &e, 1, conn_id);
+	nic_status_msg(&m, flags, rpc_id, fn_id, status, op);
+	return nic_peer_send(n, pi, &m, conn);
 }
 
 /* Finds or makes the outbound link to addr:port. Blocks while connecting. */
@@ -227,63 +237,87 @@ static void peer_rx(void *arg, const struct dg_frame *f)
 	p->fifo[p->tail++ & (PEER_FIFO - 1)] = *f;
 }
 
+/* The INBOUND entry peer pi's client connection x is bound to, or NULL. */
+static struct conn *inbound(struct dg_nic *n, struct peer_ref *p, uint32_t x)
+{
+	uint16_t i = p->inmap[DG_CONN_IDX(x)];
+	struct conn *c = i == NO_IDX ? NULL : &n->conns[i];
+
+	return c && c->state == CONN_INBOUND && c->remote == x &&
+			       c->peer == (uint16_t)(p - n->peers)
+		       ? c
+		       : NULL;
+}
+
 /* Engine-to-engine control: BIND, BIND_ACK, UNBIND. */
 static enum verdict peer_ctrl(struct dg_nic *n, uint32_t pi,
-			      const struct dg_frame *fr, uint32_t cnt)
+			      const struct msg *m)
 {
 	struct peer_ref *p = &n->peers[pi];
-	uint16_t x = fr[0].conn_id;
-	struct dg_ctrl_msg m;
+	uint32_t x = m->h.conn;
+	uint16_t *slot = &p->inmap[DG_CONN_IDX(x)];
+	struct dg_ctrl_msg cm;
 	struct service *s;
 	struct conn *c;
-	int i, rc;
+	int rc;
 
-	nic_ctrl_gather(&m, fr, cnt);
-	switch (m.op) {
+	nic_ctrl_gather(&cm, m);
+	switch (cm.op) {
 	case PEER_BIND: {
 		uint8_t st = DG_ST_OK;
 
 		if (dg_peer_room(p->link) < 1)
 			return V_RETRY;
-		s = memchr(m.service, 0, DG_NAME_MAX)
-			    ? nic_svc_open(n, m.service)
+		s = memchr(cm.service, 0, DG_NAME_MAX)
+			    ? nic_svc_open(n, cm.service)
 			    : NULL;
+		/*
+		 * An index still mapped to an older connection (its UNBIND
+		 * was lost) is rebound: the peer reused it, so the old one
+		 * is gone there.
+		 */
+		if (*slot != NO_IDX && !inbound(n, p, x)) {
+			if (n->conns[*slot].state == CONN_INBOUND &&
+			    n->conns[*slot].peer == pi)
+				n->conns[*slot].state = CONN_FREE;
+			*slot = NO_IDX;
+		}
 		if (!s) {
 			st = DG_ST_NO_SERVICE;
-		} else if (p->inmap[x] == NO_IDX) {
-			i = nic_conn_alloc(n);
-			if (i < 0) {
+		} else if (*slot == NO_IDX) {
+			c = nic_conn_alloc(n);
+			if (!c) {
 				st = DG_ST_BUSY;
 			} else {
-				n->conns[i] = (struct conn){
-					.state = CONN_INBOUND,
-					.svc = (uint16_t)(s - n->services),
-					.peer = (uint16_t)pi,
-					.remote = x};
-				p->inmap[x] = (uint16_t)i;
+				c->state = CONN_INBOUND;
+				c->svc = (uint16_t)(s - n->services);
+				c->peer = (uint16_t)pi;
+				c->remote = x;
+				*slot = (uint16_t)(c - n->conns);
 			}
 		}
-		nic_peer_status(n, pi, DG_FF_CTRL, fr[0].rpc_id, x, 0, st,
+		nic_peer_status(n, pi, DG_FF_CTRL, m->h.rpc_id, x, 0, st,
 				PEER_BIND_ACK);
 		return V_DONE;
 	}
 	case PEER_BIND_ACK:
-		c = x < MAX_CONNS ? &n->conns[x] : NULL;
+		c = conn_get(n, x);
 		if (!c || c->state != CONN_BINDING || c->peer != pi) {
 			p->st.drops++;
 			return V_DONE;
 		}
 		/* The host's OPEN gets its answer now. */
 		rc = nic_rx_status(&n->tenants[c->tenant], c->flow, DG_FF_CTRL,
-				   c->rpc, x, 0, fr[0].status);
+				   c->rpc, x, 0, m->h.status);
 		if (rc)
 			return V_RETRY;
-		c->state = fr[0].status == DG_ST_OK ? CONN_REMOTE : CONN_FREE;
+		c->state = m->h.status == DG_ST_OK ? CONN_REMOTE : CONN_FREE;
 		return V_DONE;
 	case PEER_UNBIND:
-		if (p->inmap[x] != NO_IDX) {
-			n->conns[p->inmap[x]].state = CONN_FREE;
-			p->inmap[x] = NO_IDX;
+		c = inbound(n, p, x);
+		if (c) {
+			c->state = CONN_FREE;
+			*slot = NO_IDX;
 		}
 		return V_DONE;
 	default:
@@ -294,34 +328,37 @@ static enum verdict peer_ctrl(struct dg_nic *n, uint32_t pi,
 
 /* A request from a client behind peer engine pi. */
 static enum verdict peer_request(struct dg_nic *n, uint32_t pi,
-				 const struct dg_frame *fr, uint32_t cnt)
+				 const struct msg *m)
 {
 	struct peer_ref *p = &n->peers[pi];
-	uint16_t x = fr[0].conn_id, i = p->inmap[x];
+	struct conn *c = inbound(n, p, m->h.conn);
 	int st;
 
 	if (dg_peer_room(p->link) < 1)
 		return V_RETRY; /* keep room for an error answer */
-	if (i == NO_IDX)
+	if (!c)
 		st = DG_ST_NO_CONN;
 	else
-		st = nic_svc_deliver(n, &p->busy, n->conns[i].svc, fr, cnt, i);
+		st = nic_svc_deliver(n, &p->busy, c->svc, m, conn_id(n, c));
 	if (st == -EAGAIN)
 		return V_RETRY;
 	if (st == DG_ST_BUSY)
 		p->st.busy++;
 	if (st)
-		nic_peer_status(n, pi, DG_FF_RESP, fr[0].rpc_id, x, fr[0].fn_id,
-				(uint8_t)st, 0);
+		nic_peer_status(n, pi, DG_FF_RESP, m->h.rpc_id, m->h.conn,
+				m->h.fn_id, (uint8_t)st, 0);
 	return V_DONE;
 }
 
-/* A response for one of our client connections through peer pi. */
+/*
+ * A response for one of our client connections through peer pi: taken
+ * only when the client flow still waits for it (its call is tracked).
+ */
 static enum verdict peer_response(struct dg_nic *n, uint32_t pi,
-				  const struct dg_frame *fr, uint32_t cnt)
+				  const struct msg *m)
 {
-	uint16_t x = fr[0].conn_id;
-	struct conn *c = x < MAX_CONNS ? &n->conns[x] : NULL;
+	struct conn *c = conn_get(n, m->h.conn);
+	struct pending *pd;
 	struct tenant *ct;
 
 	if (!c || c->state != CONN_REMOTE || c->peer != pi) {
@@ -329,53 +366,48 @@ static enum verdict peer_response(struct dg_nic *n, uint32_t pi,
 		return V_DONE;
 	}
 	ct = &n->tenants[c->tenant];
-	if (!ct->used || ct->dead) {
+	pd = ct->used && !ct->dead ? nic_pend_find(&ct->flows[c->flow], &m->h)
+				   : NULL;
+	if (!pd) {
 		n->peers[pi].st.drops++;
 		return V_DONE;
 	}
 	/* No room: the FIFO holds it, then the link's credits stop. */
-	if (nic_rx_deliver(ct, c->flow, fr, cnt, x))
+	if (nic_rx_put(ct, c->flow, m, m->h.conn, 0))
 		return V_RETRY;
-	nic_pend_pop(&ct->flows[c->flow], &fr[0]);
+	nic_pend_done(&ct->flows[c->flow], pd);
 	return V_DONE;
 }
 
 /* Routes whole messages from peer pi's FIFO; returns frames consumed. */
 static uint32_t peer_process(struct dg_nic *n, uint32_t pi)
 {
-	static __thread struct dg_frame msg[DG_MAX_FRAMES];
 	struct peer_ref *p = &n->peers[pi];
 	uint32_t done = 0;
+	struct msg m;
 
+	m.ring = p->fifo;
+	m.mask = PEER_FIFO - 1;
 	while (p->tail != p->head) {
-		const struct dg_frame *first =
-			&p->fifo[p->head & (PEER_FIFO - 1)];
-		uint32_t cnt = first->cnt, i;
+		uint32_t cnt;
 		enum verdict v;
-		int bad = -1;
 
-		if (first->idx != 0 || !cnt || cnt > DG_MAX_FRAMES) {
+		m.h = p->fifo[p->head & (PEER_FIFO - 1)];
+		cnt = m.h.cnt;
+		if (nic_frame_check(&m.h) >= 0) {
 			p->st.drops++; /* a broken peer: skip the frame */
 			p->head++;
 			continue;
 		}
 		if (p->tail - p->head < cnt)
 			break; /* the rest is still on its way */
-		for (i = 0; i < cnt && bad < 0; i++) {
-			msg[i] = p->fifo[(p->head + i) & (PEER_FIFO - 1)];
-			bad = nic_frame_check(&msg[i], &msg[0], i);
-		}
-		if (bad >= 0) {
-			p->st.drops++;
-			p->head += i;
-			continue;
-		}
-		if (msg[0].flags & DG_FF_CTRL)
-			v = peer_ctrl(n, pi, msg, cnt);
-		else if (msg[0].flags & DG_FF_REQ)
-			v = peer_request(n, pi, msg, cnt);
+		m.pos = p->head;
+		if (m.h.flags & DG_FF_CTRL)
+			v = peer_ctrl(n, pi, &m);
+		else if (m.h.flags & DG_FF_REQ)
+			v = peer_request(n, pi, &m);
 		else
-			v = peer_response(n, pi, msg, cnt);
+			v = peer_response(n, pi, &m);
 		if (v == V_RETRY)
 			break;
 		p->st.rpcs_rx++;

@@ -15,7 +15,7 @@
 #include "engine_impl.h"
 
 static const char *const drop_names[DROP_NREASONS] = {
-	"bad_len", "bad_idx", "bad_flags", "bad_conn", "bad_ctrl", "too_big",
+	"bad_len", "bad_flags", "bad_conn", "bad_ctrl", "too_big", "no_request",
 };
 
 void dg_nic_stats_print(struct dg_nic *n, FILE *f)

@@ -15,35 +15,46 @@
 
 #include "engine_impl.h"
 
-static int tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
-		       void *local_region)
+/*
+ * Takes in a host region as a tenant. hdr is the engine's own copy of what
+ * the host declared (from its attach request; the host may rewrite its
+ * region's header at will, so it is never read again): it must match the
+ * version, give a valid layout, and the region must be exactly as long as
+ * that layout (dg_region_bytes). Returns the tenant id or a negative errno.
+ */
+int nic_tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
+		    const struct dg_region_hdr *hdr, void *local_region)
 {
-	const struct dg_region_hdr *h = (const void *)hm->shadow;
-	struct dg_region_hdr hdr;
+	struct dg_region_layout lay;
 	struct tenant *t;
 	uint32_t i, j;
 
-	/* The header was copied into the shadow by the caller. */
-	memcpy(&hdr, h, sizeof(hdr));
-	if (hdr.magic != DG_REGION_MAGIC || hdr.version != DG_REGION_VERSION)
+	if (hdr->magic != DG_REGION_MAGIC || hdr->version != DG_REGION_VERSION)
 		return -EPROTO;
+	if (dg_region_layout(hdr->nflows, hdr->slots, &lay) ||
+	    dg_region_bytes(&lay) != hm->size)
+		return -EINVAL;
 	for (i = 0; i < MAX_TENANTS && n->tenants[i].used; i++)
 		;
 	if (i == MAX_TENANTS)
 		return -EUSERS;
 	t = &n->tenants[i];
 	memset(t, 0, sizeof(*t));
-	if (dg_region_layout(hdr.nflows, hdr.slots, &t->lay) ||
-	    t->lay.total > hm->size)
-		return -EINVAL;
-	t->flows = calloc(hdr.nflows, sizeof(*t->flows));
+	t->lay = lay;
+	t->flows = calloc(hdr->nflows, sizeof(*t->flows));
 	if (!t->flows)
 		return -ENOMEM;
-	for (j = 0; j < hdr.nflows; j++) {
+	for (j = 0; j < hdr->nflows; j++) {
 		struct flow *fl = &t->flows[j];
 
-		fl->pend_mask = 2 * hdr.slots - 1;
-		fl->pend = calloc(2 * hdr.slots, sizeof(*fl->pend));
+		fl->txr = (struct dg_frame *)(hm->shadow +
+					      dg_tx_ring_off(&t->lay, j));
+		fl->rxr = (struct dg_frame *)(hm->shadow +
+					      dg_rx_ring_off(&t->lay, j));
+		fl->ctrl = (struct dg_flow_ctrl *)(hm->shadow +
+						   dg_ctrl_off(&t->lay, j));
+		fl->pend_mask = 2 * hdr->slots - 1;
+		fl->pend = calloc(2 * hdr->slots, sizeof(*fl->pend));
 		if (!fl->pend) {
 			while (j--)
 				free(t->flows[j].pend);
@@ -54,15 +65,19 @@ static int tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
 	}
 	t->used = true;
 	t->hm = hm;
-	t->nflows = hdr.nflows;
-	t->slots = hdr.slots;
-	t->mask = hdr.slots - 1;
-	t->rflags = hdr.flags & DG_RING_F_CSUM;
+	t->direct = hm->direct;
+	t->nflows = hdr->nflows;
+	t->slots = hdr->slots;
+	t->mask = hdr->slots - 1;
+	t->rflags = hdr->flags & DG_RING_F_CSUM;
 	t->local_region = local_region;
+	nic_lists_update(n);
 	if (n->o.verbose)
 		fprintf(stderr,
-			"dagger-nic: tenant %u attached: %u flows x %u slots\n",
-			i, t->nflows, t->slots);
+			"dagger-nic: tenant %u attached%s: %u flows x %u "
+			"slots\n",
+			i, t->direct ? " (shared memory)" : "", t->nflows,
+			t->slots);
 	return (int)i;
 }
 
@@ -91,8 +106,8 @@ void nic_tenant_free(struct dg_nic *n, uint32_t tid)
 		    c->tenant != tid)
 			continue;
 		if (c->state == CONN_REMOTE)
-			nic_peer_status(n, c->peer, DG_FF_CTRL, 0, (uint16_t)i,
-					0, 0, PEER_UNBIND);
+			nic_peer_status(n, c->peer, DG_FF_CTRL, 0,
+					conn_id(n, c), 0, 0, PEER_UNBIND);
 		c->state = CONN_FREE;
 	}
 	t->hm->ops->destroy(t->hm);
@@ -100,6 +115,7 @@ void nic_tenant_free(struct dg_nic *n, uint32_t tid)
 		free(t->flows[i].pend);
 	free(t->flows);
 	memset(t, 0, sizeof(*t));
+	nic_lists_update(n);
 }
 
 void nic_take_pending(struct dg_nic *n)
@@ -113,9 +129,10 @@ void nic_take_pending(struct dg_nic *n)
 		int rc = dg_hostmem_local_create(p->region, p->size, &hm);
 
 		if (!rc) {
-			memcpy(hm->shadow, p->region,
-			       sizeof(struct dg_region_hdr));
-			rc = tenant_init(n, hm, p->region);
+			struct dg_region_hdr hdr;
+
+			memcpy(&hdr, p->region, sizeof(hdr));
+			rc = nic_tenant_init(n, hm, &hdr, p->region);
 			if (rc < 0)
 				hm->ops->destroy(hm);
 		}
@@ -187,6 +204,8 @@ void nic_accept_rdma(struct dg_nic *n)
 		uint8_t raw[DG_RDMA_CONNECT_PDATA_MAX];
 	} pd;
 	struct dg_attach_req req;
+	struct dg_region_layout lay;
+	struct dg_region_hdr hdr;
 	struct dg_peer *link;
 	struct dg_attach_rep rep = {.magic = DG_ATTACH_MAGIC,
 				    .engine_id = n->o.engine_id};
@@ -231,21 +250,34 @@ void nic_accept_rdma(struct dg_nic *n)
 		dg_rdma_ep_destroy(ep);
 		return;
 	}
+	hdr = (struct dg_region_hdr){
+		.magic = DG_REGION_MAGIC,
+		.version = req.version,
+		.nflows = req.nflows,
+		.slots = req.slots,
+		.flags = req.flags,
+	};
+	/*
+	 * The length is checked against the layout before anything is
+	 * allocated: the shadow is as large as the region.
+	 */
+	if (req.version != DG_REGION_VERSION ||
+	    dg_region_layout(req.nflows, req.slots, &lay) ||
+	    dg_region_bytes(&lay) != req.len) {
+		fprintf(stderr,
+			"dagger-nic: refused an attach: version %u, %u flows "
+			"x %u slots, %u bytes do not make a region\n",
+			req.version, req.nflows, req.slots, req.len);
+		dg_rdma_ep_destroy(ep);
+		return;
+	}
 	rem = (struct dg_rdma_remote){req.addr, req.rkey, req.len};
 	rc = dg_hostmem_rdma_create(ep, &rem, &hm);
 	if (rc) {
 		dg_rdma_ep_destroy(ep);
 		return;
 	}
-	/* The region header comes from the request, not a READ. */
-	*(struct dg_region_hdr *)hm->shadow = (struct dg_region_hdr){
-		.magic = DG_REGION_MAGIC,
-		.version = DG_REGION_VERSION,
-		.nflows = req.nflows,
-		.slots = req.slots,
-		.flags = req.flags,
-	};
-	rc = tenant_init(n, hm, NULL);
+	rc = nic_tenant_init(n, hm, &hdr, NULL);
 	rep.status = rc < 0 ? rc : 0;
 	rep.tenant = rc < 0 ? 0 : (uint32_t)rc;
 	if (rc < 0) {

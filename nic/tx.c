@@ -15,29 +15,23 @@
 
 #include "engine_impl.h"
 
-enum verdict nic_drop(struct flow *fl, enum drop_reason r)
-{
-	fl->st.drops[r]++;
-	return V_DONE;
-}
-
-/* A request from client flow f on connection conn_id. */
+/* A request from client flow f on its connection m->h.conn. */
 static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
-			       const struct dg_frame *fr, uint32_t cnt)
+			       const struct msg *m)
 {
 	struct tenant *t = &n->tenants[tid];
 	struct flow *fl = &t->flows[f];
-	uint16_t cid = fr[0].conn_id;
-	struct conn *c = cid < MAX_CONNS ? &n->conns[cid] : NULL;
+	uint32_t cid = m->h.conn;
+	struct conn *c = conn_get(n, cid);
 	int st;
 
-	if (!c ||
-	    (c->state != CONN_OPEN && c->state != CONN_REMOTE &&
-	     c->state != CONN_DEAD) ||
-	    c->tenant != tid || c->flow != f) {
+	if (UNLIKELY(!c ||
+		     (c->state != CONN_OPEN && c->state != CONN_REMOTE &&
+		      c->state != CONN_DEAD) ||
+		     c->tenant != tid || c->flow != f)) {
 		/* Tell the caller; without room, retry later. */
-		if (nic_rx_status(t, f, DG_FF_RESP, fr[0].rpc_id, cid,
-				  fr[0].fn_id, DG_ST_NO_CONN))
+		if (nic_rx_status(t, f, DG_FF_RESP, m->h.rpc_id, cid,
+				  m->h.fn_id, DG_ST_NO_CONN))
 			return V_RETRY;
 		fl->st.drops[DROP_BAD_CONN]++;
 		return V_DONE;
@@ -50,125 +44,134 @@ static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
 			fl->st.stalled++;
 			return V_RETRY;
 		}
-		st = nic_peer_send(n, c->peer, fr, cnt, cid);
+		st = nic_peer_send(n, c->peer, m, cid);
 		if (st == -EAGAIN)
 			return V_RETRY; /* the link's credits: back-pressure */
 		if (!st)		/* tracked: answered if the link dies */
-			nic_pend_push(fl, &fr[0], cid);
+			nic_pend_push(fl, &m->h, cid);
 		st = st ? DG_ST_UNREACHABLE : 0;
 	} else if (c->svc == SVC_LOOPBACK) {
 		/* Back to the caller as its own response; no room: retry. */
-		if (nic_rx_deliver_as(t, f, fr, cnt, cid, DG_FF_RESP))
+		if (nic_rx_put(t, f, m, cid, DG_FF_RESP))
 			return V_RETRY;
 		st = 0;
 	} else {
-		st = nic_svc_deliver(n, &fl->busy, c->svc, fr, cnt, cid);
+		st = nic_svc_deliver(n, &fl->busy, c->svc, m, cid);
 		if (st == -EAGAIN)
 			return V_RETRY;
 	}
-	if (st && nic_rx_status(t, f, DG_FF_RESP, fr[0].rpc_id, cid,
-				fr[0].fn_id, (uint8_t)st))
+	if (st && nic_rx_status(t, f, DG_FF_RESP, m->h.rpc_id, cid, m->h.fn_id,
+				(uint8_t)st))
 		return V_RETRY;
 	return V_DONE;
 }
 
 /*
- * A response from server flow f. conn_id is what the server was delivered
- * with: a client connection at this engine, or an INBOUND entry whose
- * client is behind a peer engine.
+ * A response from server flow f. Its connection id is what the server was
+ * delivered with: a client connection at this engine, or an INBOUND entry
+ * whose client is behind a peer engine. Taken only when this flow holds
+ * the request it answers (connection and rpc id): no flow can answer a
+ * call it was not handed.
  */
 static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
-				const struct dg_frame *fr, uint32_t cnt)
+				const struct msg *m)
 {
 	struct flow *fl = &n->tenants[tid].flows[f];
-	uint16_t cid = fr[0].conn_id;
+	struct conn *c = conn_get(n, m->h.conn);
+	struct pending *p = nic_pend_find(fl, &m->h);
 	struct tenant *ct;
-	struct conn *c;
 	int rc;
 
-	if (cid >= MAX_CONNS)
-		return nic_drop(fl, DROP_BAD_CONN);
-	c = &n->conns[cid];
-	nic_pend_pop(fl, &fr[0]);
-	if (c->state == CONN_INBOUND) {
-		rc = nic_peer_send(n, c->peer, fr, cnt, c->remote);
+	if (UNLIKELY(!p)) {
+		fl->st.drops[DROP_NO_REQUEST]++;
+		return V_DONE;
+	}
+	if (c && c->state == CONN_INBOUND) {
+		rc = nic_peer_send(n, c->peer, m, c->remote);
 		if (rc == -EAGAIN) {
 			fl->st.stalled++;
 			return V_RETRY;
 		}
-		return rc ? nic_drop(fl, DROP_BAD_CONN) : V_DONE;
+		nic_pend_done(fl, p);
+		if (rc)
+			fl->st.drops[DROP_BAD_CONN]++;
+		return V_DONE;
 	}
-	if (c->state != CONN_OPEN)
-		return nic_drop(fl, DROP_BAD_CONN); /* client went away */
-	ct = &n->tenants[c->tenant];
-	if (!ct->used || ct->dead)
-		return nic_drop(fl, DROP_BAD_CONN);
+	ct = c && c->state == CONN_OPEN ? &n->tenants[c->tenant] : NULL;
+	if (!ct || !ct->used || ct->dead) {
+		nic_pend_done(fl, p); /* the client went away */
+		fl->st.drops[DROP_BAD_CONN]++;
+		return V_DONE;
+	}
 	/* No room at the client: hold the server's ring (back-pressure). */
-	if (nic_rx_deliver(ct, c->flow, fr, cnt, cid)) {
+	if (nic_rx_put(ct, c->flow, m, m->h.conn, 0)) {
 		fl->st.stalled++;
 		return V_RETRY;
 	}
+	nic_pend_done(fl, p);
 	return V_DONE;
 }
 
 /*
- * Checks one frame of an RPC against the rules every frame must keep.
- * The host is not trusted: nothing it writes may crash the engine.
+ * Checks the header of a message's first frame (a copy: the host is not
+ * trusted and may rewrite its ring while we look): exactly one kind, no
+ * unknown flags, a length the slot count agrees with. -1, or the reason
+ * to drop it.
  */
-int nic_frame_check(const struct dg_frame *fr, const struct dg_frame *first,
-		    uint32_t idx)
+int nic_frame_check(const struct dg_frame *h)
 {
-	uint8_t kind = fr->flags & (DG_FF_REQ | DG_FF_RESP | DG_FF_CTRL);
+	uint8_t kind = h->flags & DG_FF_KIND;
 
-	if (kind != DG_FF_REQ && kind != DG_FF_RESP && kind != DG_FF_CTRL)
+	if ((kind != DG_FF_REQ && kind != DG_FF_RESP && kind != DG_FF_CTRL) ||
+	    (h->flags & ~(DG_FF_KIND | DG_FF_KEY)) ||
+	    ((h->flags & DG_FF_KEY) && kind != DG_FF_REQ))
 		return DROP_BAD_FLAGS;
-	if (fr->len > DG_FRAME_PAYLOAD)
-		return DROP_BAD_LEN;
-	if (fr->idx != idx || fr->cnt != first->cnt ||
-	    fr->rpc_id != first->rpc_id || fr->flags != first->flags ||
-	    fr->conn_id != first->conn_id)
-		return DROP_BAD_IDX;
-	/* Every frame but the last is full. */
-	if (idx + 1u < fr->cnt && fr->len != DG_FRAME_PAYLOAD)
+	if (h->len > DG_MAX_MSG || h->cnt != dg_frames_for(h->len))
 		return DROP_BAD_LEN;
 	return -1;
 }
 
 /*
- * Consumes whole RPCs from the shadow of flow f's TX ring, from tx_tail up
- * to avail slots that the last READ brought in. Stops at the first slot not
- * ready, at an RPC whose frames are not all in yet (and asks the next READ
- * to cover it), or when routing wants a retry.
+ * Consumes whole messages from flow f's TX ring (the shadow a READ filled,
+ * or the ring itself for direct tenants), from tx_tail up to avail slots.
+ * Stops at the first slot not ready, at a message whose frames are not
+ * all in yet (and asks the next READ to cover it), or when routing wants
+ * a retry. Nothing is staged: the header is copied once into a struct msg
+ * and every destination copies the rest straight from the ring.
  */
 uint32_t nic_tx_process(struct dg_nic *n, uint32_t tid, uint32_t f,
 			uint32_t avail)
 {
 	struct tenant *t = &n->tenants[tid];
 	struct flow *fl = &t->flows[f];
-	/* Frames of one RPC, gathered contiguous (the ring may wrap). */
-	static __thread struct dg_frame rpc[DG_MAX_FRAMES];
 	uint32_t done = 0;
 	bool seen = false;
+	struct msg m;
 
 	fl->tx_want = 0;
 	fl->blocked = false;
+	m.ring = fl->txr;
+	m.mask = t->mask;
 	while (done < avail) {
-		uint32_t pos = fl->tx_tail;
-		struct dg_frame *first = tx_slot(t, f, pos);
-		uint32_t cnt, i;
+		uint32_t pos = fl->tx_tail, cnt, i;
+		const struct dg_frame *s = &fl->txr[pos & t->mask];
 		enum verdict v;
-		int bad = -1;
+		int bad;
 
-		if (!dg_slot_ready(first, pos, t->rflags))
+		if (!dg_slot_ready(s, pos, t->rflags))
 			break;
 		seen = true;
-		cnt = first->cnt;
-		if (first->idx != 0 || cnt == 0 || cnt > DG_MAX_FRAMES ||
-		    cnt > t->slots) {
-			/* Not the start of an RPC: skip this one slot. */
-			fl->st.drops[cnt > DG_MAX_FRAMES || cnt > t->slots
-					     ? DROP_TOO_BIG
-					     : DROP_BAD_IDX]++;
+		/* The lines a stream brings next, while this one is routed. */
+		__builtin_prefetch(&fl->txr[(pos + 4) & t->mask]);
+		/* The one read of the header: everything below uses m.h. */
+		memcpy(&m.h, s, sizeof(m.h));
+		cnt = m.h.cnt;
+		bad = nic_frame_check(&m.h);
+		if (bad < 0 && cnt > t->slots)
+			bad = DROP_TOO_BIG;
+		if (UNLIKELY(bad >= 0)) {
+			/* Not a message we can take: skip this one slot. */
+			fl->st.drops[bad]++;
 			fl->tx_tail++;
 			done++;
 			continue;
@@ -177,39 +180,27 @@ uint32_t nic_tx_process(struct dg_nic *n, uint32_t tid, uint32_t f,
 			fl->tx_want = cnt; /* the next READ brings it all */
 			break;
 		}
-		for (i = 0; i < cnt; i++) {
-			struct dg_frame *s = tx_slot(t, f, pos + i);
-
-			if (!dg_slot_ready(s, pos + i, t->rflags))
+		for (i = 1; i < cnt; i++)
+			if (!dg_cont_ready((const struct dg_frame_cont *)&fl
+						   ->txr[(pos + i) & t->mask],
+					   pos + i, t->rflags))
 				break;
-			bad = nic_frame_check(s, first, i);
-			if (bad >= 0)
-				break;
-			rpc[i] = *s;
-		}
-		if (i < cnt && bad < 0)
-			break; /* rest not written yet */
-		if (bad >= 0) {
-			/* Drop the frames up to and including the bad one. */
-			fl->st.drops[bad]++;
-			fl->tx_tail += i + 1;
-			done += i + 1;
-			continue;
-		}
-		if (rpc[0].flags & DG_FF_CTRL)
-			v = nic_do_ctrl(n, tid, f, rpc, cnt);
-		else if (rpc[0].flags & DG_FF_REQ)
-			v = do_request(n, tid, f, rpc, cnt);
+		if (i < cnt)
+			break; /* the rest is not written yet */
+		m.pos = pos;
+		if (m.h.flags & DG_FF_REQ)
+			v = do_request(n, tid, f, &m);
+		else if (m.h.flags & DG_FF_RESP)
+			v = do_response(n, tid, f, &m);
 		else
-			v = do_response(n, tid, f, rpc, cnt);
+			v = nic_do_ctrl(n, tid, f, &m);
 		if (v == V_RETRY) {
 			fl->blocked = true;
 			break;
 		}
 		fl->st.rpcs_tx++;
 		fl->st.frames_tx += cnt;
-		fl->st.bytes_tx += (uint64_t)(cnt - 1) * DG_FRAME_PAYLOAD +
-				   rpc[cnt - 1].len;
+		fl->st.bytes_tx += m.h.len;
 		fl->tx_tail += cnt;
 		done += cnt;
 	}
@@ -274,7 +265,17 @@ void nic_tx_write_head(struct tenant *t, uint32_t f, bool force)
 
 	if (!progress || (!force && progress < t->slots / 4))
 		return;
-	ctrl_of(t, f)->tx_head = fl->tx_tail;
+	if (t->direct) {
+		/*
+		 * Release: our reads of the slots below tx_tail (the copies
+		 * out of them) happen before the host may rewrite them.
+		 */
+		__atomic_store_n(&fl->ctrl->tx_head, fl->tx_tail,
+				 __ATOMIC_RELEASE);
+		fl->tx_head_sent = fl->tx_tail;
+		return;
+	}
+	fl->ctrl->tx_head = fl->tx_tail;
 	if (t->hm->ops->write(t->hm,
 			      dg_ctrl_off(&t->lay, f) +
 				      offsetof(struct dg_flow_ctrl, tx_head),
@@ -290,7 +291,7 @@ void nic_tx_write_head(struct tenant *t, uint32_t f, bool force)
  * and idle flows READ back to back would slow down the busy ones in
  * proportion to their number. A flow with requests delivered and not
  * answered, or with frames just delivered to it, is busy: its host is
- * expected to write. Local tenants (a READ is a copy) are always busy.
+ * expected to write. Direct tenants are not READ at all.
  */
 bool nic_read_due(struct dg_nic *n, struct tenant *t, struct flow *fl,
 		  uint64_t *now)

@@ -528,7 +528,8 @@ static int parse_engine(struct ctx *c, yaml_node_t *n, size_t i)
 			    {.key = "idle_us"},
 			    {.key = "verbose"},
 			    {.key = "peer_timeout_ms"},
-			    {.key = "poll_max_us"}};
+			    {.key = "poll_max_us"},
+			    {.key = "shm"}};
 	const char *w = "engine";
 	uint64_t v;
 	int rc;
@@ -588,6 +589,13 @@ static int parse_engine(struct ctx *c, yaml_node_t *n, size_t i)
 		rc = get_uint(c, &f[11], w, 1, 1000000, &v);
 		e->poll_max_us = (uint32_t)v;
 	}
+	if (!rc)
+		rc = get_str(c, &f[12], w, &e->shm);
+	if (!rc && e->shm && (e->shm[0] != '/' || strlen(e->shm) >= 108))
+		rc = fail(c, f[12].val,
+			  "engine \"%s\": shm must be an absolute path of at "
+			  "most 107 bytes",
+			  e->name);
 	if (rc)
 		return rc;
 	for (size_t j = 0; j < i; j++) {
@@ -1035,6 +1043,7 @@ void dg_deploy_free(struct dg_deploy *d)
 	for (i = 0; i < d->nengines; i++) {
 		free(d->engines[i].name);
 		free(d->engines[i].listen);
+		free(d->engines[i].shm);
 	}
 	for (i = 0; i < d->nservices; i++)
 		free(d->services[i].name);

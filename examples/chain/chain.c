@@ -618,19 +618,20 @@ static int run_client(struct dg_host *h, const struct peer *fe, uint32_t n,
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: dagger-chain storage  --engine ADDR[:PORT] "
+		"usage: dagger-chain storage  --engine ENGINE "
 		"[--threads N]\n"
-		"       dagger-chain logic    --engine ADDR[:PORT] [--storage "
+		"       dagger-chain logic    --engine ENGINE [--storage "
 		"ADDR:PORT] [--threads N]\n"
-		"       dagger-chain frontend --engine ADDR[:PORT] [--logic "
+		"       dagger-chain frontend --engine ENGINE [--logic "
 		"ADDR:PORT]\n"
 		"                             [--storage ADDR:PORT] [--threads "
 		"N]\n"
-		"       dagger-chain client   --engine ADDR[:PORT] "
+		"       dagger-chain client   --engine ENGINE "
 		"[--frontend ADDR:PORT] [-n N]\n"
 		"                             [--prefix NAME]\n"
 		"A tier's ADDR:PORT names the engine it is behind when that is "
-		"not the\ncaller's own engine.\n");
+		"not the\ncaller's own engine. ENGINE is ADDR[:PORT] (RDMA) or "
+		"unix:PATH\n(an engine daemon on this machine).\n");
 }
 
 int main(int argc, char **argv)
@@ -648,6 +649,7 @@ int main(int argc, char **argv)
 	static struct tier t;
 	struct dg_host_opts ho = {.engine_port = 7471};
 	struct peer engine = {0}, fe = {0};
+	const char *spec = "";
 	uint32_t threads = 1, n = 1000;
 	const char *role = argc > 1 ? argv[1] : "", *prefix = "passenger";
 	struct dg_host *h;
@@ -664,7 +666,7 @@ int main(int argc, char **argv)
 	       -1) {
 		switch (c) {
 		case 'e':
-			parse_peer(optarg, &engine);
+			spec = optarg;
 			break;
 		case 't':
 			threads = (uint32_t)strtoul(optarg, NULL, 0);
@@ -692,21 +694,18 @@ int main(int argc, char **argv)
 			return 2;
 		}
 	}
-	if (!engine.addr[0] || optind != argc || !threads ||
-	    threads > DG_MAX_FLOWS / 2 || !n) {
+	if (dg_host_opts_engine(&ho, spec, engine.addr, sizeof(engine.addr)) ||
+	    optind != argc || !threads || threads > DG_MAX_FLOWS / 2 || !n) {
 		usage(stderr);
 		return 2;
 	}
-	if (engine.port)
-		ho.engine_port = engine.port;
-	ho.engine_addr = engine.addr;
 	ho.nflows = !strcmp(role, "client")    ? 1
 		    : !strcmp(role, "storage") ? threads
 					       : 2 * threads;
 	rc = dg_host_attach(&ho, &h);
 	if (rc) {
-		fprintf(stderr, "dagger-chain: cannot attach to %s:%u: %s\n",
-			engine.addr, ho.engine_port, strerror(-rc));
+		fprintf(stderr, "dagger-chain: cannot attach to %s: %s\n", spec,
+			strerror(-rc));
 		return 1;
 	}
 	signal(SIGINT, on_sig);

@@ -68,11 +68,14 @@ static int cmp(const void *a, const void *b)
 static void usage(FILE *f)
 {
 	fprintf(f,
-		"usage: dagger-echo server --engine ADDR[:PORT] [--threads N] "
+		"usage: dagger-echo server --engine ENGINE [--threads N] "
 		"[--delay-us US]\n"
 		"                         [--lb rr|static|random]\n"
-		"       dagger-echo client --engine ADDR[:PORT] "
+		"       dagger-echo client --engine ENGINE "
 		"[--remote ADDR[:PORT]] [--wait S] [-n RPCS] [-s SIZE]\n"
+		"ENGINE is ADDR[:PORT] (RDMA; port 7471 by default) or "
+		"unix:PATH (an\n"
+		"engine daemon on this machine: dagger-nic --shm PATH).\n"
 		"--remote names the engine the echo server is behind, when it\n"
 		"is not the client's own engine; --wait retries the "
 		"connection\n"
@@ -97,7 +100,8 @@ int main(int argc, char **argv)
 	int lb;
 	struct dg_host_opts ho = {.engine_port = 7471};
 	uint32_t threads = 1, n = 10000, size = 64, i, errors = 0;
-	char addr[64] = "", remote[64] = "", *colon;
+	char addr[64] = "", remote[64] = "", spec[160] = "", where[200];
+	char *colon;
 	uint16_t rport = 0;
 	uint32_t wait_s = 0;
 	struct dg_host *h;
@@ -112,7 +116,7 @@ int main(int argc, char **argv)
 	       -1) {
 		switch (c) {
 		case 'e':
-			snprintf(addr, sizeof(addr), "%s", optarg);
+			snprintf(spec, sizeof(spec), "%s", optarg);
 			break;
 		case 't':
 			threads = (uint32_t)strtoul(optarg, NULL, 0);
@@ -156,22 +160,16 @@ int main(int argc, char **argv)
 		*colon = 0;
 		rport = (uint16_t)strtoul(colon + 1, NULL, 0);
 	}
-	colon = strrchr(addr, ':');
-	if (colon) {
-		*colon = 0;
-		ho.engine_port = (uint16_t)strtoul(colon + 1, NULL, 0);
-	}
-	if (!addr[0] || !n || size > DG_MAX_MSG || !threads ||
-	    threads > DG_MAX_FLOWS) {
+	if (dg_host_opts_engine(&ho, spec, addr, sizeof(addr)) || !n ||
+	    size > DG_MAX_MSG || !threads || threads > DG_MAX_FLOWS) {
 		usage(stderr);
 		return 2;
 	}
-	ho.engine_addr = addr;
 	ho.nflows = strcmp(argv[1], "server") ? 1 : threads;
 	rc = dg_host_attach(&ho, &h);
 	if (rc) {
-		fprintf(stderr, "dagger-echo: cannot attach to %s:%u: %s\n",
-			addr, ho.engine_port, strerror(-rc));
+		fprintf(stderr, "dagger-echo: cannot attach to %s: %s\n", spec,
+			strerror(-rc));
 		return 1;
 	}
 	if (!strcmp(argv[1], "server")) {
@@ -226,13 +224,14 @@ int main(int argc, char **argv)
 		}
 		t1 = now_ns();
 		qsort(lat, n, sizeof(*lat), cmp);
-		printf("# echo over the NIC engine at %s:%u, %u-byte "
+		printf("# echo over the NIC engine at %s, %u-byte "
 		       "requests, synchronous\n"
 		       "%8s %7s %9s %9s %9s %9s %10s\n"
 		       "%8u %7u %9.2f %9.2f %9.2f %9.2f %10.0f\n",
-		       addr, ho.engine_port, size, "rpcs", "errors", "p50_us",
-		       "p99_us", "p99.9_us", "max_us", "rpcs/s", n, errors,
-		       lat[n / 2] / 1e3, lat[(uint64_t)n * 99 / 100] / 1e3,
+		       dg_host_opts_str(&ho, where, sizeof(where)), size,
+		       "rpcs", "errors", "p50_us", "p99_us", "p99.9_us",
+		       "max_us", "rpcs/s", n, errors, lat[n / 2] / 1e3,
+		       lat[(uint64_t)n * 99 / 100] / 1e3,
 		       lat[(uint64_t)n * 999 / 1000] / 1e3, lat[n - 1] / 1e3,
 		       n / ((t1 - t0) / 1e9));
 		dg_close(f, conn);

@@ -3,8 +3,8 @@
  * dagger-kvs: a key-value store served over a NIC engine, with the typed
  * stubs dagger-idlc generates from kvs.proto.
  *
- *   dagger-kvs server --engine ADDR[:PORT] [--threads N]
- *   dagger-kvs client --engine ADDR[:PORT] [--remote ADDR[:PORT]]
+ *   dagger-kvs server --engine ENGINE [--threads N]
+ *   dagger-kvs client --engine ENGINE [--remote ADDR[:PORT]]
  *                     [--wait S] [-c COMMAND]...
  *   dagger-kvs local [--threads N] [-c COMMAND]...
  *
@@ -650,15 +650,17 @@ static int run_local(uint32_t threads, char **cmds, int ncmd)
 
 static void usage(FILE *f)
 {
-	fprintf(f, "usage: dagger-kvs server --engine ADDR[:PORT] "
+	fprintf(f, "usage: dagger-kvs server --engine ENGINE "
 		   "[--threads N] [--lb rr|static|random]\n"
-		   "       dagger-kvs client --engine ADDR[:PORT] "
+		   "       dagger-kvs client --engine ENGINE "
 		   "[--remote ADDR[:PORT]] [--wait S] [-c COMMAND]...\n"
 		   "       dagger-kvs local [--threads N] [-c COMMAND]...\n"
 		   "--remote names the engine the server is behind, when it "
 		   "is not the\nclient's own; --wait retries the connection "
 		   "for S seconds while the\nservice is not registered. "
-		   "Without -c, commands are read from stdin.\n");
+		   "Without -c, commands are read from stdin.\n"
+		   "ENGINE is ADDR[:PORT] (RDMA) or unix:PATH (an engine "
+		   "daemon on this\nmachine: dagger-nic --shm PATH).\n");
 	fprintf(f, "client ");
 	help();
 }
@@ -685,7 +687,7 @@ int main(int argc, char **argv)
 		{NULL, 0, NULL, 0},
 	};
 	struct dg_host_opts ho = {.engine_port = 7471};
-	char addr[64] = "", remote[64] = "", **cmds;
+	char addr[64] = "", remote[64] = "", spec[160] = "", **cmds;
 	uint32_t threads = 1, wait_s = 0;
 	int lb = DG_LB_ROUND_ROBIN;
 	bool server;
@@ -708,7 +710,7 @@ int main(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "e:t:r:w:c:l:h", lo, NULL)) != -1) {
 		switch (c) {
 		case 'e':
-			snprintf(addr, sizeof(addr), "%s", optarg);
+			snprintf(spec, sizeof(spec), "%s", optarg);
 			break;
 		case 't':
 			threads = (uint32_t)strtoul(optarg, NULL, 0);
@@ -750,19 +752,18 @@ int main(int argc, char **argv)
 		free(cmds);
 		return rc;
 	}
-	split_port(addr, &ho.engine_port);
 	split_port(remote, &rport);
-	if (!addr[0] || optind != argc || !threads || threads > DG_MAX_FLOWS) {
+	if (dg_host_opts_engine(&ho, spec, addr, sizeof(addr)) ||
+	    optind != argc || !threads || threads > DG_MAX_FLOWS) {
 		usage(stderr);
 		free(cmds);
 		return 2;
 	}
-	ho.engine_addr = addr;
 	ho.nflows = server ? threads : 1;
 	rc = dg_host_attach(&ho, &h);
 	if (rc) {
-		fprintf(stderr, "dagger-kvs: cannot attach to %s:%u: %s\n",
-			addr, ho.engine_port, strerror(-rc));
+		fprintf(stderr, "dagger-kvs: cannot attach to %s: %s\n", spec,
+			strerror(-rc));
 		free(cmds);
 		return 1;
 	}

@@ -68,13 +68,15 @@ struct dg_ctrl_msg {
 	uint8_t op;    /* enum dg_ctrl_op */
 	uint8_t lb;    /* REGISTER: enum dg_lb_policy */
 	uint16_t port; /* OPEN: peer engine port; 0 = this engine */
-	uint16_t conn; /* CLOSE: the connection */
-	uint16_t rsvd;
+	uint32_t conn; /* CLOSE: the connection */
 	char service[DG_NAME_MAX];
 	char peer[DG_ADDR_MAX]; /* OPEN: peer engine address; "" = local */
 };
 
-static_assert(sizeof(struct dg_ctrl_msg) <= 4 * DG_FRAME_PAYLOAD,
+#define DG_CTRL_MAX_FRAMES 4u
+static_assert(sizeof(struct dg_ctrl_msg) <=
+		      DG_FRAME_PAYLOAD +
+			      (DG_CTRL_MAX_FRAMES - 1) * DG_CONT_PAYLOAD,
 	      "a control message spans at most four frames");
 
 /* Private data of an RDMA attach (host -> engine), fits rdma_cm's 56. */
@@ -99,6 +101,27 @@ struct dg_attach_rep {
 	int32_t status; /* 0 or negative errno */
 	uint32_t tenant;
 	uint32_t engine_id;
+};
+
+/*
+ * A shared-memory attach, to an engine daemon on this machine (dagger-nic
+ * --shm PATH): one SOCK_SEQPACKET message on the daemon's unix socket
+ * carrying this request and, as SCM_RIGHTS, a memfd of exactly len bytes
+ * (dg_region_bytes), sealed against shrinking and growing (F_SEAL_SHRINK,
+ * F_SEAL_GROW). The engine maps it shared and answers with a struct
+ * dg_attach_rep (magic DG_SHM_MAGIC). The socket stays open while the host
+ * is attached: its closing (detach, or the process's death) detaches it.
+ */
+#define DG_SHM_MAGIC 0x44475331u /* "DGS1" */
+
+struct dg_shm_attach_req {
+	uint32_t magic;	  /* DG_SHM_MAGIC */
+	uint32_t version; /* DG_REGION_VERSION */
+	uint32_t nflows;
+	uint32_t slots;
+	uint32_t flags; /* enum dg_ring_flags */
+	uint32_t rsvd;
+	uint64_t len; /* bytes of the memfd */
 };
 
 #endif /* DAGGER_CTRL_H */

@@ -35,15 +35,40 @@ struct dg_host_opts {
 	const char *engine_addr;
 	uint16_t engine_port;
 	const char *src_addr;
-	/* Local backend (engine in this process): used when engine_addr is
-	 * NULL. Called with the region to attach; returns a tenant id. */
+	/*
+	 * Shared-memory backend: the unix socket of an engine daemon on this
+	 * machine (dagger-nic --shm PATH); used when engine_addr is NULL.
+	 * The region is a memfd the engine maps: no RDMA, no root.
+	 */
+	const char *shm_path;
+	/* In-process backend (an engine thread of this process): used when
+	 * both are NULL. Called with the region to attach; returns a tenant
+	 * id. */
 	int (*attach_local)(void *arg, void *region, uint64_t size);
 	void (*detach_local)(void *arg, int tenant);
 	void *local_arg;
 	uint32_t nflows; /* default 1 */
 	uint32_t slots;	 /* per ring, power of two; default 2048 */
 	int timeout_ms;	 /* attach timeout; default 10000 */
+	/*
+	 * Checksum every slot (CRC32C) on shared-memory rings too, as RDMA
+	 * rings always do: for tests and for measuring what checksums cost.
+	 */
+	int csum;
 };
+
+/*
+ * Points o at the engine named by spec, as the tools take it: "unix:PATH"
+ * (an engine daemon's socket on this machine: o->shm_path) or
+ * "ADDR[:PORT]" (RDMA: ADDR is copied into buf of cap bytes for
+ * o->engine_addr; the port defaults to 7471). spec must outlive o.
+ * 0, or -EINVAL for an empty or malformed spec.
+ */
+int dg_host_opts_engine(struct dg_host_opts *o, const char *spec, char *buf,
+			size_t cap);
+/* "unix:PATH" or "ADDR:PORT" of o's engine, for messages. */
+const char *dg_host_opts_str(const struct dg_host_opts *o, char *buf,
+			     size_t cap);
 
 int dg_host_attach(const struct dg_host_opts *o, struct dg_host **out);
 void dg_host_detach(struct dg_host *h);
@@ -61,7 +86,9 @@ uint32_t dg_host_nflows(const struct dg_host *h);
 /*
  * Opens a connection from this flow to service at the engine peer_addr
  * (NULL or "" = the service is behind this host's own engine). Returns the
- * connection id (>= 0). The flow must have no calls outstanding.
+ * connection id (>= 0; an engine table index and a generation, so an id
+ * once closed is never valid again). The flow must have no calls
+ * outstanding.
  */
 int dg_connect(struct dg_flow *f, const char *peer_addr, uint16_t peer_port,
 	       const char *service, int timeout_ms);
@@ -76,7 +103,7 @@ int dg_call(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 
 struct dg_completion {
 	uint32_t rpc_id;
-	uint16_t conn;
+	uint32_t conn;
 	uint16_t fn;
 	int status;	  /* 0, or enum dg_status / an application status */
 	const void *data; /* valid until the next dg_poll() on this flow */
@@ -90,7 +117,8 @@ int dg_poll(struct dg_flow *f, struct dg_completion *c, int max);
  * Writing a request straight into its TX frames (no intermediate buffer).
  * dg_call_fill() reserves the frames for exactly len payload bytes and
  * calls fill(arg, w) once; fill writes the payload with dg_writer_put()
- * (which scatters it over the frames' 40-byte payloads) or
+ * (which scatters it over the frames' payloads: 32 bytes in the first,
+ * 56 in each further one) or
  * dg_writer_room(), and returns 0. The frames are published only after
  * fill returned 0 and wrote exactly len bytes: otherwise nothing is sent
  * and dg_call_fill() returns fill's error, or -EPROTO for a length
@@ -99,10 +127,11 @@ int dg_poll(struct dg_flow *f, struct dg_completion *c, int max);
 struct dg_writer {
 	struct dg_frame *ring;
 	uint32_t mask;
-	uint32_t pos;  /* ring position of the frame being written */
-	uint32_t off;  /* bytes written into that frame */
-	uint32_t left; /* bytes still expected */
-	int overrun;   /* set when the writer offered more than len */
+	uint32_t first; /* ring position of the message's first frame */
+	uint32_t pos;	/* ring position of the frame being written */
+	uint32_t off;	/* bytes written into that frame */
+	uint32_t left;	/* bytes still expected */
+	int overrun;	/* set when the writer offered more than len */
 };
 
 typedef int (*dg_fill_fn)(void *arg, struct dg_writer *w);
@@ -150,7 +179,7 @@ int dg_call_sync(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 
 struct dg_request {
 	uint32_t rpc_id;
-	uint16_t conn;
+	uint32_t conn;
 	uint16_t fn;
 	const void *data;
 	uint32_t len;

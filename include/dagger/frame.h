@@ -8,9 +8,18 @@
  * shared memory). docs/ARCHITECTURE.md gives the ordering argument in full;
  * the short form is next to each field.
  *
- * Frames. One 64-byte slot (a cache line) per frame. An RPC of n payload
- * bytes spans max(1, ceil(n / DG_FRAME_PAYLOAD)) consecutive frames of one
- * flow's ring, all carrying the same rpc id, each with its index.
+ * Frames. One 64-byte slot (a cache line) per frame. A message (request,
+ * response or control message) of n payload bytes spans dg_frames_for(n)
+ * consecutive slots of one flow's ring: a first frame (struct dg_frame: a
+ * 32-byte header and the first 32 payload bytes) and, for n > 32,
+ * continuation frames (struct dg_frame_cont: 56 more payload bytes, then a
+ * checksum and a stamp). Only the first frame carries a header: the message
+ * is whole when its cnt slots are all valid for their positions.
+ *
+ * A first frame's payload ends its slot and a continuation frame's begins
+ * its slot, so a message of up to 88 bytes (two frames) whose slots do not
+ * wrap around the ring's end is one contiguous run of bytes: it is written
+ * with one copy and read in place (dg_msg_contig).
  *
  * Stamps. A slot is valid for the consumer's position p (a free-running
  * 32-bit counter) when its stamp equals dg_stamp(p) = p + 1. A slot still
@@ -18,7 +27,8 @@
  * has 0: neither can be mistaken for a new frame.
  *
  * Checksums. On rings reached by RDMA (DG_RING_F_CSUM), every slot carries
- * CRC32C over the stamp and bytes 8..63. A remote READ can overlap
+ * CRC32C over its stamp and its other 56 bytes (bytes 8..63 of a first
+ * frame, 0..55 of a continuation frame). A remote READ can overlap
  * the host's stores and a remote WRITE can land in any order; the checksum
  * makes a half-written slot look "not yet written" whatever order the bytes
  * move in, so the poller simply retries it. With shared memory (no flag)
@@ -34,18 +44,24 @@
 #include <stdint.h>
 
 #define DG_SLOT_SIZE	 64u
-#define DG_FRAME_HDR	 24u
-#define DG_FRAME_PAYLOAD (DG_SLOT_SIZE - DG_FRAME_HDR) /* 40 bytes */
+#define DG_FRAME_HDR	 32u
+#define DG_FRAME_PAYLOAD (DG_SLOT_SIZE - DG_FRAME_HDR)	  /* 32 bytes */
+#define DG_CONT_TRAILER	 8u				  /* csum, stamp */
+#define DG_CONT_PAYLOAD	 (DG_SLOT_SIZE - DG_CONT_TRAILER) /* 56 bytes */
 /* Largest RPC payload (request or response). */
 #define DG_MAX_MSG	 (64u * 1024u)
-#define DG_MAX_FRAMES	 ((DG_MAX_MSG + DG_FRAME_PAYLOAD - 1) / DG_FRAME_PAYLOAD)
+#define DG_MAX_FRAMES                                                          \
+	(1u + (DG_MAX_MSG - DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD - 1) /          \
+		      DG_CONT_PAYLOAD)
 
 /* frame.flags */
 enum dg_frame_flags {
 	DG_FF_REQ = 1u << 0,  /* request (client -> server) */
 	DG_FF_RESP = 1u << 1, /* response (server -> client) */
 	DG_FF_CTRL = 1u << 2, /* engine <-> host control (no RPC) */
+	DG_FF_KEY = 1u << 3,  /* request: key carries a load-balancing key */
 };
+#define DG_FF_KIND (DG_FF_REQ | DG_FF_RESP | DG_FF_CTRL)
 
 /*
  * frame.status: carried by responses. Values above DG_ST_APP_BASE are
@@ -63,6 +79,18 @@ enum dg_status {
 	DG_ST_APP_BASE = 64,
 };
 
+/*
+ * Connection ids. A connection id names an entry of the engine's
+ * connection table (its low 16 bits) and that entry's generation (bits
+ * 16..30), so an id that was closed and reused elsewhere never matches
+ * again. Ids are non-negative ints for the host API.
+ */
+#define DG_CONN_IDX(c) ((c)&0xffffu)
+#define DG_CONN_GEN(c) (((c) >> 16) & 0x7fffu)
+#define DG_CONN_ID(idx, gen)                                                   \
+	((uint32_t)(idx) | ((uint32_t)((gen)&0x7fffu) << 16))
+
+/* The first frame of a message. */
 struct dg_frame {
 	/*
 	 * Offset 0, the producer's last store (release) and the consumer's
@@ -70,42 +98,78 @@ struct dg_frame {
 	 * sees it first; the checksum covers every other order.
 	 */
 	uint32_t stamp;
-	uint32_t csum;	  /* CRC32C(stamp, bytes 8..63); 0 without CSUM */
-	uint32_t rpc_id;  /* chosen by the client flow, echoed in responses */
-	uint16_t conn_id; /* client's connection id at its own engine */
-	uint16_t fn_id;	  /* function within the service */
-	uint16_t idx;	  /* frame index within the RPC, 0..cnt-1 */
-	uint16_t cnt;	  /* frames in the RPC, 1..DG_MAX_FRAMES */
-	uint8_t len;	  /* payload bytes in this frame, 0..40 */
-	uint8_t flags;	  /* enum dg_frame_flags */
-	uint8_t status;	  /* enum dg_status (responses) */
-	uint8_t src_flow; /* engine-set: the host flow that sent/receives it */
+	uint32_t csum;	 /* CRC32C(stamp, bytes 8..63); unused without CSUM */
+	uint32_t rpc_id; /* chosen by the client flow, echoed in responses */
+	uint32_t conn; /* connection id (DG_CONN_ID) at the receiver's engine */
+	uint32_t len;  /* message payload bytes, 0..DG_MAX_MSG */
+	uint16_t fn_id; /* function within the service */
+	uint16_t cnt;	/* slots of the message: dg_frames_for(len) */
+	uint8_t flags;	/* enum dg_frame_flags */
+	uint8_t status; /* enum dg_status (responses) */
+	uint8_t flow;	/* engine-set: the host flow that sent/receives it */
+	uint8_t rsvd;
+	uint32_t key; /* DG_FF_KEY: the load-balancing key of a request */
 	uint8_t data[DG_FRAME_PAYLOAD];
 };
 
+/*
+ * Every further slot of a message: the payload first (it continues the
+ * previous slot's), then the checksum (CRC32C(stamp, bytes 0..55)) and the
+ * stamp, the producer's last store (release) and the consumer's first load
+ * (acquire), as in struct dg_frame. Under a front-to-back copy a remote
+ * WRITE also lands it last; the checksum covers every other order.
+ */
+struct dg_frame_cont {
+	uint8_t data[DG_CONT_PAYLOAD];
+	uint32_t csum;
+	uint32_t stamp;
+};
+
 static_assert(sizeof(struct dg_frame) == DG_SLOT_SIZE, "one cache line");
+static_assert(sizeof(struct dg_frame_cont) == DG_SLOT_SIZE, "one line");
 static_assert(offsetof(struct dg_frame, stamp) == 0, "stamp first");
 static_assert(offsetof(struct dg_frame, csum) == 4, "csum");
 static_assert(offsetof(struct dg_frame, rpc_id) == 8, "rpc_id");
-static_assert(offsetof(struct dg_frame, conn_id) == 12, "conn_id");
-static_assert(offsetof(struct dg_frame, fn_id) == 14, "fn_id");
-static_assert(offsetof(struct dg_frame, idx) == 16, "idx");
-static_assert(offsetof(struct dg_frame, cnt) == 18, "cnt");
-static_assert(offsetof(struct dg_frame, len) == 20, "len");
-static_assert(offsetof(struct dg_frame, flags) == 21, "flags");
-static_assert(offsetof(struct dg_frame, status) == 22, "status");
+static_assert(offsetof(struct dg_frame, conn) == 12, "conn");
+static_assert(offsetof(struct dg_frame, len) == 16, "len");
+static_assert(offsetof(struct dg_frame, fn_id) == 20, "fn_id");
+static_assert(offsetof(struct dg_frame, cnt) == 22, "cnt");
+static_assert(offsetof(struct dg_frame, flags) == 24, "flags");
+static_assert(offsetof(struct dg_frame, status) == 25, "status");
+static_assert(offsetof(struct dg_frame, flow) == 26, "flow");
+static_assert(offsetof(struct dg_frame, key) == 28, "key");
 static_assert(offsetof(struct dg_frame, data) == DG_FRAME_HDR, "data");
+static_assert(offsetof(struct dg_frame_cont, data) == 0, "data first");
+static_assert(offsetof(struct dg_frame_cont, csum) == DG_CONT_PAYLOAD, "csum");
+static_assert(offsetof(struct dg_frame_cont, stamp) == DG_SLOT_SIZE - 4,
+	      "stamp last");
 static_assert(DG_MAX_FRAMES <= UINT16_MAX, "cnt fits 16 bits");
+#if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
+#error "frames are little-endian: the host and the engine store words whole"
+#endif
 
 static inline uint32_t dg_stamp(uint32_t pos)
 {
 	return pos + 1u;
 }
 
+/* Slots a message of len payload bytes takes (1..DG_MAX_FRAMES for len up
+ * to DG_MAX_MSG; no wrap near UINT32_MAX). */
 static inline uint32_t dg_frames_for(uint32_t len)
 {
-	/* (len - 1) / n + 1, not (len + n - 1) / n: no wrap near UINT32_MAX */
-	return len ? (len - 1) / DG_FRAME_PAYLOAD + 1 : 1u;
+	return len <= DG_FRAME_PAYLOAD
+		       ? 1u
+		       : (len - DG_FRAME_PAYLOAD - 1) / DG_CONT_PAYLOAD + 2u;
+}
+
+/*
+ * Whether the two-frame message whose first frame is at ring position pos
+ * (of a ring of mask + 1 slots) lies in one piece: its payload is then the
+ * len bytes from the first frame's data on.
+ */
+static inline int dg_msg_contig(uint32_t pos, uint32_t mask)
+{
+	return (pos & mask) != mask;
 }
 
 /*
@@ -116,7 +180,7 @@ static inline uint32_t dg_frames_for(uint32_t len)
  *   [dg_region_hdr][flow 0 ctrl][flow 1 ctrl]...[flow 0 TX][flow 0 RX]...
  */
 #define DG_REGION_MAGIC	  0x44474731u /* "DGG1" */
-#define DG_REGION_VERSION 1u
+#define DG_REGION_VERSION 2u
 #define DG_MAX_FLOWS	  64u
 #define DG_MIN_SLOTS	  64u
 #define DG_MAX_SLOTS	  65536u
@@ -182,6 +246,18 @@ static inline int dg_region_layout(uint32_t nflows, uint32_t slots,
 	l->ring_size = (uint64_t)slots * DG_SLOT_SIZE;
 	l->total = l->rings_off + 2ull * nflows * l->ring_size;
 	return 0;
+}
+
+/*
+ * Bytes of a host region: the layout rounded up to whole pages. A host
+ * allocates (and registers, or maps) exactly this; an engine takes an
+ * attach only with this length.
+ */
+#define DG_REGION_ALIGN 4096u
+static inline uint64_t dg_region_bytes(const struct dg_region_layout *l)
+{
+	return (l->total + DG_REGION_ALIGN - 1) &
+	       ~(uint64_t)(DG_REGION_ALIGN - 1);
 }
 
 static inline uint64_t dg_ctrl_off(const struct dg_region_layout *l,

@@ -17,55 +17,79 @@
 uint32_t dg_crc32c(uint32_t seed, const void *buf, size_t len);
 
 /*
- * The checksum a slot must carry for stamp: CRC32C over the stamp's four
- * bytes, then bytes 8..63. The stamp is checksummed as data, not passed as
- * the seed: a seed is only XORed into the first four bytes covered
- * (rpc_id), so the check would see stamp ^ rpc_id alone, and a torn slot
- * whose stamp and rpc_id have landed over an older lap (rpc ids advance
- * with positions) would keep its old checksum valid.
+ * The checksum a first frame must carry for stamp: CRC32C over the stamp's
+ * four bytes, then bytes 8..63. The stamp is checksummed as data, not
+ * passed as the seed: a seed is only XORed into the first four bytes
+ * covered (rpc_id), so the check would see stamp ^ rpc_id alone, and a
+ * torn slot whose stamp and rpc_id have landed over an older lap (rpc ids
+ * advance with positions) would keep its old checksum valid. Equal to
+ * dg_crc32c(dg_crc32c(0, &stamp, 4), slot + 8, 56); one call, unrolled, on
+ * the CRC32C instructions where the CPU has them.
  */
-static inline uint32_t dg_slot_csum(const struct dg_frame *f, uint32_t stamp)
-{
-	return dg_crc32c(dg_crc32c(0, &stamp, sizeof(stamp)),
-			 (const uint8_t *)f + 8, DG_SLOT_SIZE - 8);
-}
+uint32_t dg_slot_csum(const void *slot, uint32_t stamp);
+/* A continuation frame's: CRC32C over the stamp, then bytes 0..55. */
+uint32_t dg_cont_csum(const void *slot, uint32_t stamp);
 
 /*
- * Producer side: the slot's bytes 8..63 are already written in place. Seals
- * the slot for free-running position pos. The release store of the stamp
- * orders every earlier store to the slot before it, so a consumer that
- * acquires the new stamp from the same memory (local backend) sees the
- * whole frame; a remote READ that copies out of order is caught by the
- * checksum instead.
+ * Producer side: the slot's other bytes are already written in place.
+ * Seals a first frame (dg_slot_publish) or a continuation frame
+ * (dg_cont_publish) for free-running position pos. The release store of
+ * the stamp orders every earlier store to the slot before it, so a
+ * consumer that acquires the new stamp from the same memory (shared
+ * memory) sees the whole frame; a remote copy that moves bytes in another
+ * order is caught by the checksum instead.
  */
-static inline void dg_slot_publish(struct dg_frame *slot, uint32_t pos,
+static inline void dg_slot_publish(struct dg_frame *s, uint32_t pos,
 				   unsigned ring_flags)
 {
 	uint32_t stamp = dg_stamp(pos);
 
-	slot->csum =
-		(ring_flags & DG_RING_F_CSUM) ? dg_slot_csum(slot, stamp) : 0;
-	__atomic_store_n(&slot->stamp, stamp, __ATOMIC_RELEASE);
+	if (ring_flags & DG_RING_F_CSUM)
+		s->csum = dg_slot_csum(s, stamp);
+	__atomic_store_n(&s->stamp, stamp, __ATOMIC_RELEASE);
+}
+
+static inline void dg_cont_publish(struct dg_frame_cont *s, uint32_t pos,
+				   unsigned ring_flags)
+{
+	uint32_t stamp = dg_stamp(pos);
+
+	if (ring_flags & DG_RING_F_CSUM)
+		s->csum = dg_cont_csum(s, stamp);
+	__atomic_store_n(&s->stamp, stamp, __ATOMIC_RELEASE);
 }
 
 /*
- * Consumer side: true when slot holds a complete frame for position pos.
+ * Consumer side: true when the slot holds a complete first frame
+ * (dg_slot_ready) or continuation frame (dg_cont_ready) for position pos.
  * The acquire load of the stamp orders the loads of the frame's other
- * bytes after it (local backend: those bytes were stored before the
+ * bytes after it (shared memory: those bytes were stored before the
  * producer's release). With DG_RING_F_CSUM a slot whose stamp is new but
  * whose bytes are not all there yet fails the checksum and is reported as
  * not ready; the caller retries it later, it is not an error.
  */
-static inline bool dg_slot_ready(const struct dg_frame *slot, uint32_t pos,
+static inline bool dg_slot_ready(const struct dg_frame *s, uint32_t pos,
 				 unsigned ring_flags)
 {
-	uint32_t stamp = __atomic_load_n(&slot->stamp, __ATOMIC_ACQUIRE);
+	uint32_t stamp = __atomic_load_n(&s->stamp, __ATOMIC_ACQUIRE);
 
 	if (stamp != dg_stamp(pos))
 		return false;
 	if (!(ring_flags & DG_RING_F_CSUM))
 		return true;
-	return slot->csum == dg_slot_csum(slot, stamp);
+	return s->csum == dg_slot_csum(s, stamp);
+}
+
+static inline bool dg_cont_ready(const struct dg_frame_cont *s, uint32_t pos,
+				 unsigned ring_flags)
+{
+	uint32_t stamp = __atomic_load_n(&s->stamp, __ATOMIC_ACQUIRE);
+
+	if (stamp != dg_stamp(pos))
+		return false;
+	if (!(ring_flags & DG_RING_F_CSUM))
+		return true;
+	return s->csum == dg_cont_csum(s, stamp);
 }
 
 #endif /* DAGGER_RING_H */

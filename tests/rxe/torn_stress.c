@@ -57,7 +57,7 @@
 #define SLOTS	       DG_MIN_SLOTS /* smallest ring: the most laps */
 #define BATCH	       16u	    /* slots per READ at most */
 #define DEFAULT_FRAMES 100000u
-#define CHECK_OFF      36u /* data[36..39]: the independent check */
+#define CHECK_OFF      (DG_FRAME_PAYLOAD - 4u) /* data[28..31]: the check */
 #define CHECKED_LEN    (DG_FRAME_HDR - 8u + CHECK_OFF) /* bytes 8..59 */
 /* Bad-order slots: the body goes in this many pieces, a pause after each. */
 #define PIECES	       4u
@@ -213,18 +213,17 @@ static int wait_room(struct producer *pr, uint32_t p)
 /* The frame for position p: random bytes, fixed header, the check. */
 static void make_frame(struct dg_frame *f, uint32_t p, uint64_t *rng)
 {
-	uint64_t w[5];
+	uint64_t w[(CHECK_OFF + 7) / 8];
 	uint32_t chk;
 
 	memset(f, 0, sizeof(*f));
 	f->rpc_id = p;
-	f->conn_id = (uint16_t)p;
+	f->conn = p & 0xffff;
 	f->fn_id = 7;
-	f->idx = 0;
 	f->cnt = 1;
 	f->len = DG_FRAME_PAYLOAD;
 	f->flags = DG_FF_REQ;
-	for (size_t i = 0; i < 5; i++)
+	for (size_t i = 0; i < sizeof(w) / sizeof(w[0]); i++)
 		w[i] = splitmix64(rng);
 	memcpy(f->data, w, CHECK_OFF);
 	chk = indep_check(f, p);

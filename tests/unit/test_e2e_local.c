@@ -244,7 +244,7 @@ static void test_errors(void **state)
 	/* Too big for the protocol, and too big for this 256-slot ring. */
 	assert_int_equal(dg_call(f, conn, FN_ECHO, big, sizeof(big), &id),
 			 -EMSGSIZE);
-	assert_int_equal(dg_call(f, conn, FN_ECHO, big, 300 * 40, &id),
+	assert_int_equal(dg_call(f, conn, FN_ECHO, big, 300 * 56, &id),
 			 -EMSGSIZE);
 	/* Unknown connection id: the engine answers NO_CONN. */
 	olen = sizeof(out);
@@ -398,37 +398,41 @@ static void test_malformed_frames(void **state)
 
 	(void)state;
 	assert_int_equal(dg_region_layout(1, 64, &r.lay), 0);
-	r.region = aligned_alloc(4096, (r.lay.total + 4095) & ~4095ull);
-	memset(r.region, 0, r.lay.total);
+	r.region = aligned_alloc(4096, dg_region_bytes(&r.lay));
+	memset(r.region, 0, dg_region_bytes(&r.lay));
 	h = (void *)r.region;
 	*h = (struct dg_region_hdr){
 		DG_REGION_MAGIC, DG_REGION_VERSION, 1, 64, 0, {0}};
-	r.tenant = dg_nic_attach_local(E.nic, r.region, r.lay.total);
+	r.tenant =
+		dg_nic_attach_local(E.nic, r.region, dg_region_bytes(&r.lay));
 	assert_true(r.tenant >= 0);
 
-	/* len over the payload size */
-	f = (struct dg_frame){
-		.rpc_id = 1, .cnt = 1, .len = 41, .flags = DG_FF_REQ};
+	/* len over the largest message */
+	f = (struct dg_frame){.rpc_id = 1,
+			      .cnt = (uint16_t)dg_frames_for(DG_MAX_MSG),
+			      .len = DG_MAX_MSG + 1,
+			      .flags = DG_FF_REQ};
 	raw_put(&r, &f);
-	/* not the first frame of an RPC */
+	/* a slot count that does not match the length */
 	f = (struct dg_frame){
-		.rpc_id = 2, .idx = 1, .cnt = 2, .len = 1, .flags = DG_FF_REQ};
+		.rpc_id = 2, .cnt = 2, .len = 1, .flags = DG_FF_REQ};
 	raw_put(&r, &f);
-	/* no kind, then two kinds at once */
+	/* no kind, then two kinds at once, then an unknown flag */
 	f = (struct dg_frame){.rpc_id = 3, .cnt = 1, .len = 1};
 	raw_put(&r, &f);
 	f.flags = DG_FF_REQ | DG_FF_RESP;
 	raw_put(&r, &f);
-	/* cnt beyond any RPC */
-	f = (struct dg_frame){.rpc_id = 4, .cnt = 60000, .flags = DG_FF_REQ};
+	f.flags = DG_FF_REQ | 0x80;
 	raw_put(&r, &f);
-	/* frames of one RPC that disagree (rpc id changes mid-way) */
+	/* more slots than the ring has */
+	f = (struct dg_frame){.rpc_id = 4,
+			      .cnt = (uint16_t)dg_frames_for(64 * 56),
+			      .len = 64 * 56,
+			      .flags = DG_FF_REQ};
+	raw_put(&r, &f);
+	/* a response nobody asked this flow for */
 	f = (struct dg_frame){
-		.rpc_id = 5, .cnt = 2, .len = 40, .flags = DG_FF_REQ};
-	raw_put(&r, &f);
-	f.idx = 1;
-	f.rpc_id = 6;
-	f.len = 3;
+		.rpc_id = 5, .cnt = 1, .len = 3, .flags = DG_FF_RESP};
 	raw_put(&r, &f);
 	/* a control message with an unknown op */
 	f = (struct dg_frame){
@@ -437,7 +441,7 @@ static void test_malformed_frames(void **state)
 	raw_put(&r, &f);
 	/* a well-formed request on a connection that does not exist */
 	f = (struct dg_frame){.rpc_id = 8,
-			      .conn_id = 1234,
+			      .conn = 1234,
 			      .cnt = 1,
 			      .len = 1,
 			      .flags = DG_FF_REQ};

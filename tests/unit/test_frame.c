@@ -42,13 +42,17 @@
 /* ---- static checks of the contract ---- */
 
 static_assert(DG_SLOT_SIZE == 64, "a slot is one cache line");
-static_assert(DG_FRAME_PAYLOAD == 40, "40 payload bytes per frame");
-static_assert(DG_MAX_FRAMES == 1639, "ceil(65536 / 40)");
-static_assert((DG_MAX_FRAMES - 1) * DG_FRAME_PAYLOAD < DG_MAX_MSG &&
-		      DG_MAX_FRAMES * DG_FRAME_PAYLOAD >= DG_MAX_MSG,
-	      "DG_MAX_FRAMES frames carry DG_MAX_MSG, one fewer do not");
-static_assert(DG_FRAME_PAYLOAD <= UINT8_MAX, "frame.len is 8 bits");
-static_assert(DG_MAX_FLOWS <= UINT8_MAX + 1, "frame.src_flow is 8 bits");
+static_assert(DG_FRAME_PAYLOAD == 32, "32 payload bytes in a first frame");
+static_assert(DG_CONT_PAYLOAD == 56, "56 in each continuation frame");
+static_assert(DG_MAX_FRAMES == 1171, "1 + ceil((65536 - 32) / 56)");
+/* DG_MAX_FRAMES frames carry DG_MAX_MSG, one fewer do not */
+static_assert(DG_FRAME_PAYLOAD + (DG_MAX_FRAMES - 2) * DG_CONT_PAYLOAD <
+			      DG_MAX_MSG &&
+		      DG_FRAME_PAYLOAD +
+				      (DG_MAX_FRAMES - 1) * DG_CONT_PAYLOAD >=
+			      DG_MAX_MSG,
+	      "DG_MAX_FRAMES is the fewest frames that carry DG_MAX_MSG");
+static_assert(DG_MAX_FLOWS <= UINT8_MAX + 1, "frame.flow is 8 bits");
 static_assert(sizeof(struct dg_region_hdr) % DG_SLOT_SIZE == 0,
 	      "control lines start aligned");
 static_assert(sizeof(struct dg_flow_ctrl) == 2 * DG_SLOT_SIZE,
@@ -315,6 +319,18 @@ static void test_layout_invalid(void **state)
 
 /* ---- dg_frames_for ---- */
 
+/* Payload bytes that n frames carry. */
+static uint64_t carries(uint64_t n)
+{
+	return DG_FRAME_PAYLOAD + (n - 1) * DG_CONT_PAYLOAD;
+}
+
+/* n is the fewest frames whose payload holds len bytes. */
+static bool frames_ok(uint32_t len, uint32_t n)
+{
+	return n >= 1 && carries(n) >= len && (n == 1 || carries(n - 1) < len);
+}
+
 static void test_frames_for(void **state)
 {
 	uint32_t len;
@@ -323,41 +339,38 @@ static void test_frames_for(void **state)
 	(void)state;
 	assert_int_equal(dg_frames_for(0), 1);
 	assert_int_equal(dg_frames_for(1), 1);
-	assert_int_equal(dg_frames_for(39), 1);
-	assert_int_equal(dg_frames_for(40), 1);
-	assert_int_equal(dg_frames_for(41), 2);
-	assert_int_equal(dg_frames_for(80), 2);
-	assert_int_equal(dg_frames_for(81), 3);
+	assert_int_equal(dg_frames_for(31), 1);
+	assert_int_equal(dg_frames_for(32), 1);
+	assert_int_equal(dg_frames_for(33), 2);
+	assert_int_equal(dg_frames_for(64), 2);
+	assert_int_equal(dg_frames_for(88), 2);
+	assert_int_equal(dg_frames_for(89), 3);
+	assert_int_equal(dg_frames_for(144), 3);
+	assert_int_equal(dg_frames_for(145), 4);
 	assert_int_equal(dg_frames_for(DG_MAX_MSG - 1), DG_MAX_FRAMES);
 	assert_int_equal(dg_frames_for(DG_MAX_MSG), DG_MAX_FRAMES);
-	assert_int_equal(dg_frames_for(DG_MAX_MSG), 1639);
-	assert_int_equal(dg_frames_for(DG_MAX_FRAMES * DG_FRAME_PAYLOAD),
+	assert_int_equal(dg_frames_for(DG_MAX_MSG), 1171);
+	assert_int_equal(dg_frames_for((uint32_t)carries(DG_MAX_FRAMES)),
 			 DG_MAX_FRAMES);
-	assert_int_equal(dg_frames_for(DG_MAX_FRAMES * DG_FRAME_PAYLOAD + 1),
+	assert_int_equal(dg_frames_for((uint32_t)carries(DG_MAX_FRAMES) + 1),
 			 DG_MAX_FRAMES + 1);
 	/* the smallest count that holds len, for every valid length */
-	for (len = 1; len <= DG_MAX_MSG; len++) {
-		uint32_t n = dg_frames_for(len);
-
-		if (!((uint64_t)n * DG_FRAME_PAYLOAD >= len &&
-		      (uint64_t)(n - 1) * DG_FRAME_PAYLOAD < len))
-			fail_msg("dg_frames_for(%u) = %u", len, n);
-	}
+	for (len = 0; len <= DG_MAX_MSG; len++)
+		if (!frames_ok(len, dg_frames_for(len)))
+			fail_msg("dg_frames_for(%u) = %u", len,
+				 dg_frames_for(len));
 	/* and at random over the whole 32-bit range */
 	rng_seed(7);
 	for (i = 0; i < 100000; i++) {
-		uint32_t n;
-
 		len = (uint32_t)rng_next() >> (rng_next() % 32);
-		n = dg_frames_for(len);
-		if (len && !((uint64_t)n * DG_FRAME_PAYLOAD >= len &&
-			     (uint64_t)(n - 1) * DG_FRAME_PAYLOAD < len))
-			fail_msg("dg_frames_for(%u) = %u", len, n);
+		if (!frames_ok(len, dg_frames_for(len)))
+			fail_msg("dg_frames_for(%u) = %u", len,
+				 dg_frames_for(len));
 	}
-	/* no overflow near the top of the range: ceil((2^32 - 1) / 40) */
-	assert_int_equal(dg_frames_for(UINT32_MAX), 107374183u);
-	assert_int_equal(dg_frames_for(4294967281u), 107374183u);
-	assert_int_equal(dg_frames_for(4294967280u), 107374182u);
+	/* no overflow near the top: 2 + (2^32 - 1 - 33) / 56 */
+	assert_int_equal(dg_frames_for(UINT32_MAX), 76695845u);
+	assert_true(frames_ok(UINT32_MAX, dg_frames_for(UINT32_MAX)));
+	assert_true(frames_ok(UINT32_MAX - 56, dg_frames_for(UINT32_MAX - 56)));
 }
 
 /* ---- stamps, publish, ready ---- */
@@ -502,10 +515,10 @@ static void test_publish_ready(void **state)
 				memcpy(&st, &slot, 4);
 				assert_int_equal(st, pos + 1u);
 				assert_int_equal(slot.stamp, dg_stamp(pos));
-				assert_int_equal(
-					slot.csum,
-					fl ? contract_csum(pos + 1u, &body)
-					   : 0u);
+				if (fl)
+					assert_int_equal(
+						slot.csum,
+						contract_csum(pos + 1u, &body));
 				assert_memory_equal(bytes(&slot) + 8,
 						    bytes(&body) + 8,
 						    DG_SLOT_SIZE - 8);
@@ -968,14 +981,15 @@ static void stress_frame(uint64_t seed, uint32_t n, struct dg_frame *f)
 	f->stamp = 0;
 	f->csum = 0;
 	f->rpc_id = n;
-	f->conn_id = (uint16_t)mix64(&s);
+	f->conn = (uint32_t)mix64(&s);
 	f->fn_id = (uint16_t)mix64(&s);
+	f->len = (uint32_t)(mix64(&s) % (STRESS_PAYLOAD + 1));
 	f->cnt = (uint16_t)(1 + mix64(&s) % DG_MAX_FRAMES);
-	f->idx = (uint16_t)(mix64(&s) % f->cnt);
-	f->len = (uint8_t)(mix64(&s) % (STRESS_PAYLOAD + 1));
 	f->flags = DG_FF_REQ;
 	f->status = 0;
-	f->src_flow = (uint8_t)(n % DG_MAX_FLOWS);
+	f->flow = (uint8_t)(n % DG_MAX_FLOWS);
+	f->rsvd = 0;
+	f->key = (uint32_t)mix64(&s);
 	for (i = 0; i < STRESS_PAYLOAD; i++)
 		f->data[i] = (uint8_t)mix64(&s);
 	h = fnv1a(bytes(f) + 8, DG_SLOT_SIZE - 8 - 4);

@@ -1,0 +1,348 @@
+// SPDX-License-Identifier: MIT
+/*
+ * attach.c - attaching a host to its NIC engine, its flows, detaching.
+ *
+ * Three ways to reach an engine, one region layout (dagger/frame.h):
+ *  - RDMA (engine_addr): the region is registered and its address and key
+ *    go to the engine in the rdma_cm private data; slots carry CRC32C;
+ *  - shared memory (shm_path): an engine daemon on this machine; the
+ *    region is a sealed memfd passed over the daemon's unix socket;
+ *  - in-process (attach_local): an engine thread of this process.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "dg_rdma.h"
+#include "host_impl.h"
+
+static int attach_rdma(struct dg_host *h)
+{
+	struct dg_rdma_ep_attr attr = {.sq_depth = 4, .rd_depth = 1};
+	struct dg_attach_req req = {0};
+	struct dg_attach_rep rep = {0};
+	struct dg_rdma_remote r;
+	size_t rlen = sizeof(rep);
+	int rc;
+
+	if (h->size > UINT32_MAX)
+		return -EMSGSIZE; /* the attach request carries 32 bits */
+	rc = dg_rdma_ep_create(h->o.src_addr, h->o.engine_addr,
+			       h->o.engine_port, &attr, h->o.timeout_ms,
+			       &h->ep);
+	if (rc)
+		return rc;
+	rc = dg_rdma_reg(h->ep, h->region, h->size,
+			 DG_RDMA_ACC_LOCAL_WRITE | DG_RDMA_ACC_REMOTE_READ |
+				 DG_RDMA_ACC_REMOTE_WRITE,
+			 &h->mr);
+	if (rc)
+		return rc;
+	r = dg_rdma_mr_remote(h->mr);
+	req.magic = DG_ATTACH_MAGIC;
+	req.version = DG_REGION_VERSION;
+	req.addr = r.addr;
+	req.rkey = r.rkey;
+	req.len = r.len;
+	req.nflows = h->nflows;
+	req.slots = h->o.slots;
+	req.flags = DG_RING_F_CSUM;
+	rc = dg_rdma_ep_connect(h->ep, &req, sizeof(req), &rep, &rlen,
+				h->o.timeout_ms);
+	if (rc)
+		return rc;
+	if (rlen < sizeof(rep) || rep.magic != DG_ATTACH_MAGIC)
+		return -EPROTO;
+	return rep.status;
+}
+
+/*
+ * The region of a shared-memory attach: a memfd of exactly the region's
+ * size, sealed so that neither side can shrink or grow it under the
+ * other's mapping (the engine refuses one that is not), mapped shared.
+ */
+static int shm_region(struct dg_host *h, int *mfd)
+{
+	void *p;
+	int fd = memfd_create("dagger-region", MFD_CLOEXEC | MFD_ALLOW_SEALING);
+
+	if (fd < 0)
+		return -errno;
+	if (ftruncate(fd, (off_t)h->size) ||
+	    fcntl(fd, F_ADD_SEALS, F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL))
+		goto err;
+	p = mmap(NULL, h->size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+	if (p == MAP_FAILED)
+		goto err;
+	h->region = p;
+	h->region_mapped = true;
+	*mfd = fd;
+	return 0;
+err : {
+	int rc = -errno;
+
+	close(fd);
+	return rc;
+}
+}
+
+/* Sends the request and the memfd, waits for the engine's answer. */
+static int attach_shm(struct dg_host *h, int mfd)
+{
+	union {
+		struct cmsghdr c;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} cm;
+	struct dg_shm_attach_req req = {.magic = DG_SHM_MAGIC,
+					.version = DG_REGION_VERSION,
+					.nflows = h->nflows,
+					.slots = h->o.slots,
+					.flags = h->rflags,
+					.len = h->size};
+	struct iovec iov = {&req, sizeof(req)};
+	struct msghdr mh = {.msg_iov = &iov,
+			    .msg_iovlen = 1,
+			    .msg_control = cm.buf,
+			    .msg_controllen = sizeof(cm.buf)};
+	struct dg_attach_rep rep;
+	struct sockaddr_un a = {.sun_family = AF_UNIX};
+	struct pollfd p;
+	struct cmsghdr *c;
+	ssize_t k;
+
+	if (strlen(h->o.shm_path) >= sizeof(a.sun_path))
+		return -ENAMETOOLONG;
+	strcpy(a.sun_path, h->o.shm_path);
+	h->shm_sock = socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+	if (h->shm_sock < 0)
+		return -errno;
+	if (connect(h->shm_sock, (struct sockaddr *)&a, sizeof(a)))
+		return -errno;
+	memset(&cm, 0, sizeof(cm));
+	c = CMSG_FIRSTHDR(&mh);
+	c->cmsg_level = SOL_SOCKET;
+	c->cmsg_type = SCM_RIGHTS;
+	c->cmsg_len = CMSG_LEN(sizeof(int));
+	memcpy(CMSG_DATA(c), &mfd, sizeof(int));
+	if (sendmsg(h->shm_sock, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(req))
+		return -errno;
+	p = (struct pollfd){.fd = h->shm_sock, .events = POLLIN};
+	k = poll(&p, 1, h->o.timeout_ms);
+	if (k == 0)
+		return -ETIMEDOUT;
+	if (k < 0)
+		return -errno;
+	k = recv(h->shm_sock, &rep, sizeof(rep), 0);
+	if (k == 0)
+		return -ECONNRESET;
+	if (k != (ssize_t)sizeof(rep) || rep.magic != DG_SHM_MAGIC)
+		return -EPROTO;
+	return rep.status;
+}
+
+int dg_host_opts_engine(struct dg_host_opts *o, const char *spec, char *buf,
+			size_t cap)
+{
+	const char *colon;
+	char *end;
+	unsigned long port = 7471;
+	size_t n;
+
+	if (!spec || !spec[0])
+		return -EINVAL;
+	if (!strncmp(spec, "unix:", 5)) {
+		if (!spec[5])
+			return -EINVAL;
+		o->shm_path = spec + 5;
+		o->engine_addr = NULL;
+		return 0;
+	}
+	colon = strrchr(spec, ':');
+	n = colon ? (size_t)(colon - spec) : strlen(spec);
+	if (colon) {
+		port = strtoul(colon + 1, &end, 10);
+		if (!colon[1] || *end || !port || port > 65535)
+			return -EINVAL;
+	}
+	if (!n || n >= cap)
+		return -EINVAL;
+	memcpy(buf, spec, n);
+	buf[n] = 0;
+	o->engine_addr = buf;
+	o->engine_port = (uint16_t)port;
+	o->shm_path = NULL;
+	return 0;
+}
+
+const char *dg_host_opts_str(const struct dg_host_opts *o, char *buf,
+			     size_t cap)
+{
+	if (o->engine_addr)
+		snprintf(buf, cap, "%s:%u", o->engine_addr, o->engine_port);
+	else if (o->shm_path)
+		snprintf(buf, cap, "unix:%s", o->shm_path);
+	else
+		snprintf(buf, cap, "(in-process engine)");
+	return buf;
+}
+
+int dg_host_attach(const struct dg_host_opts *o, struct dg_host **out)
+{
+	struct dg_region_hdr *hdr;
+	struct dg_host *h;
+	int rc, mfd = -1;
+	uint32_t i;
+
+	h = calloc(1, sizeof(*h));
+	if (!h)
+		return -ENOMEM;
+	h->o = *o;
+	h->tenant = -1;
+	h->shm_sock = -1;
+	if (!h->o.nflows)
+		h->o.nflows = 1;
+	if (!h->o.slots)
+		h->o.slots = 2048;
+	if (h->o.timeout_ms <= 0)
+		h->o.timeout_ms = 10000;
+	h->nflows = h->o.nflows;
+	rc = dg_region_layout(h->nflows, h->o.slots, &h->lay);
+	if (rc)
+		goto err;
+	if (!h->o.engine_addr && !h->o.shm_path && !h->o.attach_local) {
+		rc = -EINVAL;
+		goto err;
+	}
+	h->size = dg_region_bytes(&h->lay);
+	h->rflags = h->o.engine_addr || h->o.csum ? DG_RING_F_CSUM : 0;
+	if (h->o.shm_path && !h->o.engine_addr) {
+		rc = shm_region(h, &mfd);
+		if (rc)
+			goto err;
+	} else {
+		h->region = aligned_alloc(DG_REGION_ALIGN, h->size);
+		if (!h->region) {
+			rc = -ENOMEM;
+			goto err;
+		}
+		memset(h->region, 0, h->size);
+	}
+	h->flows = aligned_alloc(64, h->nflows * sizeof(*h->flows));
+	if (!h->flows) {
+		rc = -ENOMEM;
+		goto err;
+	}
+	memset(h->flows, 0, h->nflows * sizeof(*h->flows));
+	hdr = (struct dg_region_hdr *)h->region;
+	hdr->magic = DG_REGION_MAGIC;
+	hdr->version = DG_REGION_VERSION;
+	hdr->nflows = h->nflows;
+	hdr->slots = h->o.slots;
+	hdr->flags = h->rflags;
+	for (i = 0; i < h->nflows; i++) {
+		struct dg_flow *f = &h->flows[i];
+
+		f->h = h;
+		f->idx = i;
+		f->tx = (void *)(h->region + dg_tx_ring_off(&h->lay, i));
+		f->rx = (void *)(h->region + dg_rx_ring_off(&h->lay, i));
+		f->ctrl = (void *)(h->region + dg_ctrl_off(&h->lay, i));
+		f->slots = h->o.slots;
+		f->mask = h->o.slots - 1;
+		f->rflags = hdr->flags;
+		f->arena = malloc(DG_RX_ARENA + DG_RX_SLACK);
+		f->resp_buf = malloc(DG_MAX_MSG);
+		/* Untouched pages of it cost no memory. */
+		f->heap = aligned_alloc(64, DG_FLOW_ARENA);
+		if (!f->arena || !f->resp_buf || !f->heap) {
+			rc = -ENOMEM;
+			goto err;
+		}
+	}
+	if (h->o.engine_addr) {
+		rc = attach_rdma(h);
+	} else if (h->o.shm_path) {
+		rc = attach_shm(h, mfd);
+	} else {
+		rc = h->o.attach_local(h->o.local_arg, h->region, h->size);
+		if (rc >= 0) {
+			h->tenant = rc;
+			rc = 0;
+		}
+	}
+	if (rc)
+		goto err;
+	if (mfd >= 0)
+		close(mfd);
+	*out = h;
+	return 0;
+err:
+	if (mfd >= 0)
+		close(mfd);
+	h->tenant = -1;
+	dg_host_detach(h);
+	return rc;
+}
+
+void dg_host_detach(struct dg_host *h)
+{
+	uint32_t i;
+
+	if (!h)
+		return;
+	if (h->tenant >= 0 && h->o.detach_local)
+		h->o.detach_local(h->o.local_arg, h->tenant);
+	/*
+	 * The region first: its MR pins the endpoint's protection domain,
+	 * which the endpoint frees. Disconnecting tells the engine; it frees
+	 * the tenant. A daemon's tenant goes when its socket closes.
+	 */
+	dg_rdma_dereg(h->mr);
+	dg_rdma_ep_destroy(h->ep);
+	if (h->shm_sock >= 0)
+		close(h->shm_sock);
+	for (i = 0; h->flows && i < h->nflows; i++) {
+		free(h->flows[i].arena);
+		free(h->flows[i].resp_buf);
+		free(h->flows[i].heap);
+	}
+	free(h->flows);
+	if (h->region_mapped)
+		munmap(h->region, h->size);
+	else
+		free(h->region);
+	free(h);
+}
+
+int dg_host_check(struct dg_host *h)
+{
+	/* A system call: for waits and error paths, never per RPC. */
+	if (h->ep)
+		return dg_rdma_ep_check(h->ep);
+	if (h->shm_sock >= 0) {
+		struct pollfd p = {.fd = h->shm_sock, .events = POLLIN};
+
+		/* The engine sends nothing after its reply: readable = gone. */
+		if (poll(&p, 1, 0) > 0)
+			return -ENOTCONN;
+	}
+	return 0;
+}
+
+struct dg_flow *dg_host_flow(struct dg_host *h, uint32_t i)
+{
+	return i < h->nflows ? &h->flows[i] : NULL;
+}
+
+uint32_t dg_host_nflows(const struct dg_host *h)
+{
+	return h->nflows;
+}

@@ -1,0 +1,623 @@
+// SPDX-License-Identifier: MIT
+/*
+ * client.c - libdagger's client side: calls, completions, waits, and the
+ * control messages a flow sends its engine (OPEN, CLOSE).
+ *
+ * Per-RPC path (dg_call, dg_poll): stores into the TX ring, loads from the
+ * RX ring; no allocation, no system call, no lock, no verb.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "host_impl.h"
+
+uint64_t dg_now_ms(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000u + (uint64_t)t.tv_nsec / 1000000u;
+}
+
+/* Claims the flow for the calling thread, or refuses another thread. */
+int dg_flow_claim(struct dg_flow *f)
+{
+	uintptr_t me = dg_thread_id(), cur = 0;
+
+	if (__atomic_compare_exchange_n(&f->owner, &cur, me, false,
+					__ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE))
+		return 0;
+	return cur == me ? 0 : -EPERM;
+}
+
+/* ---- TX ------------------------------------------------------------------ */
+
+/* dg_call beyond one or two frames, and its errors. */
+static __attribute__((noinline)) int call_slow(struct dg_flow *f, int conn,
+					       uint16_t fn, const void *req,
+					       size_t len, uint32_t *rpc_id)
+{
+	uint32_t cnt, id;
+	int rc = dg_own(f);
+
+	if (rc)
+		return rc;
+	if (len > DG_MAX_MSG || (len && !req) || conn < 0)
+		return len > DG_MAX_MSG ? -EMSGSIZE : -EINVAL;
+	cnt = dg_frames_for((uint32_t)len);
+	if (dg_tx_reserve(f, cnt)) {
+		if (cnt > f->slots)
+			return -EMSGSIZE;
+		f->st.eagain++;
+		return -EAGAIN;
+	}
+	id = f->next_rpc++;
+	dg_tx_put(f, DG_FF_REQ, 0, id, (uint32_t)conn, fn, req, (uint32_t)len,
+		  cnt);
+	*rpc_id = id;
+	f->st.calls++;
+	return 0;
+}
+
+/*
+ * The fast path of dg_call: a request of one or two frames (up to 88
+ * bytes) from the owning thread with room in the ring, written and
+ * published in one run. csum is a constant: the body is built twice, for
+ * shared-memory rings (a leaf: no call, no registers to save) and for
+ * checksummed rings. Anything else goes through call_slow.
+ */
+static inline __attribute__((always_inline)) int
+call_fast(struct dg_flow *f, int conn, uint16_t fn, const void *req, size_t len,
+	  uint32_t *rpc_id, const unsigned csum)
+{
+	uint32_t pos = f->tx_tail, id, cnt = 1u + (len > DG_FRAME_PAYLOAD);
+	struct dg_frame *s;
+	uint64_t w;
+
+	if (DG_UNLIKELY(f->owner != dg_thread_id() ||
+			len > DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD || conn < 0 ||
+			!req || f->slots - (pos - f->tx_head) < cnt ||
+			(cnt == 2 && (pos & f->mask) == f->mask)))
+		return call_slow(f, conn, fn, req, len, rpc_id);
+	id = f->next_rpc++;
+	*rpc_id = id;
+	f->tx_tail = pos + cnt;
+	f->st.calls++;
+	s = &f->tx[pos & f->mask];
+	/* The header as dg_frame_head writes it, word by word. */
+	w = id | (uint64_t)(uint32_t)conn << 32;
+	memcpy(&s->rpc_id, &w, 8);
+	w = len | (uint64_t)fn << 32 | (uint64_t)cnt << 48;
+	memcpy(&s->len, &w, 8);
+	w = DG_FF_REQ;
+	memcpy(&s->flags, &w, 8);
+	dg_copy128((uint8_t *)s + DG_FRAME_HDR, req, (uint32_t)len);
+	/*
+	 * Stamps last, release (dg_cont_publish, dg_slot_publish): the
+	 * continuation frame first, the first frame last (see dg_tx_put).
+	 */
+	if (cnt == 2)
+		dg_cont_publish((struct dg_frame_cont *)(s + 1), pos + 1, csum);
+	dg_slot_publish(s, pos, csum);
+	return 0;
+}
+
+static __attribute__((noinline)) int call_csum(struct dg_flow *f, int conn,
+					       uint16_t fn, const void *req,
+					       size_t len, uint32_t *rpc_id)
+{
+	return call_fast(f, conn, fn, req, len, rpc_id, DG_RING_F_CSUM);
+}
+
+int dg_call(struct dg_flow *f, int conn, uint16_t fn, const void *req,
+	    size_t len, uint32_t *rpc_id)
+{
+	if (DG_UNLIKELY(f->rflags))
+		return call_csum(f, conn, fn, req, len, rpc_id);
+	return call_fast(f, conn, fn, req, len, rpc_id, 0);
+}
+
+/* Where the payload of the writer's current frame starts, and how much of
+ * it there is: the first frame holds 32 bytes, every further one 56. */
+static uint8_t *writer_frame(struct dg_writer *w, uint32_t *cap)
+{
+	struct dg_frame *s = &w->ring[w->pos & w->mask];
+
+	if (w->pos == w->first) {
+		*cap = DG_FRAME_PAYLOAD;
+		return s->data;
+	}
+	*cap = DG_CONT_PAYLOAD;
+	return ((struct dg_frame_cont *)s)->data;
+}
+
+void dg_writer_put(struct dg_writer *w, const void *p, size_t n)
+{
+	const uint8_t *b = p;
+
+	if (n > w->left) {
+		w->overrun = 1;
+		n = w->left;
+	}
+	w->left -= (uint32_t)n;
+	while (n) {
+		uint32_t cap;
+		uint8_t *d = writer_frame(w, &cap);
+		size_t k = cap - w->off;
+
+		if (k > n)
+			k = n;
+		memcpy(d + w->off, b, k);
+		b += k;
+		n -= k;
+		w->off += (uint32_t)k;
+		if (w->off == cap) {
+			w->pos++;
+			w->off = 0;
+		}
+	}
+}
+
+void *dg_writer_room(struct dg_writer *w, size_t n)
+{
+	uint32_t cap;
+	uint8_t *p = writer_frame(w, &cap);
+
+	if (n > w->left || w->off + n > cap)
+		return NULL;
+	p += w->off;
+	w->left -= (uint32_t)n;
+	w->off += (uint32_t)n;
+	if (w->off == cap) {
+		w->pos++;
+		w->off = 0;
+	}
+	return p;
+}
+
+int dg_call_fill(struct dg_flow *f, int conn, uint16_t fn, size_t len,
+		 dg_fill_fn fill, void *arg, uint32_t *rpc_id)
+{
+	struct dg_writer w;
+	uint32_t cnt, i, pos;
+	int rc = dg_own(f);
+
+	if (rc)
+		return rc;
+	if (len > DG_MAX_MSG)
+		return -EMSGSIZE;
+	if (!fill || conn < 0)
+		return -EINVAL;
+	cnt = dg_frames_for((uint32_t)len);
+	if (cnt > f->slots)
+		return -EMSGSIZE;
+	if (dg_tx_reserve(f, cnt)) {
+		f->st.eagain++;
+		return -EAGAIN;
+	}
+	/*
+	 * The frames from tx_tail on are ours (dg_tx_reserve: the engine is
+	 * done with them) and unpublished: the writer fills their payloads
+	 * in place, nothing is visible until they are sealed below.
+	 */
+	pos = f->tx_tail;
+	w = (struct dg_writer){.ring = f->tx,
+			       .mask = f->mask,
+			       .pos = pos,
+			       .first = pos,
+			       .left = (uint32_t)len};
+	rc = fill(arg, &w);
+	if (rc)
+		return rc < 0 ? rc : -EIO;
+	if (w.left || w.overrun)
+		return -EPROTO;
+	*rpc_id = f->next_rpc++;
+	/*
+	 * Seal: the header, then each stamp (release, dg_slot_publish),
+	 * continuation frames first and the first frame last, as dg_tx_put.
+	 * The payload stores came before the stamps' release stores in
+	 * program order; the checksums taken here cover them.
+	 */
+	dg_frame_head(&f->tx[pos & f->mask], DG_FF_REQ, 0, *rpc_id,
+		      (uint32_t)conn, fn, (uint32_t)len, cnt);
+	for (i = 1; i < cnt; i++)
+		dg_cont_publish(dg_tx_cont(f, pos + i), pos + i, f->rflags);
+	dg_slot_publish(&f->tx[pos & f->mask], pos, f->rflags);
+	f->tx_tail = pos + cnt;
+	f->st.calls++;
+	return 0;
+}
+
+void *dg_flow_alloc(struct dg_flow *f, size_t n)
+{
+	size_t at = ((size_t)f->heap_used + 15) & ~(size_t)15;
+
+	if (dg_own(f) || n > DG_FLOW_ARENA || at + n > DG_FLOW_ARENA)
+		return NULL;
+	f->heap_used = (uint32_t)(at + n);
+	return f->heap + at;
+}
+
+/* ---- RX ------------------------------------------------------------------ */
+
+/*
+ * The slow half of dg_rx_take: a multi-frame message, or a first frame
+ * whose header does not hold together (the engine never writes one: it is
+ * skipped and counted). The message is copied into the reassembly arena.
+ */
+int dg_rx_take_multi(struct dg_flow *f, const struct dg_frame *s,
+		     struct dg_rx_msg *m)
+{
+	uint32_t cnt, len, i, n;
+	uint8_t *d;
+
+	for (;;) {
+		cnt = s->cnt;
+		len = s->len;
+		if (len <= DG_MAX_MSG && cnt == dg_frames_for(len) &&
+		    cnt <= f->slots)
+			break;
+		f->st.bad_frames++;
+		f->rx_tail++;
+		s = &f->rx[f->rx_tail & f->mask];
+		if (!dg_slot_ready(s, f->rx_tail, f->rflags))
+			return 0;
+	}
+	if (cnt == 1) {
+		m->s = s;
+		m->data = s->data;
+		m->len = len;
+		f->rx_tail++;
+		return 1;
+	}
+	for (i = 1; i < cnt; i++)
+		if (!dg_cont_ready(
+			    (const void *)&f->rx[(f->rx_tail + i) & f->mask],
+			    f->rx_tail + i, f->rflags))
+			return 0;
+	if (f->arena_used + len > DG_RX_ARENA)
+		return -EAGAIN;
+	d = f->arena + f->arena_used;
+	memcpy(d, s->data, DG_FRAME_PAYLOAD);
+	/* Whole 56-byte chunks: the arena has DG_RX_SLACK past its end. */
+	for (i = 1, n = DG_FRAME_PAYLOAD; i < cnt; i++, n += DG_CONT_PAYLOAD)
+		memcpy(d + n,
+		       ((const struct dg_frame_cont *)&f
+				->rx[(f->rx_tail + i) & f->mask])
+			       ->data,
+		       DG_CONT_PAYLOAD);
+	m->s = s;
+	m->data = d;
+	m->len = len;
+	f->arena_used += len;
+	f->rx_tail += cnt;
+	return 1;
+}
+
+/* Fills a completion from a response's first frame and its payload. */
+static inline void completion(struct dg_completion *c, const struct dg_frame *s,
+			      const void *data, uint32_t len)
+{
+	c->rpc_id = s->rpc_id;
+	c->conn = s->conn;
+	c->fn = s->fn_id;
+	c->status = s->status;
+	c->data = data;
+	c->len = len;
+}
+
+/*
+ * dg_poll in general: every kind of message, checksummed rings, control
+ * replies. Takes up to max completions from rx_tail on, n already taken
+ * by the caller (the fast path) in this call.
+ */
+static int poll_slow(struct dg_flow *f, struct dg_completion *c, int max, int n)
+{
+	struct dg_rx_msg m;
+
+	while (n < max && dg_rx_take(f, &m) == 1) {
+		const struct dg_frame *s = m.s;
+		uint8_t flags = s->flags;
+
+		if (DG_UNLIKELY(!(flags & DG_FF_RESP))) {
+			if (flags & DG_FF_CTRL)
+				dg_ctrl_record(f, s);
+			else
+				f->st.bad_frames++;
+			continue;
+		}
+		completion(&c[n], s, m.data, m.len);
+		n++;
+	}
+	return n;
+}
+
+/* dg_poll in general, with its release of the previous round. */
+static __attribute__((noinline)) int poll_full(struct dg_flow *f,
+					       struct dg_completion *c, int max)
+{
+	int rc = dg_own(f);
+
+	if (rc)
+		return rc;
+	dg_rx_release(f);
+	rc = poll_slow(f, c, max, 0);
+	f->st.completions += (uint64_t)rc;
+	return rc;
+}
+
+/* The rest of one dg_poll, after the fast path took the first message. */
+static __attribute__((noinline)) int poll_more(struct dg_flow *f,
+					       struct dg_completion *c, int max)
+{
+	int n = poll_slow(f, c, max, 0);
+
+	f->st.completions += (uint64_t)n;
+	return n;
+}
+
+/*
+ * The fast path of dg_poll: one response of one or two frames, in place,
+ * by the owning thread, with no call and few registers (no prologue to
+ * speak of) on shared-memory rings; csum is a constant, as in call_fast.
+ * Anything else (a longer message, a wrapped one, a control reply, more
+ * messages waiting) goes to poll_full or poll_more.
+ */
+static inline __attribute__((always_inline)) int
+poll_fast(struct dg_flow *f, struct dg_completion *c, int max,
+	  const unsigned csum)
+{
+	uint32_t pos = f->rx_tail, len, cnt;
+	const struct dg_frame *s;
+	uint64_t w;
+
+	if (DG_UNLIKELY(f->owner != dg_thread_id() || max < 1))
+		return poll_full(f, c, max);
+	/*
+	 * Releases what the previous dg_poll handed out. Release store: the
+	 * application's loads of those slots come before the engine may
+	 * reuse them.
+	 */
+	if (f->rx_freed != pos) {
+		__atomic_store_n(&f->ctrl->rx_head, pos, __ATOMIC_RELEASE);
+		f->rx_freed = pos;
+	}
+	f->arena_used = 0;
+	f->heap_used = 0;
+	s = &f->rx[pos & f->mask];
+	/* Acquire: the frame's bytes were stored before its stamp. */
+	if (!dg_slot_ready(s, pos, csum))
+		return 0;
+	memcpy(&w, &s->len, 8); /* len, fn_id, cnt: one load */
+	len = (uint32_t)w;
+	cnt = (uint32_t)(w >> 48);
+	if (DG_UNLIKELY(!(s->flags & DG_FF_RESP)))
+		return poll_more(f, c, max);
+	if (cnt != 1 || len > DG_FRAME_PAYLOAD) {
+		if (cnt != 2 || len <= DG_FRAME_PAYLOAD ||
+		    len > DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD ||
+		    (pos & f->mask) == f->mask)
+			return poll_more(f, c, max);
+		if (!dg_cont_ready((const struct dg_frame_cont *)(s + 1),
+				   pos + 1, csum))
+			return 0;
+	}
+	completion(c, s, s->data, len);
+	f->rx_tail = pos + cnt;
+	f->st.completions++;
+	s = &f->rx[(pos + cnt) & f->mask];
+	if (max > 1 &&
+	    __atomic_load_n(&s->stamp, __ATOMIC_RELAXED) == dg_stamp(pos + cnt))
+		return 1 + poll_more(f, c + 1, max - 1);
+	return 1;
+}
+
+static __attribute__((noinline)) int poll_csum(struct dg_flow *f,
+					       struct dg_completion *c, int max)
+{
+	return poll_fast(f, c, max, DG_RING_F_CSUM);
+}
+
+int dg_poll(struct dg_flow *f, struct dg_completion *c, int max)
+{
+	if (DG_UNLIKELY(f->rflags))
+		return poll_csum(f, c, max);
+	return poll_fast(f, c, max, 0);
+}
+
+int dg_wait_check(struct dg_flow *f, uint64_t deadline, uint64_t *next)
+{
+	uint64_t now = dg_now_ms();
+
+	if (now > deadline)
+		return -ETIMEDOUT;
+	if (now >= *next) {
+		*next = now + 100;
+		if (dg_host_check(f->h))
+			return -ENOTCONN;
+	}
+	return 0;
+}
+
+int dg_wait(struct dg_flow *f, uint32_t rpc_id, struct dg_completion *c,
+	    int timeout_ms)
+{
+	uint64_t deadline =
+		dg_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 10000);
+	uint64_t next_check = 0;
+	uint32_t spins;
+	int rc;
+
+	for (spins = 0;; spins++) {
+		rc = dg_poll(f, c, 1);
+		if (rc < 0)
+			return rc;
+		if (rc == 1 && c->rpc_id == rpc_id)
+			return 0;
+		/* Check the clock (and let others run) only now and then. */
+		if ((spins & 1023) == 1023) {
+			rc = dg_wait_check(f, deadline, &next_check);
+			if (rc)
+				return rc;
+			sched_yield();
+		}
+	}
+}
+
+int dg_call_sync(struct dg_flow *f, int conn, uint16_t fn, const void *req,
+		 size_t len, void *resp, size_t *resp_len, int timeout_ms)
+{
+	uint64_t deadline =
+		dg_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 10000);
+	uint64_t next_check = 0, now;
+	struct dg_completion c;
+	uint32_t id;
+	int rc;
+
+	while ((rc = dg_call(f, conn, fn, req, len, &id)) == -EAGAIN) {
+		if (dg_poll(f, &c, 1) < 0)
+			return -ETIMEDOUT;
+		rc = dg_wait_check(f, deadline, &next_check);
+		if (rc)
+			return rc;
+	}
+	if (rc)
+		return rc;
+	now = dg_now_ms();
+	rc = dg_wait(f, id, &c, now < deadline ? (int)(deadline - now) : 1);
+	if (rc)
+		return rc;
+	if (resp && resp_len) {
+		size_t n = c.len < *resp_len ? c.len : *resp_len;
+
+		memcpy(resp, c.data, n);
+	}
+	if (resp_len)
+		*resp_len = c.len;
+	return c.status;
+}
+
+/* ---- control ------------------------------------------------------------ */
+
+int dg_ctrl_call(struct dg_flow *f, const struct dg_ctrl_msg *m, int timeout_ms,
+		 uint32_t *conn)
+{
+	uint64_t deadline =
+		dg_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 10000);
+	uint32_t cnt = dg_frames_for(sizeof(*m)), id;
+	uint64_t next_check = 0;
+	struct dg_completion c;
+	int rc = dg_own(f);
+
+	if (rc)
+		return rc;
+	if (dg_outstanding(f))
+		return -EBUSY;
+	while (dg_tx_reserve(f, cnt)) {
+		rc = dg_wait_check(f, deadline, &next_check);
+		if (rc)
+			return rc;
+	}
+	id = f->next_rpc++;
+	f->ctrl_done = false;
+	dg_tx_put(f, DG_FF_CTRL, 0, id, 0, 0, m, sizeof(*m), cnt);
+	/*
+	 * A serving flow (registration) serves while it waits: once the
+	 * engine has registered the service, requests may land right behind
+	 * the reply, and they are not ours to drop.
+	 */
+	while (!(f->ctrl_done && f->ctrl_rpc == id)) {
+		int k = f->svc ? dg_serve_poll(f, 16) : dg_poll(f, &c, 1);
+
+		if (k < 0)
+			return -ETIMEDOUT;
+		rc = dg_wait_check(f, deadline, &next_check);
+		if (rc)
+			return rc;
+		/* A control call is no hot path: let the engine run. */
+		if (!k)
+			sched_yield();
+	}
+	if (conn)
+		*conn = f->ctrl_conn;
+	return f->ctrl_status;
+}
+
+int dg_status_errno(int st)
+{
+	switch (st) {
+	case DG_ST_OK:
+		return 0;
+	case DG_ST_NO_SERVICE:
+		return -ENOENT;
+	case DG_ST_UNREACHABLE:
+		return -EHOSTUNREACH;
+	case DG_ST_BUSY:
+		return -EBUSY;
+	case DG_ST_NO_CONN:
+		return -ENOTCONN;
+	default:
+		return st < 0 ? st : -EPROTO;
+	}
+}
+
+int dg_connect(struct dg_flow *f, const char *peer_addr, uint16_t peer_port,
+	       const char *service, int timeout_ms)
+{
+	struct dg_ctrl_msg m = {.op = DG_CTRL_OPEN, .port = peer_port};
+	uint32_t conn;
+	int st;
+
+	if (!service || strlen(service) >= DG_NAME_MAX ||
+	    (peer_addr && strlen(peer_addr) >= DG_ADDR_MAX))
+		return -EINVAL;
+	strcpy(m.service, service);
+	if (peer_addr)
+		strcpy(m.peer, peer_addr);
+	st = dg_ctrl_call(f, &m, timeout_ms, &conn);
+	if (st)
+		return dg_status_errno(st);
+	return conn > INT32_MAX ? -EPROTO : (int)conn;
+}
+
+int dg_close(struct dg_flow *f, int conn)
+{
+	struct dg_ctrl_msg m = {.op = DG_CTRL_CLOSE, .conn = (uint32_t)conn};
+
+	if (conn < 0)
+		return -EINVAL;
+	return dg_status_errno(dg_ctrl_call(f, &m, 5000, NULL));
+}
+
+void dg_flow_stats(const struct dg_flow *f, struct dg_flow_stats *s)
+{
+	*s = f->st;
+}
+
+const char *dg_status_str(int st)
+{
+	switch (st) {
+	case DG_ST_OK:
+		return "ok";
+	case DG_ST_NO_SERVICE:
+		return "no such service";
+	case DG_ST_NO_FUNCTION:
+		return "no such function";
+	case DG_ST_BUSY:
+		return "server ring full";
+	case DG_ST_UNREACHABLE:
+		return "peer unreachable";
+	case DG_ST_BAD_FRAME:
+		return "bad frame";
+	case DG_ST_TOO_BIG:
+		return "message too big";
+	case DG_ST_NO_CONN:
+		return "no such connection";
+	default:
+		return st >= DG_ST_APP_BASE ? "application error" : "error";
+	}
+}

@@ -1,0 +1,365 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * host_impl.h - libdagger's private state, shared by its files:
+ *
+ *   attach.c  attaching to an engine (RDMA, a daemon's shared memory, or an
+ *             engine in this process), flows, detach
+ *   client.c  calls, completions, control messages (OPEN, CLOSE)
+ *   server.c  serving a service: dg_serve_poll, dispatch threads
+ *
+ * and the per-RPC primitives (TX reservation and publication, RX parsing)
+ * as inline functions, so that dg_call and dg_poll are one straight run of
+ * stores and loads each: no call, no lock, no system call, no verb.
+ */
+#ifndef DG_HOST_IMPL_H
+#define DG_HOST_IMPL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "dagger/dagger.h"
+#include "dagger/ring.h"
+
+#define DG_LIKELY(x)   __builtin_expect(!!(x), 1)
+#define DG_UNLIKELY(x) __builtin_expect(!!(x), 0)
+
+/*
+ * Reassembly arena of one dg_poll (multi-frame messages). Continuation
+ * frames are copied 56 bytes at a time: a message may write up to 55
+ * bytes past its length, into DG_RX_SLACK.
+ */
+#define DG_RX_ARENA (4u * DG_MAX_MSG)
+#define DG_RX_SLACK 64u
+
+struct dg_rdma_ep;
+struct dg_rdma_mr;
+
+struct dg_flow {
+	/* Hot: read or written by every call and completion. */
+	struct dg_frame *tx, *rx;
+	uint32_t mask, slots, rflags;
+	uint32_t tx_tail;  /* next TX position to produce */
+	uint32_t tx_head;  /* engine's consumer index, as last loaded */
+	uint32_t rx_tail;  /* next RX position to consume */
+	uint32_t rx_freed; /* RX positions below this are released */
+	uint32_t next_rpc;
+	uint32_t arena_used; /* reassembly arena, reset by each dg_poll */
+	uint32_t heap_used;  /* dg_flow_alloc's arena */
+	/* The owning thread (dg_thread_id), 0 until a thread claims it. */
+	uintptr_t owner;
+	struct dg_flow_ctrl *ctrl;
+	uint8_t *arena;
+	struct dg_flow_stats st;
+
+	/* Cold. */
+	struct dg_host *h;
+	uint32_t idx;
+	/* Control replies are taken out of the RX stream here. */
+	bool ctrl_done;
+	uint32_t ctrl_rpc;
+	uint8_t ctrl_status;
+	uint32_t ctrl_conn;
+	uint8_t *heap; /* dg_flow_alloc's arena */
+	/* Server side. */
+	const struct dg_service_def *svc;
+	uint8_t *resp_buf;
+	uint16_t last_fn; /* the handler found last (handle()) */
+	dg_handler_fn last_h;
+} __attribute__((aligned(64)));
+
+struct dg_host {
+	struct dg_host_opts o;
+	uint8_t *region;
+	uint64_t size;
+	struct dg_region_layout lay;
+	struct dg_flow *flows;
+	uint32_t nflows;
+	uint32_t rflags; /* enum dg_ring_flags of its rings */
+	/* RDMA backend */
+	struct dg_rdma_ep *ep;
+	struct dg_rdma_mr *mr;
+	/* local backend (engine in this process) */
+	int tenant;
+	/* shared-memory backend (an engine daemon): its socket, the memfd */
+	int shm_sock;
+	bool region_mapped; /* region is an mmap of a memfd, not a malloc */
+};
+
+/*
+ * The calling thread's identity: its thread pointer (what pthread_self
+ * returns on glibc), one register read. A flow belongs to the first thread
+ * that uses it; a thread that exits and is replaced at the same address
+ * inherits its flows, which only the owner could use anyway.
+ */
+static inline uintptr_t dg_thread_id(void)
+{
+#if defined(__has_builtin)
+#if __has_builtin(__builtin_thread_pointer)
+	return (uintptr_t)__builtin_thread_pointer();
+#define DG_HAVE_TP 1
+#endif
+#endif
+#ifndef DG_HAVE_TP
+	return (uintptr_t)pthread_self();
+#endif
+}
+
+int dg_flow_claim(struct dg_flow *f);
+
+/* 0 when the calling thread owns f (claiming it if nobody does). */
+static inline int dg_own(struct dg_flow *f)
+{
+	if (DG_LIKELY(__atomic_load_n(&f->owner, __ATOMIC_RELAXED) ==
+		      dg_thread_id()))
+		return 0;
+	return dg_flow_claim(f);
+}
+
+/* 16 bytes in a vector register (SSE on x86-64, NEON on arm64). */
+typedef uint8_t dg_v16 __attribute__((vector_size(16)));
+
+static inline dg_v16 dg_ld16(const void *p)
+{
+	dg_v16 v;
+
+	memcpy(&v, p, 16);
+	return v;
+}
+
+static inline void dg_st16(void *p, dg_v16 v)
+{
+	memcpy(p, &v, 16);
+}
+
+/*
+ * Copies n <= 64 bytes with at most four loads and four stores (overlapping
+ * at the ends), no call: the payload copies of small messages are much of
+ * what a call costs.
+ */
+static inline void dg_copy64(void *dst, const void *src, uint32_t n)
+{
+	uint8_t *d = (uint8_t *)dst;
+	const uint8_t *s = (const uint8_t *)src;
+
+	if (n >= 32) {
+		dg_v16 a = dg_ld16(s), b = dg_ld16(s + 16);
+		dg_v16 c = dg_ld16(s + n - 32), e = dg_ld16(s + n - 16);
+
+		dg_st16(d, a);
+		dg_st16(d + 16, b);
+		dg_st16(d + n - 32, c);
+		dg_st16(d + n - 16, e);
+	} else if (n >= 16) {
+		dg_v16 a = dg_ld16(s), b = dg_ld16(s + n - 16);
+
+		dg_st16(d, a);
+		dg_st16(d + n - 16, b);
+	} else if (n >= 8) {
+		uint64_t a, b;
+
+		memcpy(&a, s, 8);
+		memcpy(&b, s + n - 8, 8);
+		memcpy(d, &a, 8);
+		memcpy(d + n - 8, &b, 8);
+	} else if (n >= 4) {
+		uint32_t a, b;
+
+		memcpy(&a, s, 4);
+		memcpy(&b, s + n - 4, 4);
+		memcpy(d, &a, 4);
+		memcpy(d + n - 4, &b, 4);
+	} else {
+		while (n--)
+			*d++ = *s++;
+	}
+}
+
+/* Copies n <= 128 bytes: two dg_copy64 runs, from the start and the end. */
+static inline void dg_copy128(void *dst, const void *src, uint32_t n)
+{
+	if (n <= 64) {
+		dg_copy64(dst, src, n);
+		return;
+	}
+	dg_copy64(dst, src, 64);
+	dg_copy64((uint8_t *)dst + n - 64, (const uint8_t *)src + n - 64, 64);
+}
+
+/* ---- TX ------------------------------------------------------------------ */
+
+/* Reserves room for cnt frames: -EAGAIN if the engine has not freed it. */
+static inline int dg_tx_reserve(struct dg_flow *f, uint32_t cnt)
+{
+	if (DG_LIKELY(f->slots - (f->tx_tail - f->tx_head) >= cnt))
+		return 0;
+	/*
+	 * Only when the cached index says no: load the engine's. Acquire:
+	 * the engine wrote tx_head after its READs of the slots below it
+	 * completed; our rewrites of those slots come after.
+	 */
+	f->tx_head = __atomic_load_n(&f->ctrl->tx_head, __ATOMIC_ACQUIRE);
+	return f->slots - (f->tx_tail - f->tx_head) >= cnt ? 0 : -EAGAIN;
+}
+
+/*
+ * The header of a message's first frame (everything but stamp and csum),
+ * as three 8-byte stores: rpc_id|conn, len|fn_id|cnt, flags|status|flow|
+ * rsvd|key (little-endian, as the static asserts of dagger/frame.h lay
+ * them out).
+ */
+static inline void dg_frame_head(struct dg_frame *s, uint8_t flags,
+				 uint8_t status, uint32_t rpc_id, uint32_t conn,
+				 uint16_t fn, uint32_t len, uint32_t cnt)
+{
+	uint64_t w0 = rpc_id | (uint64_t)conn << 32;
+	uint64_t w1 = len | (uint64_t)fn << 32 | (uint64_t)cnt << 48;
+	uint64_t w2 = flags | (uint64_t)status << 8;
+
+	memcpy((uint8_t *)s + 8, &w0, 8);
+	memcpy((uint8_t *)s + 16, &w1, 8);
+	memcpy((uint8_t *)s + 24, &w2, 8);
+}
+
+/* Slot of TX position pos, as a continuation frame. */
+static inline struct dg_frame_cont *dg_tx_cont(struct dg_flow *f, uint32_t pos)
+{
+	return (struct dg_frame_cont *)&f->tx[pos & f->mask];
+}
+
+/*
+ * Writes one message (cnt frames, room checked) and publishes it: every
+ * slot's bytes, then its stamp last (release, dg_slot_publish), the
+ * continuation frames in position order and the first frame last of all:
+ * a consumer that polls the first slot of a message sees it only when the
+ * whole message is in place (shared memory), and a READ that overlaps the
+ * stores either fails a checksum or sees the old stamp there. A two-frame
+ * message that does not wrap is one contiguous run (dg_msg_contig).
+ */
+static inline void dg_tx_put(struct dg_flow *f, uint8_t flags, uint8_t status,
+			     uint32_t rpc_id, uint32_t conn, uint16_t fn,
+			     const void *buf, uint32_t len, uint32_t cnt)
+{
+	uint32_t pos = f->tx_tail;
+	struct dg_frame *s = &f->tx[pos & f->mask];
+
+	dg_frame_head(s, flags, status, rpc_id, conn, fn, len, cnt);
+	if (DG_LIKELY(cnt == 1)) {
+		dg_copy64(s->data, buf, len);
+	} else if (DG_LIKELY(cnt == 2 && dg_msg_contig(pos, f->mask))) {
+		dg_copy128((uint8_t *)s + DG_FRAME_HDR, buf, len);
+		dg_cont_publish(dg_tx_cont(f, pos + 1), pos + 1, f->rflags);
+	} else {
+		const uint8_t *p = (const uint8_t *)buf + DG_FRAME_PAYLOAD;
+		uint32_t i, left = len - DG_FRAME_PAYLOAD;
+
+		memcpy(s->data, buf, DG_FRAME_PAYLOAD);
+		for (i = 1; i < cnt - 1; i++) {
+			memcpy(dg_tx_cont(f, pos + i)->data, p,
+			       DG_CONT_PAYLOAD);
+			p += DG_CONT_PAYLOAD;
+			left -= DG_CONT_PAYLOAD;
+			dg_cont_publish(dg_tx_cont(f, pos + i), pos + i,
+					f->rflags);
+		}
+		dg_copy64(dg_tx_cont(f, pos + i)->data, p, left);
+		dg_cont_publish(dg_tx_cont(f, pos + i), pos + i, f->rflags);
+	}
+	dg_slot_publish(s, pos, f->rflags);
+	f->tx_tail = pos + cnt;
+}
+
+/* ---- RX ------------------------------------------------------------------ */
+
+/*
+ * Releases RX slots consumed by the previous dg_poll. Release store: our
+ * loads of those slots (the application's reads of completion data) come
+ * before the engine may reuse them.
+ */
+static inline void dg_rx_release(struct dg_flow *f)
+{
+	if (f->rx_freed != f->rx_tail) {
+		__atomic_store_n(&f->ctrl->rx_head, f->rx_tail,
+				 __ATOMIC_RELEASE);
+		f->rx_freed = f->rx_tail;
+	}
+	f->arena_used = 0;
+	f->heap_used = 0;
+}
+
+struct dg_rx_msg {
+	const struct dg_frame *s; /* first frame (header) */
+	const void *data;
+	uint32_t len;
+};
+
+int dg_rx_take_multi(struct dg_flow *f, const struct dg_frame *s,
+		     struct dg_rx_msg *m);
+
+/*
+ * Takes the next whole message from the RX ring. Returns 1 with it in *m,
+ * 0 when none is complete yet, -EAGAIN when the reassembly arena is full
+ * for this round. A one-frame message is handed out in place.
+ */
+static inline int dg_rx_take(struct dg_flow *f, struct dg_rx_msg *m)
+{
+	uint32_t pos = f->rx_tail, len, cnt;
+	const struct dg_frame *s = &f->rx[pos & f->mask];
+	uint64_t w;
+
+	if (!dg_slot_ready(s, pos, f->rflags))
+		return 0;
+	memcpy(&w, &s->len, 8); /* len, fn_id, cnt: one load */
+	len = (uint32_t)w;
+	cnt = (uint32_t)(w >> 48);
+	m->s = s;
+	if (DG_LIKELY(cnt == 1 && len <= DG_FRAME_PAYLOAD)) {
+		m->data = s->data;
+		m->len = len;
+		f->rx_tail = pos + 1;
+		return 1;
+	}
+	/* Two frames in one piece: handed out in place too. */
+	if (DG_LIKELY(cnt == 2 && len > DG_FRAME_PAYLOAD &&
+		      len <= DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD &&
+		      dg_msg_contig(pos, f->mask))) {
+		if (!dg_cont_ready((const void *)(s + 1), pos + 1, f->rflags))
+			return 0;
+		m->data = s->data;
+		m->len = len;
+		f->rx_tail = pos + 2;
+		return 1;
+	}
+	return dg_rx_take_multi(f, s, m);
+}
+
+/* A control reply: taken out of the RX stream for the waiting call. */
+static inline void dg_ctrl_record(struct dg_flow *f, const struct dg_frame *s)
+{
+	f->ctrl_done = true;
+	f->ctrl_rpc = s->rpc_id;
+	f->ctrl_status = s->status;
+	f->ctrl_conn = s->conn;
+}
+
+/* Calls made and not completed yet: every call gets one completion. */
+static inline uint64_t dg_outstanding(const struct dg_flow *f)
+{
+	return f->st.calls - f->st.completions;
+}
+
+/* ---- shared between files ------------------------------------------------ */
+
+uint64_t dg_now_ms(void);
+/*
+ * For waits: -ETIMEDOUT past the deadline, -ENOTCONN once the engine's
+ * connection is gone (looked at every 100 ms: it costs a system call).
+ */
+int dg_wait_check(struct dg_flow *f, uint64_t deadline, uint64_t *next);
+/* A control message: sends m, waits for the engine's reply status. */
+int dg_ctrl_call(struct dg_flow *f, const struct dg_ctrl_msg *m, int timeout_ms,
+		 uint32_t *conn);
+int dg_status_errno(int st);
+
+#endif /* DG_HOST_IMPL_H */

@@ -1,0 +1,295 @@
+// SPDX-License-Identifier: MIT
+/*
+ * server.c - libdagger's server side: registering a flow as a server of a
+ * service, serving the requests that reach it, dispatch threads.
+ */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <sched.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "host_impl.h"
+
+int dg_serve(struct dg_flow *f, const struct dg_service_def *def,
+	     int timeout_ms)
+{
+	struct dg_ctrl_msg m = {.op = DG_CTRL_REGISTER, .lb = def->lb};
+	int st;
+
+	if (!def->name || strlen(def->name) >= DG_NAME_MAX)
+		return -EINVAL;
+	strcpy(m.service, def->name);
+	f->svc = def;
+	f->last_h = NULL;
+	st = dg_ctrl_call(f, &m, timeout_ms, NULL);
+	if (st)
+		f->svc = NULL;
+	return dg_status_errno(st);
+}
+
+static dg_handler_fn find_handler(const struct dg_service_def *d, uint16_t fn)
+{
+	uint32_t i;
+
+	for (i = 0; i < d->nhandlers; i++)
+		if (d->handlers[i].fn == fn)
+			return d->handlers[i].handler;
+	return NULL;
+}
+
+static bool tx_wait(struct dg_flow *f, uint32_t cnt)
+{
+	uint64_t deadline = dg_now_ms() + 10000;
+
+	while (dg_tx_reserve(f, cnt))
+		if (dg_now_ms() > deadline)
+			return false;
+	return true;
+}
+
+/* Runs the handler of one request; returns the status to answer with. */
+static inline int handle(struct dg_flow *f, const struct dg_request *req,
+			 struct dg_response *resp)
+{
+	dg_handler_fn h;
+	int st;
+
+	/* One entry of cache: a flow mostly serves one function at a time. */
+	if (DG_LIKELY(req->fn == f->last_fn && f->last_h)) {
+		h = f->last_h;
+	} else {
+		h = find_handler(f->svc, req->fn);
+		if (DG_UNLIKELY(!h)) {
+			resp->len = 0;
+			return DG_ST_NO_FUNCTION;
+		}
+		f->last_fn = req->fn;
+		f->last_h = h;
+	}
+	st = h(f->svc->arg, req, resp);
+	if (DG_UNLIKELY((unsigned)st > 255 ||
+			(st && st < DG_ST_APP_BASE && st != DG_ST_BAD_FRAME &&
+			 st != DG_ST_TOO_BIG) ||
+			resp->len > DG_MAX_MSG)) {
+		resp->len = 0;
+		return DG_ST_BAD_FRAME;
+	}
+	return st;
+}
+
+/*
+ * Answers one request: runs its handler and writes the response. Returns
+ * false when the response was dropped (no TX room within the bound).
+ */
+static inline bool serve_one(struct dg_flow *f, const struct dg_frame *s,
+			     const void *data, uint32_t len)
+{
+	struct dg_request req;
+	struct dg_response resp;
+	uint32_t cnt;
+	int st;
+
+	req.rpc_id = s->rpc_id;
+	req.conn = s->conn;
+	req.fn = s->fn_id;
+	req.data = data;
+	req.len = len;
+	req.flow = f;
+	resp.data = f->resp_buf;
+	resp.cap = DG_MAX_MSG;
+	resp.len = 0;
+	/* Each handler gets the whole dg_flow_alloc arena. */
+	f->heap_used = 0;
+	st = handle(f, &req, &resp);
+	cnt = resp.len <= DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD
+		      ? 1u + (resp.len > DG_FRAME_PAYLOAD)
+		      : dg_frames_for(resp.len);
+	/*
+	 * The request is consumed: wait for TX room rather than lose the
+	 * response. The engine frees room unless the client side holds it
+	 * back; past a bound the response is dropped and counted (the
+	 * caller's deadline reports it).
+	 */
+	if (DG_UNLIKELY(dg_tx_reserve(f, cnt)) && !tx_wait(f, cnt)) {
+		f->st.bad_frames++;
+		return false;
+	}
+	dg_tx_put(f, DG_FF_RESP, (uint8_t)st, req.rpc_id, req.conn, req.fn,
+		  resp.data, resp.len, cnt);
+	f->st.requests++;
+	f->st.responses++;
+	return true;
+}
+
+/* dg_serve_poll in general (any message, checksummed rings). */
+static int serve_slow(struct dg_flow *f, int max, int n)
+{
+	struct dg_rx_msg m;
+
+	while (n < max && dg_rx_take(f, &m) == 1) {
+		const struct dg_frame *s = m.s;
+
+		if (DG_UNLIKELY(!(s->flags & DG_FF_REQ))) {
+			if (s->flags & DG_FF_CTRL)
+				dg_ctrl_record(f, s);
+			else
+				f->st.bad_frames++;
+			continue;
+		}
+		serve_one(f, s, m.data, m.len);
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Requests of one or two frames on a shared-memory ring are taken in
+ * place (as dg_poll does); anything else goes to serve_slow from there.
+ */
+int dg_serve_poll(struct dg_flow *f, int max)
+{
+	uint32_t pos;
+	int n = 0, rc;
+
+	if (DG_UNLIKELY(f->owner != dg_thread_id()) && (rc = dg_own(f)))
+		return rc;
+	if (DG_UNLIKELY(!f->svc))
+		return -EINVAL;
+	dg_rx_release(f);
+	if (DG_UNLIKELY(f->rflags))
+		return serve_slow(f, max, 0);
+	for (pos = f->rx_tail; n < max; pos = f->rx_tail) {
+		const struct dg_frame *s = &f->rx[pos & f->mask];
+		uint32_t len, cnt;
+		uint64_t w;
+
+		/* Acquire: the frame's bytes were stored before its stamp. */
+		if (__atomic_load_n(&s->stamp, __ATOMIC_ACQUIRE) !=
+		    dg_stamp(pos))
+			break;
+		memcpy(&w, &s->len, 8); /* len, fn_id, cnt: one load */
+		len = (uint32_t)w;
+		cnt = (uint32_t)(w >> 48);
+		if (DG_UNLIKELY(!(s->flags & DG_FF_REQ)))
+			return serve_slow(f, max, n);
+		if (cnt == 1 && len <= DG_FRAME_PAYLOAD) {
+		} else if (cnt == 2 && len > DG_FRAME_PAYLOAD &&
+			   len <= DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD &&
+			   dg_msg_contig(pos, f->mask)) {
+			if (__atomic_load_n(
+				    &((const struct dg_frame_cont *)(s + 1))
+					     ->stamp,
+				    __ATOMIC_ACQUIRE) != dg_stamp(pos + 1))
+				break;
+		} else {
+			return serve_slow(f, max, n);
+		}
+		f->rx_tail = pos + cnt;
+		serve_one(f, s, s->data, len);
+		n++;
+	}
+	return n;
+}
+
+struct dg_server {
+	struct dg_host *h;
+	const struct dg_service_def *def;
+	uint32_t first, n;
+	volatile int stop;
+	int rc;
+	pthread_t thr[DG_MAX_FLOWS];
+	int ready; /* atomic: threads registered */
+};
+
+struct srv_arg {
+	struct dg_server *s;
+	uint32_t flow;
+};
+
+static void *server_thread(void *arg)
+{
+	struct dg_server *s = ((struct srv_arg *)arg)->s;
+	struct dg_flow *f = dg_host_flow(s->h, ((struct srv_arg *)arg)->flow);
+	uint32_t idle = 0;
+	int rc;
+
+	free(arg);
+	rc = dg_serve(f, s->def, 10000);
+	if (rc)
+		s->rc = rc;
+	__atomic_add_fetch(&s->ready, 1, __ATOMIC_RELEASE);
+	while (!rc && !__atomic_load_n(&s->stop, __ATOMIC_RELAXED)) {
+		if (dg_serve_poll(f, 32) > 0) {
+			idle = 0;
+		} else if (++idle > 1024) {
+			/*
+			 * Idle: let other threads of this core run (on a
+			 * dedicated core this returns at once); after a long
+			 * idle spell, sleep briefly to bound CPU use.
+			 */
+			if (idle < 1000000) {
+				sched_yield();
+			} else {
+				struct timespec ts = {0, 200000};
+
+				nanosleep(&ts, NULL);
+				idle = 999000;
+			}
+		}
+	}
+	return NULL;
+}
+
+int dg_server_start(struct dg_host *h, const struct dg_service_def *def,
+		    uint32_t first_flow, uint32_t nthreads,
+		    struct dg_server **out)
+{
+	struct dg_server *s;
+	uint32_t i;
+
+	if (!nthreads || first_flow + nthreads > h->nflows)
+		return -EINVAL;
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	s->h = h;
+	s->def = def;
+	s->first = first_flow;
+	for (i = 0; i < nthreads; i++) {
+		struct srv_arg *a = malloc(sizeof(*a));
+
+		if (!a)
+			break;
+		a->s = s;
+		a->flow = first_flow + i;
+		if (pthread_create(&s->thr[i], NULL, server_thread, a)) {
+			free(a);
+			break;
+		}
+		s->n++;
+	}
+	while (__atomic_load_n(&s->ready, __ATOMIC_ACQUIRE) < (int)s->n)
+		sched_yield();
+	if (s->n < nthreads || s->rc) {
+		int rc = s->rc ? s->rc : -EAGAIN;
+
+		dg_server_stop(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
+}
+
+void dg_server_stop(struct dg_server *s)
+{
+	uint32_t i;
+
+	if (!s)
+		return;
+	__atomic_store_n(&s->stop, 1, __ATOMIC_RELAXED);
+	for (i = 0; i < s->n; i++)
+		pthread_join(s->thr[i], NULL);
+	free(s);
+}
