@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "engine.h"
+#include "names/keywords_svc.dg.h"
 #include "types2.dg.h"
 #include "types3.dg.h"
 
@@ -30,10 +31,13 @@ struct env {
 	struct dg_nic *nic;
 	pthread_t thr;
 	struct dg_host *srv, *cli;
-	struct dg_server *s2, *s3, *sg;
+	struct dg_server *s2, *s3, *sg, *sr, *si;
 	struct dg__test2__store__server store;
 	struct dg__test__v3__types__server types;
-	int c2, c3, cg; /* connections: Store, Types, garbage */
+	struct dg__names__svc__registry__server registry;
+	struct dg__names__svc__int__server kw;
+	/* connections: Store, Types, garbage, Registry, int */
+	int c2, c3, cg, cr, ci;
 };
 
 static struct env E;
@@ -110,6 +114,36 @@ static int count(void *arg, struct dg_flow *f, const Dg__Test__V3__Bag *req,
 	return 0;
 }
 
+/* Services and methods named after C keywords (names/keywords_svc.proto). */
+static int kw_register(void *arg, struct dg_flow *f,
+		       const Dg__Names__Fields *req, Dg__Names__Fields *resp)
+{
+	(void)arg;
+	(void)f;
+	*resp = *req;
+	return 0;
+}
+
+static int kw_int(void *arg, struct dg_flow *f, const Dg__Names__Choice *req,
+		  Dg__Names__Choice *resp)
+{
+	(void)arg;
+	(void)f;
+	*resp = *req;
+	return 0;
+}
+
+static int kw_while(void *arg, struct dg_flow *f, const Dg__Names__Fields *req,
+		    Dg__Names__Values *resp)
+{
+	(void)arg;
+	(void)f;
+	resp->has_keyword = 1;
+	resp->keyword = req->has_while_ ? DG__NAMES__VALUES__KEYWORD__while
+					: DG__NAMES__VALUES__KEYWORD___Bool;
+	return 0;
+}
+
 /* A raw service that answers every call with bytes that do not decode. */
 static int garbage(void *arg, const struct dg_request *req,
 		   struct dg_response *resp)
@@ -149,12 +183,16 @@ static int group_setup(void **state)
 		.put = put, .ping = ping, .fail = app_fail};
 	static const struct dg__test__v3__types__handlers th = {
 		.echo = echo, .echo_list = echo_list, .count = count};
+	static const struct dg__names__svc__registry__handlers rh = {
+		.register_ = kw_register, .int_ = kw_int};
+	static const struct dg__names__svc__int__handlers ih = {
+		.while_ = kw_while};
 	struct dg_flow *f;
 
 	(void)state;
 	assert_int_equal(dg_nic_create(NULL, &E.nic), 0);
 	assert_int_equal(pthread_create(&E.thr, NULL, engine_main, E.nic), 0);
-	E.srv = attach(3);
+	E.srv = attach(5);
 	E.cli = attach(2);
 	assert_int_equal(dg__test2__store__server_start(E.srv, &E.store, &sh,
 							NULL, DG_LB_ROUND_ROBIN,
@@ -165,11 +203,22 @@ static int group_setup(void **state)
 				 1, 1, &E.s3),
 			 0);
 	assert_int_equal(dg_server_start(E.srv, &garbage_svc, 2, 1, &E.sg), 0);
+	assert_int_equal(dg__names__svc__registry__server_start(
+				 E.srv, &E.registry, &rh, NULL,
+				 DG_LB_ROUND_ROBIN, 3, 1, &E.sr),
+			 0);
+	assert_int_equal(dg__names__svc__int__server_start(
+				 E.srv, &E.kw, &ih, NULL, DG_LB_ROUND_ROBIN, 4,
+				 1, &E.si),
+			 0);
 	f = dg_host_flow(E.cli, 0);
 	E.c2 = dg_connect(f, NULL, 0, DG__TEST2__STORE__SERVICE, 5000);
 	E.c3 = dg_connect(f, NULL, 0, DG__TEST__V3__TYPES__SERVICE, 5000);
 	E.cg = dg_connect(f, NULL, 0, "dg.test2.Garbage", 5000);
-	assert_true(E.c2 >= 0 && E.c3 >= 0 && E.cg >= 0);
+	E.cr = dg_connect(f, NULL, 0, DG__NAMES__SVC__REGISTRY__SERVICE, 5000);
+	E.ci = dg_connect(f, NULL, 0, DG__NAMES__SVC__INT__SERVICE, 5000);
+	assert_true(E.c2 >= 0 && E.c3 >= 0 && E.cg >= 0 && E.cr >= 0 &&
+		    E.ci >= 0);
 	return 0;
 }
 
@@ -179,6 +228,8 @@ static int group_teardown(void **state)
 	dg_server_stop(E.s2);
 	dg_server_stop(E.s3);
 	dg_server_stop(E.sg);
+	dg_server_stop(E.sr);
+	dg_server_stop(E.si);
 	dg_host_detach(E.cli);
 	dg_host_detach(E.srv);
 	dg_nic_stop(E.nic);
@@ -545,6 +596,92 @@ static void test_async(void **state)
 	free(keep[0]);
 }
 
+/* ---- names that are not C ------------------------------------------------ */
+
+/*
+ * Fields, oneofs, enum values, services and methods named after C keywords,
+ * reserved identifiers and macros: escaped NAME_ in C, on the wire as any
+ * other field.
+ */
+static void test_names_not_c(void **state)
+{
+	struct dg_flow *f = dg_host_flow(E.cli, 0);
+	Dg__Names__Fields in = DG__NAMES__FIELDS__INIT, *out;
+	Dg__Names__Choice ch = DG__NAMES__CHOICE__INIT, *cho;
+	Dg__Names__Values *v;
+	const ProtobufCFieldDescriptor *fd;
+	uint8_t raw[] = {0, 'x', 0};
+
+	(void)state;
+	in.has_register_ = 1; /* protoc-c's own escape (C++ keywords) */
+	in.register_ = 3;
+	in.has_restrict_ = 1; /* renamed for protoc-c by dagger-idlc */
+	in.restrict_ = -7;
+	in.linux_ = "tux";
+	in.has_unix_ = 1;
+	in.unix_.data = raw;
+	in.unix_.len = sizeof(raw);
+	in.has_errno_ = 1;
+	in.errno_ = EINVAL;
+	in.has___x86_64___ = 1;
+	in.__x86_64___ = 64;
+	in.has__bool = 1;
+	in._bool = 1;
+	in.has_base_ = 1;
+	in.base_ = 42;
+	in.null = "null";
+	in.has_while_ = 1;
+	in.while_ = 0;
+	assert_int_equal(dg__names__svc__registry__register__sync(f, E.cr, &in,
+								  &out, 5000),
+			 0);
+	assert_same(&in.base, &out->base);
+	assert_int_equal(out->restrict_, -7);
+	assert_string_equal(out->linux_, "tux");
+	assert_int_equal(out->unix_.len, 3);
+	assert_int_equal(out->errno_, EINVAL);
+	assert_int_equal(out->__x86_64___, 64);
+	assert_int_equal(out->base_, 42);
+	assert_int_equal(out->has_static_assert_, 0);
+	/* Defaults of absent fields. */
+	assert_string_equal(out->extern_default, "x");
+	assert_int_equal(out->volatile_default, 7);
+	/* A renamed field carries its C name in protobuf-c's descriptor. */
+	fd = protobuf_c_message_descriptor_get_field(
+		&dg__names__fields__descriptor, 21);
+	assert_non_null(fd);
+	assert_string_equal(fd->name, "restrict_");
+	fd = protobuf_c_message_descriptor_get_field(
+		&dg__names__fields__descriptor, 20);
+	assert_string_equal(fd->name, "register");
+
+	/* Oneofs named after keywords, members too. */
+	ch.switch_case = DG__NAMES__CHOICE__SWITCH___ATOMIC;
+	ch._atomic = &in;
+	ch.__generic_case = DG__NAMES__CHOICE____GENERIC_UNSIGNED;
+	ch.unsigned_ = 1;
+	assert_int_equal(
+		dg__names__svc__registry__int__sync(f, E.cr, &ch, &cho, 5000),
+		0);
+	assert_same(&ch.base, &cho->base);
+	assert_int_equal(cho->switch_case, DG__NAMES__CHOICE__SWITCH___ATOMIC);
+	assert_int_equal(cho->_atomic->restrict_, -7);
+	assert_int_equal(cho->unsigned_, 1);
+
+	/* A service named int, a method named while, enum values too. */
+	assert_int_equal(
+		dg__names__svc__int__while__sync(f, E.ci, &in, &v, 5000), 0);
+	assert_int_equal(v->keyword, DG__NAMES__VALUES__KEYWORD__while);
+	in.has_while_ = 0;
+	assert_int_equal(
+		dg__names__svc__int__while__sync(f, E.ci, &in, &v, 5000), 0);
+	assert_int_equal(v->keyword, DG__NAMES__VALUES__KEYWORD___Bool);
+	/* Its other methods have no handler. */
+	assert_int_equal(
+		dg__names__svc__int__register__sync(f, E.ci, &in, &v, 5000),
+		DG_ST_NO_FUNCTION);
+}
+
 /* ---- garbage on the wire ------------------------------------------------- */
 
 static void test_garbage_request(void **state)
@@ -757,6 +894,7 @@ int main(void)
 		cmocka_unit_test(test_empty_and_app_status),
 		cmocka_unit_test(test_proto3_all_fields),
 		cmocka_unit_test(test_multi_frame),
+		cmocka_unit_test(test_names_not_c),
 		cmocka_unit_test(test_async),
 		cmocka_unit_test(test_garbage_request),
 		cmocka_unit_test(test_garbage_response),
