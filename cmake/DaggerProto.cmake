@@ -60,6 +60,10 @@ function(dagger_proto_library name)
 		COMMENT "dagger-idlc ${name}"
 		VERBATIM)
 	add_library(${name} STATIC ${outputs})
+	# protoc-c initialises a oneof's union with {0}: a oneof whose first
+	# member is bytes (every proto3 optional bytes field) trips it.
+	target_compile_options(${name} PRIVATE
+		$<$<C_COMPILER_ID:GNU,Clang>:-Wno-missing-braces>)
 	target_include_directories(${name} PUBLIC ${out})
 	target_link_libraries(${name} PUBLIC dagger::dagger-pb)
 	set_target_properties(${name} PROPERTIES POSITION_INDEPENDENT_CODE ON)

@@ -20,6 +20,10 @@
  * --descriptor_set_in) from a copy of the set prepared for it:
  *  - without services: the stubs do not use protoc-c's generic service
  *    code, whose C names break on methods named after C keywords;
+ *  - proto3 `optional` fields made plain members of the oneof they
+ *    belong to in the descriptor (protoc's "synthetic" oneof `_NAME`,
+ *    which protoc-c 1.4.1 refuses): the same encoding, and presence is
+ *    the oneof's case;
  *  - fields whose C member name would be a C keyword or macro that
  *    protoc-c does not escape renamed NAME_ (protoc-c itself appends the
  *    '_' to C++ keywords). Field names are not on the wire.
@@ -828,6 +832,9 @@ static void transform_message(MsgProto *m)
 		FieldProto *fl = m->field[k];
 		bool rename;
 
+		/* A member of its (synthetic) oneof, as in the descriptor. */
+		fl->has_proto3_optional = 0;
+		fl->proto3_optional = 0;
 		field_member(fl->name, &rename);
 		if (rename)
 			fl->name = afmt("%s_", fl->name);

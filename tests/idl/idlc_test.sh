@@ -144,6 +144,22 @@ for want in 'int (\*register_)(' 'int (\*int_)(' 'int (\*static_assert_)(' \
 		fail "names: no \"$want\" in keywords_svc.dg.h"
 done
 
+# 5. proto3 optional: accepted (protoc-c alone refuses it); in C the field
+#    is the only member of its oneof, `_NAME`, whose case is its presence.
+"$idlc" --protoc "$protoc" -I "$src/protos" --out "$work/opt" \
+	"$src/protos/optional.proto" "$src/protos/sub/common.proto" ||
+	fail "optional: exit status"
+for want in 'Dg__Test__Opt__Opt__I32Case _i32_case;' 'int32_t i32;' \
+	'Dg__Test__Opt__Opt__RestrictCase _restrict_case;' 'uint32_t restrict_;' \
+	'DG__TEST__OPT__OPT___I32_I32 = 1' 'int32_t plain;'; do
+	grep -q "^ *$want\$" "$work/opt/optional.pb-c.h" ||
+		fail "optional: no \"$want\" in optional.pb-c.h"
+done
+"$cc" -std=c11 -Wall -Wextra -Werror -Wno-missing-braces -I "$work/opt" \
+	-I "$root/include" -I "$root/idl/include" \
+	-c "$work/opt/optional.pb-c.c" -o "$work/opt/out.o" ||
+	fail "optional: optional.pb-c.c does not compile"
+
 "$idlc" --bogus >/dev/null 2>&1
 [ $? -eq 2 ] || fail "unknown option: exit status"
 [ $rc -eq 0 ] && echo "idlc_test: all checks passed"
