@@ -2,7 +2,10 @@
 # The installed tree, used for real: `cmake --install` into a staging
 # prefix, then an outside project configured against it with
 # find_package(dagger) + dagger_proto_library() (-Wall -Wextra -Werror),
-# built and run; and a program built with `pkg-config dagger` alone.
+# built and run; the same project's stubs from the installed dagger-idlc
+# on the command line, built with `pkg-config dagger-pb` alone; and a
+# program built with `pkg-config dagger` alone. The project's service
+# uses protobuf's well-known types: no step of it generates their code.
 #   outside_test.sh BUILD_DIR SRCDIR WORKDIR [EXTRA_CFLAGS]
 # EXTRA_CFLAGS: what the installed libraries were built with that their
 # users need too (the sanitizer flags of a DG_SANITIZE build).
@@ -35,4 +38,13 @@ C
 cc -Wall -Wextra -Werror $extra $(pkg-config --cflags dagger) "$work/pc.c" \
 	-o "$work/pc" $(pkg-config --libs dagger)
 LD_LIBRARY_PATH=$(pkg-config --variable=libdir dagger) "$work/pc"
+
+"$stage/bin/dagger-idlc" -I "$src/outside" --out "$work/gen" \
+	"$src/outside/greeter.proto"
+# shellcheck disable=SC2046
+cc -Wall -Wextra -Werror $extra -I "$work/gen" \
+	$(pkg-config --cflags dagger-pb) "$src/outside/main.c" \
+	"$work/gen/greeter.pb-c.c" "$work/gen/greeter.dg.c" \
+	-o "$work/greeter-pc" $(pkg-config --libs dagger-pb)
+LD_LIBRARY_PATH=$(pkg-config --variable=libdir dagger) "$work/greeter-pc"
 echo "outside_test: installed package and pkg-config file work"

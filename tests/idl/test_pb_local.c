@@ -27,19 +27,21 @@
 #include "optional.dg.h"
 #include "types2.dg.h"
 #include "types3.dg.h"
+#include "wkt.dg.h"
 
 struct env {
 	struct dg_nic *nic;
 	pthread_t thr;
 	struct dg_host *srv, *cli;
-	struct dg_server *s2, *s3, *sg, *sr, *si, *so;
+	struct dg_server *s2, *s3, *sg, *sr, *si, *so, *sw;
 	struct dg__test2__store__server store;
 	struct dg__test__v3__types__server types;
 	struct dg__names__svc__registry__server registry;
 	struct dg__names__svc__int__server kw;
 	struct dg__test__opt__presence__server presence;
-	/* connections: Store, Types, garbage, Registry, int, Presence */
-	int c2, c3, cg, cr, ci, co;
+	struct dg__test__wkt__clock__server clock;
+	/* connections: Store, Types, garbage, Registry, int, Presence, Clock */
+	int c2, c3, cg, cr, ci, co, cw;
 };
 
 static struct env E;
@@ -161,6 +163,39 @@ static int presence_echo(void *arg, struct dg_flow *f,
 	return 0;
 }
 
+/* Well-known types as requests and responses (wkt.proto). */
+static int clock_now(void *arg, struct dg_flow *f,
+		     const Google__Protobuf__Empty *req,
+		     Google__Protobuf__Timestamp *resp)
+{
+	(void)arg;
+	(void)f;
+	(void)req;
+	resp->seconds = 1700000000;
+	resp->nanos = 123456789;
+	return 0;
+}
+
+static int clock_echo(void *arg, struct dg_flow *f,
+		      const Dg__Test__Wkt__Known *req,
+		      Dg__Test__Wkt__Known *resp)
+{
+	(void)arg;
+	(void)f;
+	*resp = *req;
+	return 0;
+}
+
+static int clock_forget(void *arg, struct dg_flow *f,
+			const Google__Protobuf__StringValue *req,
+			Google__Protobuf__Empty *resp)
+{
+	(void)arg;
+	(void)f;
+	(void)resp;
+	return strcmp(req->value, "key") ? DG_ST_APP_BASE + 1 : 0;
+}
+
 /* A raw service that answers every call with bytes that do not decode. */
 static int garbage(void *arg, const struct dg_request *req,
 		   struct dg_response *resp)
@@ -206,12 +241,14 @@ static int group_setup(void **state)
 		.while_ = kw_while};
 	static const struct dg__test__opt__presence__handlers ph = {
 		.echo = presence_echo};
+	static const struct dg__test__wkt__clock__handlers ch = {
+		.now = clock_now, .echo = clock_echo, .forget = clock_forget};
 	struct dg_flow *f;
 
 	(void)state;
 	assert_int_equal(dg_nic_create(NULL, &E.nic), 0);
 	assert_int_equal(pthread_create(&E.thr, NULL, engine_main, E.nic), 0);
-	E.srv = attach(6);
+	E.srv = attach(7);
 	E.cli = attach(2);
 	assert_int_equal(dg__test2__store__server_start(E.srv, &E.store, &sh,
 							NULL, DG_LB_ROUND_ROBIN,
@@ -234,6 +271,10 @@ static int group_setup(void **state)
 				 E.srv, &E.presence, &ph, NULL,
 				 DG_LB_ROUND_ROBIN, 5, 1, &E.so),
 			 0);
+	assert_int_equal(dg__test__wkt__clock__server_start(
+				 E.srv, &E.clock, &ch, NULL, DG_LB_ROUND_ROBIN,
+				 6, 1, &E.sw),
+			 0);
 	f = dg_host_flow(E.cli, 0);
 	E.c2 = dg_connect(f, NULL, 0, DG__TEST2__STORE__SERVICE, 5000);
 	E.c3 = dg_connect(f, NULL, 0, DG__TEST__V3__TYPES__SERVICE, 5000);
@@ -241,8 +282,9 @@ static int group_setup(void **state)
 	E.cr = dg_connect(f, NULL, 0, DG__NAMES__SVC__REGISTRY__SERVICE, 5000);
 	E.ci = dg_connect(f, NULL, 0, DG__NAMES__SVC__INT__SERVICE, 5000);
 	E.co = dg_connect(f, NULL, 0, DG__TEST__OPT__PRESENCE__SERVICE, 5000);
+	E.cw = dg_connect(f, NULL, 0, DG__TEST__WKT__CLOCK__SERVICE, 5000);
 	assert_true(E.c2 >= 0 && E.c3 >= 0 && E.cg >= 0 && E.cr >= 0 &&
-		    E.ci >= 0 && E.co >= 0);
+		    E.ci >= 0 && E.co >= 0 && E.cw >= 0);
 	return 0;
 }
 
@@ -255,6 +297,7 @@ static int group_teardown(void **state)
 	dg_server_stop(E.sr);
 	dg_server_stop(E.si);
 	dg_server_stop(E.so);
+	dg_server_stop(E.sw);
 	dg_host_detach(E.cli);
 	dg_host_detach(E.srv);
 	dg_nic_stop(E.nic);
@@ -619,6 +662,155 @@ static void test_async(void **state)
 	}
 	assert_int_equal(done, N);
 	free(keep[0]);
+}
+
+/* ---- well-known types ---------------------------------------------------- */
+
+/*
+ * Empty, Timestamp, Duration, every wrapper, Any, Struct/Value/ListValue
+ * and FieldMask, in a message and as whole requests and responses: code
+ * from libdagger-wkt, through the stubs and back.
+ */
+static void test_well_known_types(void **state)
+{
+	struct dg_flow *f = dg_host_flow(E.cli, 0);
+	Google__Protobuf__Empty empty = GOOGLE__PROTOBUF__EMPTY__INIT, *eo;
+	Google__Protobuf__Timestamp *now,
+		at = GOOGLE__PROTOBUF__TIMESTAMP__INIT,
+		h1 = GOOGLE__PROTOBUF__TIMESTAMP__INIT, *hist[2] = {&at, &h1};
+	Google__Protobuf__Duration took = GOOGLE__PROTOBUF__DURATION__INIT,
+				   *inner;
+	Google__Protobuf__DoubleValue d = GOOGLE__PROTOBUF__DOUBLE_VALUE__INIT;
+	Google__Protobuf__FloatValue fl = GOOGLE__PROTOBUF__FLOAT_VALUE__INIT;
+	Google__Protobuf__Int64Value i64 = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
+	Google__Protobuf__UInt64Value u64 =
+		GOOGLE__PROTOBUF__UINT64_VALUE__INIT;
+	Google__Protobuf__Int32Value i32 = GOOGLE__PROTOBUF__INT32_VALUE__INIT;
+	Google__Protobuf__UInt32Value u32 =
+		GOOGLE__PROTOBUF__UINT32_VALUE__INIT;
+	Google__Protobuf__BoolValue b = GOOGLE__PROTOBUF__BOOL_VALUE__INIT;
+	Google__Protobuf__StringValue sv = GOOGLE__PROTOBUF__STRING_VALUE__INIT;
+	Google__Protobuf__BytesValue raw = GOOGLE__PROTOBUF__BYTES_VALUE__INIT;
+	Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+	Google__Protobuf__Struct doc = GOOGLE__PROTOBUF__STRUCT__INIT;
+	Google__Protobuf__Struct__FieldsEntry e[3],
+		*ep[3] = {&e[0], &e[1], &e[2]};
+	Google__Protobuf__Value v[5], *lv[2] = {&v[3], &v[4]};
+	Google__Protobuf__ListValue list = GOOGLE__PROTOBUF__LIST_VALUE__INIT;
+	Google__Protobuf__FieldMask mask = GOOGLE__PROTOBUF__FIELD_MASK__INIT;
+	Dg__Test__Wkt__Known__TimeoutsEntry
+		te = DG__TEST__WKT__KNOWN__TIMEOUTS_ENTRY__INIT,
+		*tep[1] = {&te};
+	Dg__Test__Wkt__Known k = DG__TEST__WKT__KNOWN__INIT, *out;
+	char *paths[] = {"at.seconds", "doc"};
+	uint8_t packed[32], bytes[] = {0, 1, 2, 0xff};
+	ProtobufCMessage *m;
+	unsigned i;
+
+	(void)state;
+	/* Empty in, Timestamp out. */
+	assert_int_equal(
+		dg__test__wkt__clock__now_sync(f, E.cw, &empty, &now, 5000), 0);
+	assert_int_equal(now->seconds, 1700000000);
+	assert_int_equal(now->nanos, 123456789);
+	/* A wrapper in, Empty out; and the handler's status. */
+	sv.value = "key";
+	assert_int_equal(
+		dg__test__wkt__clock__forget_sync(f, E.cw, &sv, &eo, 5000), 0);
+	assert_non_null(eo);
+	sv.value = "other";
+	assert_int_equal(
+		dg__test__wkt__clock__forget_sync(f, E.cw, &sv, &eo, 5000),
+		DG_ST_APP_BASE + 1);
+
+	/* Every kind in one message. */
+	at.seconds = -62135596800; /* 0001-01-01 */
+	at.nanos = 1;
+	h1.seconds = 253402300799; /* 9999-12-31 */
+	took.seconds = -315576000000;
+	took.nanos = -999999999;
+	d.value = -0.0;
+	fl.value = 1e-38f;
+	i64.value = INT64_MIN;
+	u64.value = UINT64_MAX;
+	i32.value = -1;
+	u32.value = UINT32_MAX;
+	b.value = 1;
+	sv.value = "wrapped";
+	raw.value.data = bytes;
+	raw.value.len = sizeof(bytes);
+	any.type_url = "type.googleapis.com/google.protobuf.Duration";
+	any.value.data = packed;
+	any.value.len = google__protobuf__duration__pack(&took, packed);
+	for (i = 0; i < 5; i++)
+		google__protobuf__value__init(&v[i]);
+	v[0].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE;
+	v[0].number_value = 1.5;
+	v[1].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+	v[1].string_value = "x";
+	v[2].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE;
+	v[2].list_value = &list;
+	v[3].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE;
+	v[3].bool_value = 1;
+	v[4].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE;
+	v[4].null_value = GOOGLE__PROTOBUF__NULL_VALUE__NULL_VALUE;
+	list.n_values = 2;
+	list.values = lv;
+	for (i = 0; i < 3; i++) {
+		google__protobuf__struct__fields_entry__init(&e[i]);
+		e[i].value = &v[i];
+	}
+	e[0].key = "n";
+	e[1].key = "s";
+	e[2].key = "l";
+	doc.n_fields = 3;
+	doc.fields = ep;
+	mask.n_paths = 2;
+	mask.paths = paths;
+	te.key = "read";
+	te.value = &took;
+	k.at = &at;
+	k.took = &took;
+	k.d = &d;
+	k.f = &fl;
+	k.i64 = &i64;
+	k.u64 = &u64;
+	k.i32 = &i32;
+	k.u32 = &u32;
+	k.b = &b;
+	k.s = &sv;
+	k.raw = &raw;
+	k.any = &any;
+	k.doc = &doc;
+	k.value = &v[2];
+	k.list = &list;
+	k.mask = &mask;
+	k.n_history = 2;
+	k.history = hist;
+	k.n_timeouts = 1;
+	k.timeouts = tep;
+	assert_int_equal(
+		dg__test__wkt__clock__echo_sync(f, E.cw, &k, &out, 5000), 0);
+	assert_same(&k.base, &out->base);
+	assert_true(out->at->seconds == -62135596800);
+	assert_true(out->i64->value == INT64_MIN);
+	assert_true(out->u64->value == UINT64_MAX);
+	assert_string_equal(out->s->value, "wrapped");
+	assert_int_equal(out->doc->n_fields, 3);
+	assert_int_equal(
+		out->doc->fields[2]->value->list_value->values[1]->kind_case,
+		GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE);
+	assert_string_equal(out->mask->paths[0], "at.seconds");
+	/* The Any's payload decodes as what it says it is. */
+	assert_string_equal(out->any->type_url,
+			    "type.googleapis.com/google.protobuf.Duration");
+	assert_int_equal(
+		dg_pb_unpack(f, &google__protobuf__duration__descriptor,
+			     out->any->value.data, out->any->value.len, &m),
+		0);
+	inner = (Google__Protobuf__Duration *)m;
+	assert_true(inner->seconds == -315576000000);
+	assert_int_equal(inner->nanos, -999999999);
 }
 
 /* ---- proto3 optional ----------------------------------------------------- */
@@ -1014,6 +1206,7 @@ int main(void)
 		cmocka_unit_test(test_empty_and_app_status),
 		cmocka_unit_test(test_proto3_all_fields),
 		cmocka_unit_test(test_multi_frame),
+		cmocka_unit_test(test_well_known_types),
 		cmocka_unit_test(test_proto3_optional),
 		cmocka_unit_test(test_names_not_c),
 		cmocka_unit_test(test_async),
