@@ -2,16 +2,20 @@
 # dagger-idlc: the function-id table against its golden copy, the
 # descriptor-set input mode, names that are not C (generated code compiled
 # with CC), and every promised error (file, line, element, exit status 1).
-#   idlc_test.sh IDLC PROTOC_C SRCDIR WORKDIR CC
+#   idlc_test.sh IDLC PROTOC_C SRCDIR WORKDIR CC [EMULATOR...]
+# EMULATOR: what runs IDLC when it is built for another machine.
 set -u
 idlc=$1 protoc=$2 src=$3 work=$4 cc=$5
+shift 5
+emu=$*
+run_idlc() { $emu "$idlc" "$@"; }
 root=$(cd "$src/../.." && pwd)
 rm -rf "$work" && mkdir -p "$work" || exit 1
 rc=0
 fail() { echo "FAIL: $*"; rc=1; }
 
 # 1. Golden function ids (they must never change for a given name).
-"$idlc" --ids --protoc "$protoc" -I "$src/protos" "$src/protos/types2.proto" \
+run_idlc --ids --protoc "$protoc" -I "$src/protos" "$src/protos/types2.proto" \
 	"$src/protos/types3.proto" "$src/protos/sub/common.proto" \
 	>"$work/ids.txt" || fail "--ids exit status"
 diff -u "$src/golden/ids.txt" "$work/ids.txt" || fail "function ids differ"
@@ -20,7 +24,7 @@ diff -u "$src/golden/ids.txt" "$work/ids.txt" || fail "function ids differ"
 "$protoc" -I "$src/protos" --include_imports --include_source_info \
 	--descriptor_set_out="$work/set.pb" "$src/protos/types3.proto" ||
 	fail "protoc-c"
-"$idlc" --descriptor-set "$work/set.pb" --out "$work/out" types3.proto ||
+run_idlc --descriptor-set "$work/set.pb" --out "$work/out" types3.proto ||
 	fail "--descriptor-set exit status"
 [ -s "$work/out/types3.dg.h" ] && [ -s "$work/out/types3.dg.c" ] ||
 	fail "--descriptor-set wrote no stubs"
@@ -31,7 +35,7 @@ grep -q "DG__TEST__V3__TYPES__ECHO__FN 0x6cc2u" "$work/out/types3.dg.h" ||
 expect() { # expect NAME EXPECTED-STDERR-LINE ARGS...
 	name=$1 want=$2
 	shift 2
-	"$idlc" --protoc "$protoc" "$@" >"$work/$name.out" 2>"$work/$name.err"
+	run_idlc --protoc "$protoc" "$@" >"$work/$name.out" 2>"$work/$name.err"
 	st=$?
 	[ $st -eq 1 ] || fail "$name: exit status $st, want 1"
 	grep -qxF -- "$want" "$work/$name.err" ||
@@ -65,7 +69,7 @@ expect_all() { # expect_all NAME ARGS...
 	name=$1
 	shift
 	cat >"$work/$name.want"
-	"$idlc" --protoc "$protoc" "$@" >"$work/$name.out" 2>"$work/$name.err"
+	run_idlc --protoc "$protoc" "$@" >"$work/$name.out" 2>"$work/$name.err"
 	st=$?
 	[ $st -eq 1 ] || fail "$name: exit status $st, want 1"
 	diff -u "$work/$name.want" "$work/$name.err" || fail "$name: messages"
@@ -94,7 +98,7 @@ E
 #    -Werror in C11 and GNU C (where linux and unix are macros), also after
 #    the standard headers that define the macros dagger-idlc escapes.
 names=$work/names
-"$idlc" --protoc "$protoc" -I "$src/protos" --out "$names" \
+run_idlc --protoc "$protoc" -I "$src/protos" --out "$names" \
 	"$src/protos/names/keywords.proto" \
 	"$src/protos/names/keywords_svc.proto" || fail "names: exit status"
 cat >"$names/user.c" <<'C'
@@ -146,7 +150,7 @@ done
 
 # 5. proto3 optional: accepted (protoc-c alone refuses it); in C the field
 #    is the only member of its oneof, `_NAME`, whose case is its presence.
-"$idlc" --protoc "$protoc" -I "$src/protos" --out "$work/opt" \
+run_idlc --protoc "$protoc" -I "$src/protos" --out "$work/opt" \
 	"$src/protos/optional.proto" "$src/protos/sub/common.proto" ||
 	fail "optional: exit status"
 for want in 'Dg__Test__Opt__Opt__I32Case _i32_case;' 'int32_t i32;' \
@@ -160,7 +164,7 @@ done
 	-c "$work/opt/optional.pb-c.c" -o "$work/opt/out.o" ||
 	fail "optional: optional.pb-c.c does not compile"
 
-"$idlc" --bogus >/dev/null 2>&1
+run_idlc --bogus >/dev/null 2>&1
 [ $? -eq 2 ] || fail "unknown option: exit status"
 [ $rc -eq 0 ] && echo "idlc_test: all checks passed"
 exit $rc
