@@ -2,14 +2,17 @@
 # dagger-kvs on the local backend (`dagger-kvs local`: engine, server and
 # client in one process): every command's output, the shell on stdin,
 # errors, and a short benchmark run (printed, not judged).
-#   kvs_local.sh DAGGER_KVS
+#   kvs_local.sh DAGGER_KVS [EMULATOR...]
+# EMULATOR: what runs DAGGER_KVS when it is built for another machine.
 kvs=$1
+shift
+emu=$*
 rc=0
 out=$(mktemp)
 check() { # check NAME EXPECTED-OUTPUT EXPECTED-STATUS ARGS...
 	name=$1 want=$2 wst=$3
 	shift 3
-	timeout 120 "$kvs" local "$@" >"$out" 2>&1
+	timeout 120 $emu "$kvs" local "$@" >"$out" 2>&1
 	st=$?
 	if [ $st -ne "$wst" ] || [ "$(cat "$out")" != "$want" ]; then
 		echo "FAIL: $name (status $st, want $wst)"
@@ -40,6 +43,6 @@ get never-reached
 CMDS
 check "bad command" 'error: bad command "frob" (try help)' 1 -c frob
 check "bad arguments" 'error: bad command "get" (try help)' 1 -c "get a b"
-timeout 120 "$kvs" local -c "populate 100" -c "bench 2000" || rc=1
+timeout 120 $emu "$kvs" local -c "populate 100" -c "bench 2000" || rc=1
 rm -f "$out"
 exit $rc

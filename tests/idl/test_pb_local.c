@@ -23,17 +23,25 @@
 #include <cmocka.h>
 
 #include "engine.h"
+#include "names/keywords_svc.dg.h"
+#include "optional.dg.h"
 #include "types2.dg.h"
 #include "types3.dg.h"
+#include "wkt.dg.h"
 
 struct env {
 	struct dg_nic *nic;
 	pthread_t thr;
 	struct dg_host *srv, *cli;
-	struct dg_server *s2, *s3, *sg;
+	struct dg_server *s2, *s3, *sg, *sr, *si, *so, *sw;
 	struct dg__test2__store__server store;
 	struct dg__test__v3__types__server types;
-	int c2, c3, cg; /* connections: Store, Types, garbage */
+	struct dg__names__svc__registry__server registry;
+	struct dg__names__svc__int__server kw;
+	struct dg__test__opt__presence__server presence;
+	struct dg__test__wkt__clock__server clock;
+	/* connections: Store, Types, garbage, Registry, int, Presence, Clock */
+	int c2, c3, cg, cr, ci, co, cw;
 };
 
 static struct env E;
@@ -110,6 +118,84 @@ static int count(void *arg, struct dg_flow *f, const Dg__Test__V3__Bag *req,
 	return 0;
 }
 
+/* Services and methods named after C keywords (names/keywords_svc.proto). */
+static int kw_register(void *arg, struct dg_flow *f,
+		       const Dg__Names__Fields *req, Dg__Names__Fields *resp)
+{
+	(void)arg;
+	(void)f;
+	*resp = *req;
+	return 0;
+}
+
+static int kw_int(void *arg, struct dg_flow *f, const Dg__Names__Choice *req,
+		  Dg__Names__Choice *resp)
+{
+	(void)arg;
+	(void)f;
+	*resp = *req;
+	return 0;
+}
+
+static int kw_while(void *arg, struct dg_flow *f, const Dg__Names__Fields *req,
+		    Dg__Names__Values *resp)
+{
+	(void)arg;
+	(void)f;
+	resp->has_keyword = 1;
+	resp->keyword = req->has_while_ ? DG__NAMES__VALUES__KEYWORD__while
+					: DG__NAMES__VALUES__KEYWORD___Bool;
+	return 0;
+}
+
+/* Echoes; plain = how many of the optional fields the request had set. */
+static int presence_echo(void *arg, struct dg_flow *f,
+			 const Dg__Test__Opt__Opt *req,
+			 Dg__Test__Opt__Opt *resp)
+{
+	(void)arg;
+	(void)f;
+	*resp = *req;
+	resp->plain = !!req->_i32_case + !!req->_s64_case + !!req->_u64_case +
+		      !!req->_db_case + !!req->_fl_case + !!req->_flag_case +
+		      !!req->_str_case + !!req->_raw_case + !!req->_color_case +
+		      !!req->_point_case + !!req->_restrict_case;
+	return 0;
+}
+
+/* Well-known types as requests and responses (wkt.proto). */
+static int clock_now(void *arg, struct dg_flow *f,
+		     const Google__Protobuf__Empty *req,
+		     Google__Protobuf__Timestamp *resp)
+{
+	(void)arg;
+	(void)f;
+	(void)req;
+	resp->seconds = 1700000000;
+	resp->nanos = 123456789;
+	return 0;
+}
+
+static int clock_echo(void *arg, struct dg_flow *f,
+		      const Dg__Test__Wkt__Known *req,
+		      Dg__Test__Wkt__Known *resp)
+{
+	(void)arg;
+	(void)f;
+	*resp = *req;
+	return 0;
+}
+
+static int clock_forget(void *arg, struct dg_flow *f,
+			const Google__Protobuf__StringValue *req,
+			Google__Protobuf__Empty *resp)
+{
+	(void)arg;
+	(void)f;
+	(void)resp;
+	return strcmp(req->value, "key") ? DG_ST_APP_BASE + 1 : 0;
+}
+
 /* A raw service that answers every call with bytes that do not decode. */
 static int garbage(void *arg, const struct dg_request *req,
 		   struct dg_response *resp)
@@ -149,12 +235,20 @@ static int group_setup(void **state)
 		.put = put, .ping = ping, .fail = app_fail};
 	static const struct dg__test__v3__types__handlers th = {
 		.echo = echo, .echo_list = echo_list, .count = count};
+	static const struct dg__names__svc__registry__handlers rh = {
+		.register_ = kw_register, .int_ = kw_int};
+	static const struct dg__names__svc__int__handlers ih = {
+		.while_ = kw_while};
+	static const struct dg__test__opt__presence__handlers ph = {
+		.echo = presence_echo};
+	static const struct dg__test__wkt__clock__handlers ch = {
+		.now = clock_now, .echo = clock_echo, .forget = clock_forget};
 	struct dg_flow *f;
 
 	(void)state;
 	assert_int_equal(dg_nic_create(NULL, &E.nic), 0);
 	assert_int_equal(pthread_create(&E.thr, NULL, engine_main, E.nic), 0);
-	E.srv = attach(3);
+	E.srv = attach(7);
 	E.cli = attach(2);
 	assert_int_equal(dg__test2__store__server_start(E.srv, &E.store, &sh,
 							NULL, DG_LB_ROUND_ROBIN,
@@ -165,11 +259,32 @@ static int group_setup(void **state)
 				 1, 1, &E.s3),
 			 0);
 	assert_int_equal(dg_server_start(E.srv, &garbage_svc, 2, 1, &E.sg), 0);
+	assert_int_equal(dg__names__svc__registry__server_start(
+				 E.srv, &E.registry, &rh, NULL,
+				 DG_LB_ROUND_ROBIN, 3, 1, &E.sr),
+			 0);
+	assert_int_equal(dg__names__svc__int__server_start(
+				 E.srv, &E.kw, &ih, NULL, DG_LB_ROUND_ROBIN, 4,
+				 1, &E.si),
+			 0);
+	assert_int_equal(dg__test__opt__presence__server_start(
+				 E.srv, &E.presence, &ph, NULL,
+				 DG_LB_ROUND_ROBIN, 5, 1, &E.so),
+			 0);
+	assert_int_equal(dg__test__wkt__clock__server_start(
+				 E.srv, &E.clock, &ch, NULL, DG_LB_ROUND_ROBIN,
+				 6, 1, &E.sw),
+			 0);
 	f = dg_host_flow(E.cli, 0);
 	E.c2 = dg_connect(f, NULL, 0, DG__TEST2__STORE__SERVICE, 5000);
 	E.c3 = dg_connect(f, NULL, 0, DG__TEST__V3__TYPES__SERVICE, 5000);
 	E.cg = dg_connect(f, NULL, 0, "dg.test2.Garbage", 5000);
-	assert_true(E.c2 >= 0 && E.c3 >= 0 && E.cg >= 0);
+	E.cr = dg_connect(f, NULL, 0, DG__NAMES__SVC__REGISTRY__SERVICE, 5000);
+	E.ci = dg_connect(f, NULL, 0, DG__NAMES__SVC__INT__SERVICE, 5000);
+	E.co = dg_connect(f, NULL, 0, DG__TEST__OPT__PRESENCE__SERVICE, 5000);
+	E.cw = dg_connect(f, NULL, 0, DG__TEST__WKT__CLOCK__SERVICE, 5000);
+	assert_true(E.c2 >= 0 && E.c3 >= 0 && E.cg >= 0 && E.cr >= 0 &&
+		    E.ci >= 0 && E.co >= 0 && E.cw >= 0);
 	return 0;
 }
 
@@ -179,6 +294,10 @@ static int group_teardown(void **state)
 	dg_server_stop(E.s2);
 	dg_server_stop(E.s3);
 	dg_server_stop(E.sg);
+	dg_server_stop(E.sr);
+	dg_server_stop(E.si);
+	dg_server_stop(E.so);
+	dg_server_stop(E.sw);
 	dg_host_detach(E.cli);
 	dg_host_detach(E.srv);
 	dg_nic_stop(E.nic);
@@ -545,6 +664,336 @@ static void test_async(void **state)
 	free(keep[0]);
 }
 
+/* ---- well-known types ---------------------------------------------------- */
+
+/*
+ * Empty, Timestamp, Duration, every wrapper, Any, Struct/Value/ListValue
+ * and FieldMask, in a message and as whole requests and responses: code
+ * from libdagger-wkt, through the stubs and back.
+ */
+static void test_well_known_types(void **state)
+{
+	struct dg_flow *f = dg_host_flow(E.cli, 0);
+	Google__Protobuf__Empty empty = GOOGLE__PROTOBUF__EMPTY__INIT, *eo;
+	Google__Protobuf__Timestamp *now,
+		at = GOOGLE__PROTOBUF__TIMESTAMP__INIT,
+		h1 = GOOGLE__PROTOBUF__TIMESTAMP__INIT, *hist[2] = {&at, &h1};
+	Google__Protobuf__Duration took = GOOGLE__PROTOBUF__DURATION__INIT,
+				   *inner;
+	Google__Protobuf__DoubleValue d = GOOGLE__PROTOBUF__DOUBLE_VALUE__INIT;
+	Google__Protobuf__FloatValue fl = GOOGLE__PROTOBUF__FLOAT_VALUE__INIT;
+	Google__Protobuf__Int64Value i64 = GOOGLE__PROTOBUF__INT64_VALUE__INIT;
+	Google__Protobuf__UInt64Value u64 =
+		GOOGLE__PROTOBUF__UINT64_VALUE__INIT;
+	Google__Protobuf__Int32Value i32 = GOOGLE__PROTOBUF__INT32_VALUE__INIT;
+	Google__Protobuf__UInt32Value u32 =
+		GOOGLE__PROTOBUF__UINT32_VALUE__INIT;
+	Google__Protobuf__BoolValue b = GOOGLE__PROTOBUF__BOOL_VALUE__INIT;
+	Google__Protobuf__StringValue sv = GOOGLE__PROTOBUF__STRING_VALUE__INIT;
+	Google__Protobuf__BytesValue raw = GOOGLE__PROTOBUF__BYTES_VALUE__INIT;
+	Google__Protobuf__Any any = GOOGLE__PROTOBUF__ANY__INIT;
+	Google__Protobuf__Struct doc = GOOGLE__PROTOBUF__STRUCT__INIT;
+	Google__Protobuf__Struct__FieldsEntry e[3],
+		*ep[3] = {&e[0], &e[1], &e[2]};
+	Google__Protobuf__Value v[5], *lv[2] = {&v[3], &v[4]};
+	Google__Protobuf__ListValue list = GOOGLE__PROTOBUF__LIST_VALUE__INIT;
+	Google__Protobuf__FieldMask mask = GOOGLE__PROTOBUF__FIELD_MASK__INIT;
+	Dg__Test__Wkt__Known__TimeoutsEntry
+		te = DG__TEST__WKT__KNOWN__TIMEOUTS_ENTRY__INIT,
+		*tep[1] = {&te};
+	Dg__Test__Wkt__Known k = DG__TEST__WKT__KNOWN__INIT, *out;
+	char *paths[] = {"at.seconds", "doc"};
+	uint8_t packed[32], bytes[] = {0, 1, 2, 0xff};
+	ProtobufCMessage *m;
+	unsigned i;
+
+	(void)state;
+	/* Empty in, Timestamp out. */
+	assert_int_equal(
+		dg__test__wkt__clock__now_sync(f, E.cw, &empty, &now, 5000), 0);
+	assert_int_equal(now->seconds, 1700000000);
+	assert_int_equal(now->nanos, 123456789);
+	/* A wrapper in, Empty out; and the handler's status. */
+	sv.value = "key";
+	assert_int_equal(
+		dg__test__wkt__clock__forget_sync(f, E.cw, &sv, &eo, 5000), 0);
+	assert_non_null(eo);
+	sv.value = "other";
+	assert_int_equal(
+		dg__test__wkt__clock__forget_sync(f, E.cw, &sv, &eo, 5000),
+		DG_ST_APP_BASE + 1);
+
+	/* Every kind in one message. */
+	at.seconds = -62135596800; /* 0001-01-01 */
+	at.nanos = 1;
+	h1.seconds = 253402300799; /* 9999-12-31 */
+	took.seconds = -315576000000;
+	took.nanos = -999999999;
+	d.value = -0.0;
+	fl.value = 1e-38f;
+	i64.value = INT64_MIN;
+	u64.value = UINT64_MAX;
+	i32.value = -1;
+	u32.value = UINT32_MAX;
+	b.value = 1;
+	sv.value = "wrapped";
+	raw.value.data = bytes;
+	raw.value.len = sizeof(bytes);
+	any.type_url = "type.googleapis.com/google.protobuf.Duration";
+	any.value.data = packed;
+	any.value.len = google__protobuf__duration__pack(&took, packed);
+	for (i = 0; i < 5; i++)
+		google__protobuf__value__init(&v[i]);
+	v[0].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NUMBER_VALUE;
+	v[0].number_value = 1.5;
+	v[1].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_STRING_VALUE;
+	v[1].string_value = "x";
+	v[2].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_LIST_VALUE;
+	v[2].list_value = &list;
+	v[3].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_BOOL_VALUE;
+	v[3].bool_value = 1;
+	v[4].kind_case = GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE;
+	v[4].null_value = GOOGLE__PROTOBUF__NULL_VALUE__NULL_VALUE;
+	list.n_values = 2;
+	list.values = lv;
+	for (i = 0; i < 3; i++) {
+		google__protobuf__struct__fields_entry__init(&e[i]);
+		e[i].value = &v[i];
+	}
+	e[0].key = "n";
+	e[1].key = "s";
+	e[2].key = "l";
+	doc.n_fields = 3;
+	doc.fields = ep;
+	mask.n_paths = 2;
+	mask.paths = paths;
+	te.key = "read";
+	te.value = &took;
+	k.at = &at;
+	k.took = &took;
+	k.d = &d;
+	k.f = &fl;
+	k.i64 = &i64;
+	k.u64 = &u64;
+	k.i32 = &i32;
+	k.u32 = &u32;
+	k.b = &b;
+	k.s = &sv;
+	k.raw = &raw;
+	k.any = &any;
+	k.doc = &doc;
+	k.value = &v[2];
+	k.list = &list;
+	k.mask = &mask;
+	k.n_history = 2;
+	k.history = hist;
+	k.n_timeouts = 1;
+	k.timeouts = tep;
+	assert_int_equal(
+		dg__test__wkt__clock__echo_sync(f, E.cw, &k, &out, 5000), 0);
+	assert_same(&k.base, &out->base);
+	assert_true(out->at->seconds == -62135596800);
+	assert_true(out->i64->value == INT64_MIN);
+	assert_true(out->u64->value == UINT64_MAX);
+	assert_string_equal(out->s->value, "wrapped");
+	assert_int_equal(out->doc->n_fields, 3);
+	assert_int_equal(
+		out->doc->fields[2]->value->list_value->values[1]->kind_case,
+		GOOGLE__PROTOBUF__VALUE__KIND_NULL_VALUE);
+	assert_string_equal(out->mask->paths[0], "at.seconds");
+	/* The Any's payload decodes as what it says it is. */
+	assert_string_equal(out->any->type_url,
+			    "type.googleapis.com/google.protobuf.Duration");
+	assert_int_equal(
+		dg_pb_unpack(f, &google__protobuf__duration__descriptor,
+			     out->any->value.data, out->any->value.len, &m),
+		0);
+	inner = (Google__Protobuf__Duration *)m;
+	assert_true(inner->seconds == -315576000000);
+	assert_int_equal(inner->nanos, -999999999);
+}
+
+/* ---- proto3 optional ----------------------------------------------------- */
+
+/*
+ * proto3 `optional` keeps presence (a field set to zero is sent and comes
+ * back set; an unset one is neither) and protoc's encoding: in C it is a
+ * member of its oneof, `_NAME`.
+ */
+static void test_proto3_optional(void **state)
+{
+	struct dg_flow *f = dg_host_flow(E.cli, 0);
+	Dg__Test__Opt__Opt o, *out;
+	Dg__Common__Point origin = DG__COMMON__POINT__INIT;
+	static const uint8_t zero_i32[] = {0x08, 0x00};
+	uint8_t buf[64];
+
+	(void)state;
+	/*
+	 * The init function, not protoc-c's initialiser macro: `{0}` for a
+	 * union of a bytes field trips -Wmissing-braces.
+	 */
+	dg__test__opt__opt__init(&o);
+	/* Nothing set: zero bytes, and nothing set on either side. */
+	assert_int_equal(protobuf_c_message_get_packed_size(&o.base), 0);
+	assert_int_equal(
+		dg__test__opt__presence__echo_sync(f, E.co, &o, &out, 5000), 0);
+	assert_int_equal(out->plain, 0);
+	assert_int_equal(out->_i32_case, DG__TEST__OPT__OPT___I32__NOT_SET);
+	assert_int_equal(out->_str_case, DG__TEST__OPT__OPT___STR__NOT_SET);
+	assert_int_equal(out->_point_case, DG__TEST__OPT__OPT___POINT__NOT_SET);
+	assert_int_equal(out->_restrict_case,
+			 DG__TEST__OPT__OPT___RESTRICT__NOT_SET);
+
+	/* One field set to 0: its tag and a zero, as protoc encodes it. */
+	o._i32_case = DG__TEST__OPT__OPT___I32_I32;
+	o.i32 = 0;
+	assert_int_equal(protobuf_c_message_pack(&o.base, buf),
+			 sizeof(zero_i32));
+	assert_memory_equal(buf, zero_i32, sizeof(zero_i32));
+
+	/* Every optional field set to its zero value: all sent, all set. */
+	o._s64_case = DG__TEST__OPT__OPT___S64_S64;
+	o._u64_case = DG__TEST__OPT__OPT___U64_U64;
+	o._db_case = DG__TEST__OPT__OPT___DB_DB;
+	o._fl_case = DG__TEST__OPT__OPT___FL_FL;
+	o._flag_case = DG__TEST__OPT__OPT___FLAG_FLAG;
+	o._str_case = DG__TEST__OPT__OPT___STR_STR;
+	o.str = "";
+	o._raw_case = DG__TEST__OPT__OPT___RAW_RAW;
+	o._color_case = DG__TEST__OPT__OPT___COLOR_COLOR;
+	o.color = DG__COMMON__COLOR__COLOR_UNSPECIFIED;
+	o._point_case = DG__TEST__OPT__OPT___POINT_POINT;
+	o.point = &origin;
+	o._restrict_case = DG__TEST__OPT__OPT___RESTRICT_RESTRICT_;
+	o.plain = 0; /* no presence: not sent */
+	/* 2 bytes per varint/length field, 9 for the double, 5 per fixed32 */
+	assert_int_equal(protobuf_c_message_get_packed_size(&o.base),
+			 8 * 2 + 9 + 5 + 5);
+	assert_int_equal(
+		dg__test__opt__presence__echo_sync(f, E.co, &o, &out, 5000), 0);
+	assert_int_equal(out->plain, 11);
+	out->plain = 0;
+	assert_same(&o.base, &out->base);
+	assert_int_equal(out->_i32_case, DG__TEST__OPT__OPT___I32_I32);
+	assert_int_equal(out->i32, 0);
+	assert_int_equal(out->_flag_case, DG__TEST__OPT__OPT___FLAG_FLAG);
+	assert_int_equal(out->flag, 0);
+	assert_int_equal(out->_str_case, DG__TEST__OPT__OPT___STR_STR);
+	assert_string_equal(out->str, "");
+	assert_int_equal(out->_raw_case, DG__TEST__OPT__OPT___RAW_RAW);
+	assert_int_equal(out->raw.len, 0);
+	assert_int_equal(out->_point_case, DG__TEST__OPT__OPT___POINT_POINT);
+	assert_non_null(out->point);
+	assert_int_equal(out->_restrict_case,
+			 DG__TEST__OPT__OPT___RESTRICT_RESTRICT_);
+
+	/* Values, and a real oneof next to the optional ones. */
+	o.i32 = -1;
+	o.s64 = INT64_MIN;
+	o.u64 = UINT64_MAX;
+	o.db = 0.25;
+	o.str = "s";
+	o.restrict_ = 0xfffffffe;
+	o.pick_case = DG__TEST__OPT__OPT__PICK_CODE;
+	o.code = 0;
+	assert_int_equal(
+		dg__test__opt__presence__echo_sync(f, E.co, &o, &out, 5000), 0);
+	assert_int_equal(out->plain, 11);
+	out->plain = 0;
+	assert_same(&o.base, &out->base);
+	assert_int_equal(out->i32, -1);
+	assert_true(out->s64 == INT64_MIN && out->u64 == UINT64_MAX);
+	assert_int_equal(out->pick_case, DG__TEST__OPT__OPT__PICK_CODE);
+	assert_int_equal(out->restrict_, 0xfffffffe);
+}
+
+/* ---- names that are not C ------------------------------------------------ */
+
+/*
+ * Fields, oneofs, enum values, services and methods named after C keywords,
+ * reserved identifiers and macros: escaped NAME_ in C, on the wire as any
+ * other field.
+ */
+static void test_names_not_c(void **state)
+{
+	struct dg_flow *f = dg_host_flow(E.cli, 0);
+	Dg__Names__Fields in = DG__NAMES__FIELDS__INIT, *out;
+	Dg__Names__Choice ch = DG__NAMES__CHOICE__INIT, *cho;
+	Dg__Names__Values *v;
+	const ProtobufCFieldDescriptor *fd;
+	uint8_t raw[] = {0, 'x', 0};
+
+	(void)state;
+	in.has_register_ = 1; /* protoc-c's own escape (C++ keywords) */
+	in.register_ = 3;
+	in.has_restrict_ = 1; /* renamed for protoc-c by dagger-idlc */
+	in.restrict_ = -7;
+	in.linux_ = "tux";
+	in.has_unix_ = 1;
+	in.unix_.data = raw;
+	in.unix_.len = sizeof(raw);
+	in.has_errno_ = 1;
+	in.errno_ = EINVAL;
+	in.has___x86_64___ = 1;
+	in.__x86_64___ = 64;
+	in.has__bool = 1;
+	in._bool = 1;
+	in.has_base_ = 1;
+	in.base_ = 42;
+	in.null = "null";
+	in.has_while_ = 1;
+	in.while_ = 0;
+	assert_int_equal(dg__names__svc__registry__register__sync(f, E.cr, &in,
+								  &out, 5000),
+			 0);
+	assert_same(&in.base, &out->base);
+	assert_int_equal(out->restrict_, -7);
+	assert_string_equal(out->linux_, "tux");
+	assert_int_equal(out->unix_.len, 3);
+	assert_int_equal(out->errno_, EINVAL);
+	assert_int_equal(out->__x86_64___, 64);
+	assert_int_equal(out->base_, 42);
+	assert_int_equal(out->has_static_assert_, 0);
+	/* Defaults of absent fields. */
+	assert_string_equal(out->extern_default, "x");
+	assert_int_equal(out->volatile_default, 7);
+	/* A renamed field carries its C name in protobuf-c's descriptor. */
+	fd = protobuf_c_message_descriptor_get_field(
+		&dg__names__fields__descriptor, 21);
+	assert_non_null(fd);
+	assert_string_equal(fd->name, "restrict_");
+	fd = protobuf_c_message_descriptor_get_field(
+		&dg__names__fields__descriptor, 20);
+	assert_string_equal(fd->name, "register");
+
+	/* Oneofs named after keywords, members too. */
+	ch.switch_case = DG__NAMES__CHOICE__SWITCH___ATOMIC;
+	ch._atomic = &in;
+	ch.__generic_case = DG__NAMES__CHOICE____GENERIC_UNSIGNED;
+	ch.unsigned_ = 1;
+	assert_int_equal(
+		dg__names__svc__registry__int__sync(f, E.cr, &ch, &cho, 5000),
+		0);
+	assert_same(&ch.base, &cho->base);
+	assert_int_equal(cho->switch_case, DG__NAMES__CHOICE__SWITCH___ATOMIC);
+	assert_int_equal(cho->_atomic->restrict_, -7);
+	assert_int_equal(cho->unsigned_, 1);
+
+	/* A service named int, a method named while, enum values too. */
+	assert_int_equal(
+		dg__names__svc__int__while__sync(f, E.ci, &in, &v, 5000), 0);
+	assert_int_equal(v->keyword, DG__NAMES__VALUES__KEYWORD__while);
+	in.has_while_ = 0;
+	assert_int_equal(
+		dg__names__svc__int__while__sync(f, E.ci, &in, &v, 5000), 0);
+	assert_int_equal(v->keyword, DG__NAMES__VALUES__KEYWORD___Bool);
+	/* Its other methods have no handler. */
+	assert_int_equal(
+		dg__names__svc__int__register__sync(f, E.ci, &in, &v, 5000),
+		DG_ST_NO_FUNCTION);
+}
+
 /* ---- garbage on the wire ------------------------------------------------- */
 
 static void test_garbage_request(void **state)
@@ -757,6 +1206,9 @@ int main(void)
 		cmocka_unit_test(test_empty_and_app_status),
 		cmocka_unit_test(test_proto3_all_fields),
 		cmocka_unit_test(test_multi_frame),
+		cmocka_unit_test(test_well_known_types),
+		cmocka_unit_test(test_proto3_optional),
+		cmocka_unit_test(test_names_not_c),
 		cmocka_unit_test(test_async),
 		cmocka_unit_test(test_garbage_request),
 		cmocka_unit_test(test_garbage_response),
