@@ -76,4 +76,33 @@ void dg_nic_resume(struct dg_nic *n);
 
 void dg_nic_stats_print(struct dg_nic *n, FILE *f);
 
+/* Reasons a frame or message was dropped, as counted by dg_nic_stats. */
+enum dg_nic_drop {
+	DG_NIC_DROP_BAD_LEN,	/* len over DG_MAX_MSG, or cnt does not match */
+	DG_NIC_DROP_BAD_FLAGS,	/* not exactly one kind, or unknown flags */
+	DG_NIC_DROP_BAD_CONN,	/* on no connection of the sender's */
+	DG_NIC_DROP_BAD_CTRL,	/* unknown or malformed control message */
+	DG_NIC_DROP_TOO_BIG,	/* more slots than the ring holds */
+	DG_NIC_DROP_NO_REQUEST, /* a response to no request the flow holds */
+	DG_NIC_DROP_N,
+};
+
+/* The engine's counters, summed over its tenants, flows and links. */
+struct dg_nic_stats {
+	uint32_t tenants, shm_tenants, conns, services, peers;
+	uint64_t rpcs_tx, frames_tx, rpcs_rx, frames_rx; /* host side */
+	uint64_t reads, writes, busy, stalled;
+	uint64_t drops[DG_NIC_DROP_N];
+	uint64_t attach_refused; /* RDMA and shared-memory attaches */
+	uint64_t peer_rpcs_tx, peer_rpcs_rx, peer_drops;
+};
+
+/*
+ * A consistent snapshot of the counters, taken by the engine's loop
+ * thread: safe from any thread while dg_nic_run() runs (it waits for the
+ * loop, at most timeout_ms: -ETIMEDOUT); from the loop thread itself (or
+ * when no thread runs the loop) it reads them directly.
+ */
+int dg_nic_stats(struct dg_nic *n, struct dg_nic_stats *s, int timeout_ms);
+
 #endif /* DG_NIC_ENGINE_H */

@@ -60,13 +60,13 @@ enum tag_kind {
 };
 
 enum drop_reason {
-	DROP_BAD_LEN,	/* len over DG_MAX_MSG, or cnt not dg_frames_for(len) */
-	DROP_BAD_FLAGS, /* not exactly one kind, or unknown flags */
-	DROP_BAD_CONN,	/* a request or response on no connection of ours */
-	DROP_BAD_CTRL,	/* an unknown or malformed control message */
-	DROP_TOO_BIG,	/* more frames than the ring holds */
-	DROP_NO_REQUEST, /* a response to no request this flow holds */
-	DROP_NREASONS,
+	DROP_BAD_LEN = DG_NIC_DROP_BAD_LEN,
+	DROP_BAD_FLAGS = DG_NIC_DROP_BAD_FLAGS,
+	DROP_BAD_CONN = DG_NIC_DROP_BAD_CONN,
+	DROP_BAD_CTRL = DG_NIC_DROP_BAD_CTRL,
+	DROP_TOO_BIG = DG_NIC_DROP_TOO_BIG,
+	DROP_NO_REQUEST = DG_NIC_DROP_NO_REQUEST,
+	DROP_NREASONS = DG_NIC_DROP_N,
 };
 
 struct flow_stats {
@@ -224,6 +224,13 @@ struct pending_attach {
 	bool done;
 };
 
+/* A function another thread asks the loop thread to run (nic_call). */
+struct pending_call {
+	void (*fn)(struct dg_nic *n, void *arg);
+	void *arg;
+	bool done;
+};
+
 /* A unix-socket connection whose attach request has not arrived yet. */
 struct shm_pending {
 	int fd; /* -1: free */
@@ -251,8 +258,13 @@ struct dg_nic {
 	pthread_mutex_t lock;
 	pthread_cond_t cond;
 	struct pending_attach *pend_attach;
+	struct pending_call *pend_call;
 	int pend_detach; /* tenant id, or -1 */
 	int pend_flag;	 /* atomic: something is pending */
+	int wake_fd;	 /* eventfd: wakes a sleeping loop for the above */
+	pthread_t loop_thread;
+	int running; /* atomic: dg_nic_run is running on loop_thread */
+	uint64_t attach_refused;
 	uint64_t loops;
 	bool remote_sweep; /* remote_fail() still owes answers */
 	bool any_direct;   /* some tenant is direct: never sleep on events */
@@ -390,6 +402,9 @@ int nic_tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
 void nic_tenant_free(struct dg_nic *n, uint32_t tid);
 void nic_take_pending(struct dg_nic *n);
 void nic_accept_rdma(struct dg_nic *n);
+int nic_call(struct dg_nic *n, void (*fn)(struct dg_nic *, void *), void *arg,
+	     int timeout_ms);
+void nic_wake(struct dg_nic *n);
 
 /* shm.c */
 int nic_shm_listen(struct dg_nic *n, const char *path);

@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
 #include "engine_impl.h"
@@ -208,7 +209,7 @@ int dg_nic_poll(struct dg_nic *n)
  */
 static bool wait_events(struct dg_nic *n)
 {
-	struct pollfd fds[MAX_TENANTS + MAX_PEERS + 1];
+	struct pollfd fds[MAX_TENANTS + MAX_PEERS + 3];
 	struct timespec ts;
 	uint64_t tmo;
 	nfds_t k = 0;
@@ -238,6 +239,7 @@ static bool wait_events(struct dg_nic *n)
 	}
 	if (n->shm_fd >= 0)
 		fds[k++] = (struct pollfd){n->shm_fd, POLLIN, 0};
+	fds[k++] = (struct pollfd){n->wake_fd, POLLIN, 0};
 	if (n->listener)
 		fds[k++] = (struct pollfd){dg_rdma_listener_fd(n->listener),
 					   POLLIN, 0};
@@ -256,10 +258,14 @@ static bool wait_events(struct dg_nic *n)
 	ts.tv_sec = (time_t)(tmo / 1000000u);
 	ts.tv_nsec = (long)(tmo % 1000000u) * 1000;
 	if (ppoll(fds, k, &ts, NULL) > 0) {
+		uint64_t v;
+
 		if (n->listener && fds[k - 1].revents)
 			nic_accept_rdma(n);
 		if (n->shm_fd >= 0)
 			nic_shm_accept(n);
+		if (read(n->wake_fd, &v, sizeof(v)) < 0)
+			v = 0; /* nothing was pending: EAGAIN */
 	}
 	for (i = 0; i < MAX_TENANTS; i++)
 		if (n->tenants[i].used && n->tenants[i].hm->ops->ack)
@@ -276,6 +282,8 @@ int dg_nic_run(struct dg_nic *n)
 	uint32_t iter = 0;
 	bool sleepy = false;
 
+	n->loop_thread = pthread_self();
+	__atomic_store_n(&n->running, 1, __ATOMIC_RELEASE);
 	while (!__atomic_load_n(&n->stop, __ATOMIC_RELAXED)) {
 		uint64_t now;
 
@@ -313,9 +321,20 @@ int dg_nic_run(struct dg_nic *n)
 		sleepy = wait_events(n);
 		if (sleepy)
 			continue;
-		if (now - last_work > 100000)
-			usleep(n->o.idle_us);
+		if (now - last_work > 100000) {
+			/* Shared memory has no events: nap, but wake for an
+			 * attach, a detach or a call from another thread. */
+			struct pollfd p[2] = {{n->wake_fd, POLLIN, 0},
+					      {n->shm_fd, POLLIN, 0}};
+			uint64_t v;
+
+			if (poll(p, n->shm_fd >= 0 ? 2 : 1,
+				 (int)((n->o.idle_us + 999) / 1000)) > 0 &&
+			    read(n->wake_fd, &v, sizeof(v)) < 0)
+				v = 0; /* the socket, not the eventfd */
+		}
 	}
+	__atomic_store_n(&n->running, 0, __ATOMIC_RELEASE);
 	return 0;
 }
 
@@ -349,6 +368,11 @@ int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out)
 	n->rng = 0x9E3779B97F4A7C15ull ^ n->o.engine_id;
 	n->pend_detach = -1;
 	n->shm_fd = -1;
+	n->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (n->wake_fd < 0) {
+		free(n);
+		return -errno;
+	}
 	for (rc = 0; rc < MAX_SHM_PENDING; rc++)
 		n->shm_pend[rc].fd = -1;
 	pthread_mutex_init(&n->lock, NULL);
@@ -368,6 +392,7 @@ int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out)
 	return 0;
 err:
 	dg_rdma_listener_destroy(n->listener);
+	close(n->wake_fd);
 	pthread_mutex_destroy(&n->lock);
 	pthread_cond_destroy(&n->cond);
 	free(n);
@@ -393,6 +418,7 @@ void dg_nic_destroy(struct dg_nic *n)
 			nic_peer_free(n, i);
 	dg_rdma_listener_destroy(n->listener);
 	nic_shm_close(n);
+	close(n->wake_fd);
 	pthread_mutex_destroy(&n->lock);
 	pthread_cond_destroy(&n->cond);
 	free(n);

@@ -200,6 +200,7 @@ static int take_request(struct dg_nic *n, int fd)
 				     .flags = req.flags & DG_RING_F_CSUM};
 	rc = nic_tenant_init(n, hm, &hdr, NULL);
 	if (rc < 0) {
+		n->attach_refused++;
 		reply(fd, rc, -1, n->o.engine_id);
 		hm->ops->destroy(hm); /* unmaps, closes fd */
 		return 1;
@@ -207,6 +208,7 @@ static int take_request(struct dg_nic *n, int fd)
 	reply(fd, 0, rc, n->o.engine_id);
 	return 1;
 refuse:
+	n->attach_refused++;
 	if (n->o.verbose || rc != -EPROTO)
 		fprintf(stderr,
 			"dagger-nic: refused a shared-memory attach: %s\n",
@@ -244,6 +246,7 @@ void nic_shm_accept(struct dg_nic *n)
 		if (take_request(n, p->fd)) {
 			p->fd = -1;
 		} else if (now > p->deadline_ms) {
+			n->attach_refused++;
 			close(p->fd);
 			p->fd = -1;
 		}

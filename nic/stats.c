@@ -79,3 +79,53 @@ void dg_nic_stats_print(struct dg_nic *n, FILE *f)
 		}
 	}
 }
+
+static void stats_take(struct dg_nic *n, void *arg)
+{
+	struct dg_nic_stats *s = arg;
+	uint32_t i, j, r, c;
+
+	memset(s, 0, sizeof(*s));
+	for (i = 0; i < MAX_TENANTS; i++) {
+		struct tenant *t = &n->tenants[i];
+
+		if (!t->used)
+			continue;
+		s->tenants++;
+		s->shm_tenants += t->direct;
+		for (j = 0; j < t->nflows; j++) {
+			const struct flow_stats *f = &t->flows[j].st;
+
+			s->rpcs_tx += f->rpcs_tx;
+			s->frames_tx += f->frames_tx;
+			s->rpcs_rx += f->rpcs_rx;
+			s->frames_rx += f->frames_rx;
+			s->reads += f->reads;
+			s->writes += f->writes;
+			s->busy += f->busy;
+			s->stalled += f->stalled;
+			for (r = 0; r < DROP_NREASONS; r++)
+				s->drops[r] += f->drops[r];
+		}
+	}
+	for (c = 0; c < MAX_CONNS; c++)
+		s->conns += n->conns[c].state != CONN_FREE;
+	for (i = 0; i < MAX_SERVICES; i++)
+		s->services += n->services[i].used && n->services[i].nservers;
+	for (i = 0; i < MAX_PEERS; i++) {
+		struct peer_ref *p = &n->peers[i];
+
+		if (!p->used)
+			continue;
+		s->peers += !p->dead;
+		s->peer_rpcs_tx += p->st.rpcs_tx;
+		s->peer_rpcs_rx += p->st.rpcs_rx;
+		s->peer_drops += p->st.drops;
+	}
+	s->attach_refused = n->attach_refused;
+}
+
+int dg_nic_stats(struct dg_nic *n, struct dg_nic_stats *s, int timeout_ms)
+{
+	return nic_call(n, stats_take, s, timeout_ms);
+}

@@ -144,9 +144,64 @@ void nic_take_pending(struct dg_nic *n)
 			nic_tenant_free(n, (uint32_t)n->pend_detach);
 		n->pend_detach = -1;
 	}
+	if (n->pend_call && !n->pend_call->done) {
+		n->pend_call->fn(n, n->pend_call->arg);
+		n->pend_call->done = true;
+	}
 	__atomic_store_n(&n->pend_flag, 0, __ATOMIC_RELEASE);
 	pthread_cond_broadcast(&n->cond);
 	pthread_mutex_unlock(&n->lock);
+}
+
+/* Wakes a loop that sleeps (wait_events) to look at what is pending. */
+void nic_wake(struct dg_nic *n)
+{
+	uint64_t one = 1;
+
+	if (n->wake_fd >= 0 && write(n->wake_fd, &one, sizeof(one)) < 0)
+		return; /* a full counter: a wake-up is pending anyway */
+}
+
+/*
+ * Runs fn(n, arg) on the loop thread and waits for it (at most timeout_ms:
+ * -ETIMEDOUT, the call withdrawn). Called on the loop thread itself, or
+ * while no thread runs the loop, it runs fn directly.
+ */
+int nic_call(struct dg_nic *n, void (*fn)(struct dg_nic *, void *), void *arg,
+	     int timeout_ms)
+{
+	struct pending_call c = {.fn = fn, .arg = arg};
+	struct timespec until;
+	int rc = 0;
+
+	if (!__atomic_load_n(&n->running, __ATOMIC_ACQUIRE) ||
+	    pthread_equal(n->loop_thread, pthread_self())) {
+		fn(n, arg);
+		return 0;
+	}
+	clock_gettime(CLOCK_REALTIME, &until);
+	until.tv_sec += timeout_ms / 1000;
+	until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
+	if (until.tv_nsec >= 1000000000) {
+		until.tv_sec++;
+		until.tv_nsec -= 1000000000;
+	}
+	pthread_mutex_lock(&n->lock);
+	while (n->pend_call && rc == 0)
+		rc = pthread_cond_timedwait(&n->cond, &n->lock, &until);
+	if (rc == 0) {
+		n->pend_call = &c;
+		__atomic_store_n(&n->pend_flag, 1, __ATOMIC_RELEASE);
+		nic_wake(n);
+		while (!c.done && rc == 0)
+			rc = pthread_cond_timedwait(&n->cond, &n->lock, &until);
+		if (!c.done)
+			rc = ETIMEDOUT;
+		n->pend_call = NULL;
+		pthread_cond_broadcast(&n->cond);
+	}
+	pthread_mutex_unlock(&n->lock);
+	return rc ? -ETIMEDOUT : 0;
 }
 
 int dg_nic_attach_local(struct dg_nic *n, void *region, uint64_t size)
@@ -158,6 +213,7 @@ int dg_nic_attach_local(struct dg_nic *n, void *region, uint64_t size)
 		pthread_cond_wait(&n->cond, &n->lock);
 	n->pend_attach = &p;
 	__atomic_store_n(&n->pend_flag, 1, __ATOMIC_RELEASE);
+	nic_wake(n);
 	while (!p.done)
 		pthread_cond_wait(&n->cond, &n->lock);
 	n->pend_attach = NULL;
@@ -175,6 +231,7 @@ int dg_nic_detach_local(struct dg_nic *n, int tenant)
 		pthread_cond_wait(&n->cond, &n->lock);
 	n->pend_detach = tenant;
 	__atomic_store_n(&n->pend_flag, 1, __ATOMIC_RELEASE);
+	nic_wake(n);
 	while (n->pend_detach == tenant)
 		pthread_cond_wait(&n->cond, &n->lock);
 	pthread_mutex_unlock(&n->lock);
@@ -245,6 +302,7 @@ void nic_accept_rdma(struct dg_nic *n)
 	}
 	memcpy(&req, &pd, sizeof(req));
 	if (plen < sizeof(req) || req.magic != DG_ATTACH_MAGIC) {
+		n->attach_refused++;
 		fprintf(stderr, "dagger-nic: refused a connection: bad "
 				"attach request\n");
 		dg_rdma_ep_destroy(ep);
@@ -264,6 +322,7 @@ void nic_accept_rdma(struct dg_nic *n)
 	if (req.version != DG_REGION_VERSION ||
 	    dg_region_layout(req.nflows, req.slots, &lay) ||
 	    dg_region_bytes(&lay) != req.len) {
+		n->attach_refused++;
 		fprintf(stderr,
 			"dagger-nic: refused an attach: version %u, %u flows "
 			"x %u slots, %u bytes do not make a region\n",
