@@ -396,7 +396,7 @@ static void *client_main(void *arg)
 	if (t->live.rc)
 		goto out;
 	__atomic_fetch_add(&nready, 1, __ATOMIC_RELEASE);
-	next = bench_now_ns();
+	next = bench_fast_ns();
 	for (;;) {
 		int ph = __atomic_load_n(&phase, __ATOMIC_ACQUIRE);
 		uint64_t now = 0;
@@ -416,12 +416,12 @@ static void *client_main(void *arg)
 			if (nagain) {
 				when = again[nagain - 1];
 			} else if (mean > 0) {
-				now = bench_now_ns();
+				now = bench_fast_ns();
 				if (next > now)
 					break;
 				when = next;
 			} else {
-				when = bench_now_ns();
+				when = bench_fast_ns();
 			}
 			/*
 			 * The arguments first: under callgrind only the
@@ -473,7 +473,7 @@ static void *client_main(void *arg)
 				sched_yield();
 			continue;
 		}
-		now = bench_now_ns();
+		now = bench_fast_ns();
 		for (i = 0; i < (uint32_t)k; i++) {
 			uint64_t s = ts[c[i].rpc_id & TS_MASK];
 
@@ -554,6 +554,7 @@ static int run_clients(struct dg_host *h)
 
 	if (!t || !all)
 		return 1;
+	bench_fast_init();
 	hist_init(all);
 	phase = C.warmup > 0 && !C.requests ? 0 : 1;
 	for (i = 0; i < C.threads; i++) {

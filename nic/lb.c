@@ -156,7 +156,7 @@ int nic_svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
 		return -EAGAIN;
 	/* A server holding 2 x slots unanswered requests takes no more. */
 	rc = nic_pend_full(&st->flows[flow]) ? -ENOSPC
-					     : nic_rx_put(st, flow, m, cid, 0);
+					     : rx_put(st, flow, m, cid, 0);
 	if (rc && !armed) {
 		b->armed = true;
 		b->rpc = m->h.rpc_id;

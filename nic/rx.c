@@ -9,18 +9,6 @@
 
 #include "engine_impl.h"
 
-/*
- * Free RX slots by the host's consumer index. The host writes rx_head: a
- * value ahead of what we produced (a broken or hostile host) reads as a
- * full ring, never as more room than the ring has.
- */
-uint32_t nic_rx_room(struct tenant *t, struct flow *fl)
-{
-	uint32_t used = fl->rx_tail - fl->rx_head;
-
-	return used > t->slots ? 0 : t->slots - used;
-}
-
 /* Learns how far the host consumed its RX ring (credits). */
 void nic_rx_refresh(struct tenant *t, uint32_t f)
 {
@@ -45,53 +33,10 @@ void nic_rx_refresh(struct tenant *t, uint32_t f)
 		fl->rx_head_pending = true;
 }
 
-/*
- * Writes one whole message into flow f's RX ring, with its connection id
- * set to conn (and its kind to flags, when not 0: the loopback service
- * turns a request into its response) and each slot sealed for its
- * position: continuation frames first, the first frame last (so a host
- * that sees the first frame of a message in shared memory sees all of
- * it). RDMA tenants get the bytes when the dirty range is written at the
- * end of the iteration. Returns -ENOSPC (and asks for fresh credits) when
- * the ring has no room.
- */
 int nic_rx_put(struct tenant *t, uint32_t f, const struct msg *m, uint32_t conn,
 	       uint8_t flags)
 {
-	struct flow *fl = &t->flows[f];
-	uint32_t cnt = m->h.cnt, pos = fl->rx_tail, i;
-	struct dg_frame *d;
-
-	if (UNLIKELY(nic_rx_room(t, fl) < cnt)) {
-		nic_rx_refresh(t, f);
-		if (!t->direct || nic_rx_room(t, fl) < cnt)
-			return -ENOSPC;
-	}
-	for (i = 1; i < cnt; i++) {
-		struct dg_frame_cont *c =
-			(struct dg_frame_cont *)&fl->rxr[(pos + i) & t->mask];
-
-		memcpy(c->data, msg_cont(m, i)->data, DG_CONT_PAYLOAD);
-		dg_cont_publish(c, pos + i, t->rflags);
-	}
-	d = &fl->rxr[pos & t->mask];
-	__builtin_prefetch(&fl->rxr[(pos + cnt + 3) & t->mask], 1);
-	/* Everything but stamp and checksum (the first 8 bytes). */
-	memcpy(&d->rpc_id, &m->h.rpc_id, DG_SLOT_SIZE - 8);
-	d->conn = conn;
-	d->flow = (uint8_t)f;
-	if (flags) {
-		d->flags = flags;
-		d->status = 0;
-	}
-	dg_slot_publish(d, pos, t->rflags);
-	fl->rx_tail = pos + cnt;
-	fl->st.rpcs_rx++;
-	fl->st.frames_rx += cnt;
-	/* Its host is about to answer or call again: poll it hot. */
-	fl->idle_reads = 0;
-	fl->next_read_us = 0;
-	return 0;
+	return rx_put(t, f, m, conn, flags);
 }
 
 /* A one-frame message carrying only a status (and a control op). */

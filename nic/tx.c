@@ -52,7 +52,7 @@ static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
 		st = st ? DG_ST_UNREACHABLE : 0;
 	} else if (c->svc == SVC_LOOPBACK) {
 		/* Back to the caller as its own response; no room: retry. */
-		if (nic_rx_put(t, f, m, cid, DG_FF_RESP))
+		if (rx_put(t, f, m, cid, DG_FF_RESP))
 			return V_RETRY;
 		st = 0;
 	} else {
@@ -104,7 +104,7 @@ static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
 		return V_DONE;
 	}
 	/* No room at the client: hold the server's ring (back-pressure). */
-	if (nic_rx_put(ct, c->flow, m, m->h.conn, 0)) {
+	if (rx_put(ct, c->flow, m, m->h.conn, 0)) {
 		fl->st.stalled++;
 		return V_RETRY;
 	}
@@ -120,13 +120,16 @@ static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
  */
 int nic_frame_check(const struct dg_frame *h)
 {
-	uint8_t kind = h->flags & DG_FF_KIND;
+	/* Valid flag bytes: one kind, and the key only on a request. */
+	static const uint16_t ok = 1u << DG_FF_REQ | 1u << DG_FF_RESP |
+				   1u << DG_FF_CTRL |
+				   1u << (DG_FF_REQ | DG_FF_KEY);
 
-	if ((kind != DG_FF_REQ && kind != DG_FF_RESP && kind != DG_FF_CTRL) ||
-	    (h->flags & ~(DG_FF_KIND | DG_FF_KEY)) ||
-	    ((h->flags & DG_FF_KEY) && kind != DG_FF_REQ))
+	if (h->flags >= 16 || !(ok >> h->flags & 1))
 		return DROP_BAD_FLAGS;
-	if (h->len > DG_MAX_MSG || h->cnt != dg_frames_for(h->len))
+	if (h->len <= DG_FRAME_PAYLOAD
+		    ? h->cnt != 1
+		    : h->len > DG_MAX_MSG || h->cnt != dg_frames_for(h->len))
 		return DROP_BAD_LEN;
 	return -1;
 }
