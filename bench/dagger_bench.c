@@ -19,8 +19,10 @@
  * --callgrind: run under `valgrind --tool=callgrind --collect-atstart=no`;
  * collection is switched on only inside dg_call/dg_poll (client) or
  * dg_serve_poll (server) during the measured interval, then a dump
- * "rpcs" is written, then 10000 empty polls are collected into a dump
- * "empty" so that the polls that found nothing can be subtracted.
+ * "rpcs" ("server-rpcs") is written, then 10000 empty polls are collected
+ * into a dump "empty" ("server-empty") so that the polls that found
+ * nothing can be subtracted. With --separate-threads=yes each thread's
+ * dumps are its own; the names tell the client's from the server's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -220,10 +222,10 @@ static void *server_main(void *arg)
 		}
 	}
 	if (C.callgrind) {
-		CALLGRIND_DUMP_STATS_AT("rpcs");
+		CALLGRIND_DUMP_STATS_AT("server-rpcs");
 		for (i = 0; i < CALIB_POLLS; i++)
 			cg_serve_poll(f, 32);
-		CALLGRIND_DUMP_STATS_AT("empty");
+		CALLGRIND_DUMP_STATS_AT("server-empty");
 	}
 	return NULL;
 }
