@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/un.h>
@@ -26,7 +27,14 @@
 
 static int attach_rdma(struct dg_host *h)
 {
-	struct dg_rdma_ep_attr attr = {.sq_depth = 4, .rd_depth = 1};
+	/*
+	 * The host posts doorbells, pushes and sleeps (at most one doorbell
+	 * in flight per flow, a push of at most two runs before it), and
+	 * receives the engine's wake-ups.
+	 */
+	struct dg_rdma_ep_attr attr = {.sq_depth = 4 * h->nflows + 16,
+				       .rq_depth = 2 * h->nflows + 8,
+				       .rd_depth = 1};
 	struct dg_attach_req req = {0};
 	struct dg_attach_rep rep = {0};
 	struct dg_rdma_remote r;
@@ -55,13 +63,24 @@ static int attach_rdma(struct dg_host *h)
 	req.nflows = h->nflows;
 	req.slots = h->o.slots;
 	req.flags = DG_RING_F_CSUM;
+	req.mode = (uint32_t)h->o.mode;
+	rc = dg_wake_start(h);
+	if (rc)
+		return rc;
 	rc = dg_rdma_ep_connect(h->ep, &req, sizeof(req), &rep, &rlen,
 				h->o.timeout_ms);
 	if (rc)
 		return rc;
 	if (rlen < sizeof(rep) || rep.magic != DG_ATTACH_MAGIC)
 		return -EPROTO;
-	return rep.status;
+	if (rep.status)
+		return rep.status;
+	if (rep.shadow_len != h->size)
+		return -EPROTO;
+	h->shadow_addr = rep.shadow_addr;
+	h->shadow_rkey = rep.shadow_rkey;
+	h->shadow_len = rep.shadow_len;
+	return dg_wake_run(h);
 }
 
 /*
@@ -94,13 +113,22 @@ err : {
 }
 }
 
-/* Sends the request and the memfd, waits for the engine's answer. */
+/*
+ * Sends the request with the memfd and one eventfd per flow (the engine
+ * writes a flow's to wake its sleeping thread); waits for the answer,
+ * which carries the engine's own eventfd (we write it to wake a sleeping
+ * engine).
+ */
 static int attach_shm(struct dg_host *h, int mfd)
 {
 	union {
 		struct cmsghdr c;
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE((1 + DG_MAX_FLOWS) * sizeof(int))];
 	} cm;
+	union {
+		struct cmsghdr c;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} cr;
 	struct dg_shm_attach_req req = {.magic = DG_SHM_MAGIC,
 					.version = DG_REGION_VERSION,
 					.nflows = h->nflows,
@@ -111,11 +139,18 @@ static int attach_shm(struct dg_host *h, int mfd)
 	struct msghdr mh = {.msg_iov = &iov,
 			    .msg_iovlen = 1,
 			    .msg_control = cm.buf,
-			    .msg_controllen = sizeof(cm.buf)};
+			    .msg_controllen =
+				    CMSG_SPACE((1 + h->nflows) * sizeof(int))};
 	struct dg_attach_rep rep;
+	struct iovec riov = {&rep, sizeof(rep)};
+	struct msghdr rh = {.msg_iov = &riov,
+			    .msg_iovlen = 1,
+			    .msg_control = cr.buf,
+			    .msg_controllen = sizeof(cr.buf)};
 	struct sockaddr_un a = {.sun_family = AF_UNIX};
 	struct pollfd p;
 	struct cmsghdr *c;
+	uint32_t i;
 	ssize_t k;
 
 	if (strlen(h->o.shm_path) >= sizeof(a.sun_path))
@@ -130,8 +165,11 @@ static int attach_shm(struct dg_host *h, int mfd)
 	c = CMSG_FIRSTHDR(&mh);
 	c->cmsg_level = SOL_SOCKET;
 	c->cmsg_type = SCM_RIGHTS;
-	c->cmsg_len = CMSG_LEN(sizeof(int));
+	c->cmsg_len = CMSG_LEN((1 + h->nflows) * sizeof(int));
 	memcpy(CMSG_DATA(c), &mfd, sizeof(int));
+	for (i = 0; i < h->nflows; i++)
+		memcpy(CMSG_DATA(c) + (1 + i) * sizeof(int), &h->flows[i].evfd,
+		       sizeof(int));
 	if (sendmsg(h->shm_sock, &mh, MSG_NOSIGNAL) != (ssize_t)sizeof(req))
 		return -errno;
 	p = (struct pollfd){.fd = h->shm_sock, .events = POLLIN};
@@ -140,12 +178,20 @@ static int attach_shm(struct dg_host *h, int mfd)
 		return -ETIMEDOUT;
 	if (k < 0)
 		return -errno;
-	k = recv(h->shm_sock, &rep, sizeof(rep), 0);
+	k = recvmsg(h->shm_sock, &rh, MSG_CMSG_CLOEXEC);
+	for (c = CMSG_FIRSTHDR(&rh); c; c = CMSG_NXTHDR(&rh, c))
+		if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS &&
+		    c->cmsg_len == CMSG_LEN(sizeof(int)) && h->engine_fd < 0) {
+			memcpy(&h->engine_fd, CMSG_DATA(c), sizeof(int));
+			h->engine_fd_owned = true;
+		}
 	if (k == 0)
 		return -ECONNRESET;
 	if (k != (ssize_t)sizeof(rep) || rep.magic != DG_SHM_MAGIC)
 		return -EPROTO;
-	return rep.status;
+	if (rep.status)
+		return rep.status;
+	return h->engine_fd >= 0 ? 0 : -EPROTO;
 }
 
 int dg_host_opts_engine(struct dg_host_opts *o, const char *spec, char *buf,
@@ -207,6 +253,9 @@ int dg_host_attach(const struct dg_host_opts *o, struct dg_host **out)
 	h->o = *o;
 	h->tenant = -1;
 	h->shm_sock = -1;
+	h->engine_fd = -1;
+	h->waker_stop = -1;
+	pthread_mutex_init(&h->vlock, NULL);
 	if (!h->o.nflows)
 		h->o.nflows = 1;
 	if (!h->o.slots)
@@ -241,6 +290,8 @@ int dg_host_attach(const struct dg_host_opts *o, struct dg_host **out)
 		goto err;
 	}
 	memset(h->flows, 0, h->nflows * sizeof(*h->flows));
+	for (i = 0; i < h->nflows; i++)
+		h->flows[i].evfd = -1;
 	hdr = (struct dg_region_hdr *)h->region;
 	hdr->magic = DG_REGION_MAGIC;
 	hdr->version = DG_REGION_VERSION;
@@ -259,13 +310,25 @@ int dg_host_attach(const struct dg_host_opts *o, struct dg_host **out)
 		f->mask = h->o.slots - 1;
 		f->rflags = hdr->flags;
 		f->arena = malloc(DG_RX_ARENA + DG_RX_SLACK);
+		f->evfd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+		f->ctrl->host_fd = f->evfd;
+		f->mode = h->o.engine_addr
+				  ? (uint8_t)(h->o.mode ? h->o.mode
+							: DG_MODE_DOORBELL)
+				  : DG_MODE_POLL;
+		f->spin_us = h->o.spin_us ? h->o.spin_us : 50;
+		f->busy_poll = h->o.busy_poll != 0;
 		f->resp_buf = malloc(DG_MAX_MSG);
 		/* Untouched pages of it cost no memory. */
 		f->heap = aligned_alloc(64, DG_FLOW_ARENA);
-		if (!f->arena || !f->resp_buf || !f->heap) {
-			rc = -ENOMEM;
+		if (!f->arena || !f->resp_buf || !f->heap || f->evfd < 0) {
+			rc = f->evfd < 0 ? -EMFILE : -ENOMEM;
 			goto err;
 		}
+	}
+	if (h->o.mode < 0 || h->o.mode >= DG_MODE_COUNT) {
+		rc = -EINVAL;
+		goto err;
 	}
 	if (h->o.engine_addr) {
 		rc = attach_rdma(h);
@@ -282,6 +345,20 @@ int dg_host_attach(const struct dg_host_opts *o, struct dg_host **out)
 		goto err;
 	if (mfd >= 0)
 		close(mfd);
+	/* In-process: the engine left its eventfd in the header. */
+	if (!h->o.engine_addr && !h->o.shm_path)
+		h->engine_fd =
+			__atomic_load_n(&hdr->engine_fd, __ATOMIC_ACQUIRE);
+	for (i = 0; i < h->nflows; i++) {
+		struct dg_flow *f = &h->flows[i];
+
+		f->engine_sleep = &hdr->engine_sleep;
+		f->kick = h->o.engine_addr    ? f->mode == DG_MODE_POLL
+							? DG_KICK_NONE
+							: DG_KICK_RDMA
+			  : h->engine_fd >= 0 ? DG_KICK_SHM
+					      : DG_KICK_NONE;
+	}
 	*out = h;
 	return 0;
 err:
@@ -298,6 +375,7 @@ void dg_host_detach(struct dg_host *h)
 
 	if (!h)
 		return;
+	dg_wake_stop(h);
 	if (h->tenant >= 0 && h->o.detach_local)
 		h->o.detach_local(h->o.local_arg, h->tenant);
 	/*
@@ -313,7 +391,12 @@ void dg_host_detach(struct dg_host *h)
 		free(h->flows[i].arena);
 		free(h->flows[i].resp_buf);
 		free(h->flows[i].heap);
+		if (h->flows[i].evfd >= 0)
+			close(h->flows[i].evfd);
 	}
+	if (h->engine_fd_owned)
+		close(h->engine_fd);
+	pthread_mutex_destroy(&h->vlock);
 	free(h->flows);
 	if (h->region_mapped)
 		munmap(h->region, h->size);

@@ -60,6 +60,7 @@ static __attribute__((noinline)) int call_slow(struct dg_flow *f, int conn,
 		  cnt);
 	*rpc_id = id;
 	f->st.calls++;
+	dg_after_tx(f);
 	return 0;
 }
 
@@ -103,6 +104,7 @@ call_fast(struct dg_flow *f, int conn, uint16_t fn, const void *req, size_t len,
 	if (cnt == 2)
 		dg_cont_publish((struct dg_frame_cont *)(s + 1), pos + 1, csum);
 	dg_slot_publish(s, pos, csum);
+	dg_after_tx(f);
 	return 0;
 }
 
@@ -229,6 +231,7 @@ int dg_call_fill(struct dg_flow *f, int conn, uint16_t fn, size_t len,
 	dg_slot_publish(&f->tx[pos & f->mask], pos, f->rflags);
 	f->tx_tail = pos + cnt;
 	f->st.calls++;
+	dg_after_tx(f);
 	return 0;
 }
 
@@ -344,6 +347,8 @@ static __attribute__((noinline)) int poll_full(struct dg_flow *f,
 
 	if (rc)
 		return rc;
+	if (f->kick == DG_KICK_RDMA && f->db_sent != f->tx_tail)
+		dg_doorbell(f);
 	dg_rx_release(f);
 	rc = poll_slow(f, c, max, 0);
 	f->st.completions += (uint64_t)rc;
@@ -377,6 +382,9 @@ poll_fast(struct dg_flow *f, struct dg_completion *c, int max,
 
 	if (DG_UNLIKELY(f->owner != dg_thread_id() || max < 1))
 		return poll_full(f, c, max);
+	/* A doorbell that waited for the one in flight goes now. */
+	if (DG_UNLIKELY(f->kick == DG_KICK_RDMA) && f->db_sent != f->tx_tail)
+		dg_doorbell(f);
 	/*
 	 * Releases what the previous dg_poll handed out. Release store: the
 	 * application's loads of those slots come before the engine may
@@ -448,7 +456,7 @@ int dg_wait(struct dg_flow *f, uint32_t rpc_id, struct dg_completion *c,
 {
 	uint64_t deadline =
 		dg_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 10000);
-	uint64_t next_check = 0;
+	uint64_t next_check = 0, idle = 0;
 	uint32_t spins;
 	int rc;
 
@@ -458,12 +466,29 @@ int dg_wait(struct dg_flow *f, uint32_t rpc_id, struct dg_completion *c,
 			return rc;
 		if (rc == 1 && c->rpc_id == rpc_id)
 			return 0;
-		/* Check the clock (and let others run) only now and then. */
-		if ((spins & 1023) == 1023) {
+		if (rc == 1) {
+			idle = 0;
+			continue;
+		}
+		/*
+		 * Nothing: check the clock (and let others run) now and then;
+		 * after spin_us, sleep until the engine wakes the flow (or a
+		 * bounded while, to look at the deadline and the engine).
+		 */
+		if ((spins & 63) == 63) {
+			uint64_t now;
+
 			rc = dg_wait_check(f, deadline, &next_check);
 			if (rc)
 				return rc;
 			sched_yield();
+			now = dg_now_ms();
+			rc = dg_flow_idle(f, &idle,
+					  deadline - now < 100
+						  ? (int)(deadline - now) + 1
+						  : 100);
+			if (rc)
+				return rc;
 		}
 	}
 }
@@ -509,7 +534,7 @@ int dg_ctrl_call(struct dg_flow *f, const struct dg_ctrl_msg *m, int timeout_ms,
 	uint64_t deadline =
 		dg_now_ms() + (uint64_t)(timeout_ms > 0 ? timeout_ms : 10000);
 	uint32_t cnt = dg_frames_for(sizeof(*m)), id;
-	uint64_t next_check = 0;
+	uint64_t next_check = 0, idle = 0;
 	struct dg_completion c;
 	int rc = dg_own(f);
 
@@ -525,6 +550,7 @@ int dg_ctrl_call(struct dg_flow *f, const struct dg_ctrl_msg *m, int timeout_ms,
 	id = f->next_rpc++;
 	f->ctrl_done = false;
 	dg_tx_put(f, DG_FF_CTRL, 0, id, 0, 0, m, sizeof(*m), cnt);
+	dg_after_tx(f);
 	/*
 	 * A serving flow (registration) serves while it waits: once the
 	 * engine has registered the service, requests may land right behind
@@ -539,8 +565,12 @@ int dg_ctrl_call(struct dg_flow *f, const struct dg_ctrl_msg *m, int timeout_ms,
 		if (rc)
 			return rc;
 		/* A control call is no hot path: let the engine run. */
-		if (!k)
+		if (!k) {
 			sched_yield();
+			dg_flow_idle(f, &idle, 20);
+		} else {
+			idle = 0;
+		}
 	}
 	if (conn)
 		*conn = f->ctrl_conn;

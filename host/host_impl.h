@@ -51,6 +51,15 @@ struct dg_flow {
 	uintptr_t owner;
 	struct dg_flow_ctrl *ctrl;
 	uint8_t *arena;
+	/*
+	 * What must follow a publication (enum dg_kick): nothing (RDMA in
+	 * poll mode), a look at the engine's sleep flag (shared memory), or
+	 * a doorbell (RDMA in doorbell or push mode). db_sent: the TX
+	 * position the last doorbell announced.
+	 */
+	uint8_t kick;
+	uint32_t db_sent;
+	const uint32_t *engine_sleep;
 	struct dg_flow_stats st;
 
 	/* Cold. */
@@ -67,7 +76,20 @@ struct dg_flow {
 	uint8_t *resp_buf;
 	uint16_t last_fn; /* the handler found last (handle()) */
 	dg_handler_fn last_h;
+	/* Interface mode and sleeping. */
+	uint8_t mode;	      /* enum dg_mode (RDMA) */
+	uint32_t db_inflight; /* atomic: doorbells posted, not completed */
+	int evfd;	      /* eventfd: the engine (or waker) wakes us */
+	uint32_t sleep_seq;   /* our last sleep's (odd) */
+	uint32_t spin_us;     /* spin this long before sleeping */
+	bool busy_poll;	      /* never sleep */
 } __attribute__((aligned(64)));
+
+enum dg_kick {
+	DG_KICK_NONE = 0,
+	DG_KICK_SHM = 1,
+	DG_KICK_RDMA = 2,
+};
 
 struct dg_host {
 	struct dg_host_opts o;
@@ -85,6 +107,23 @@ struct dg_host {
 	/* shared-memory backend (an engine daemon): its socket, the memfd */
 	int shm_sock;
 	bool region_mapped; /* region is an mmap of a memfd, not a malloc */
+	/* The engine's eventfd (shared memory, in-process): kicks it awake. */
+	int engine_fd;
+	bool engine_fd_owned; /* received (shm); in-process: the engine's */
+	/* RDMA: the engine's copy of the region, for doorbells and pushes. */
+	uint64_t shadow_addr;
+	uint32_t shadow_rkey, shadow_len;
+	/*
+	 * RDMA: the endpoint is shared by the flows' threads in doorbell and
+	 * push modes and by the waker thread: posting and reaping hold vlock
+	 * (those modes post a verb per batch anyway; poll mode takes none).
+	 * The waker sleeps on the completion channel and passes each
+	 * engine's wake-up on to its flow's eventfd.
+	 */
+	pthread_mutex_t vlock;
+	pthread_t waker;
+	bool waker_on;
+	int waker_stop;
 };
 
 /*
@@ -348,6 +387,52 @@ static inline uint64_t dg_outstanding(const struct dg_flow *f)
 {
 	return f->st.calls - f->st.completions;
 }
+
+/* ---- after a publication (wake.c) ------------------------------------------
+ */
+
+void dg_kick_engine(struct dg_flow *f);
+void dg_doorbell(struct dg_flow *f);
+
+/*
+ * After frames were published: a shared-memory engine that sleeps is
+ * kicked (the fence orders our stamp stores before our load of its sleep
+ * flag; the engine stores its flag and fences before its last look at
+ * our ring: one of us sees the other); an RDMA engine in doorbell or push
+ * mode is told (one doorbell in flight covers what follows).
+ */
+/*
+ * A full fence (store-load ordering). x86-64: a locked add to the stack,
+ * which orders as mfence does and costs less on current cores.
+ */
+static inline void dg_fence_sc(void)
+{
+#if defined(__x86_64__)
+	__asm__ volatile("lock addl $0, -8(%%rsp)" ::: "memory", "cc");
+#else
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+#endif
+}
+
+static inline void dg_after_tx(struct dg_flow *f)
+{
+	if (DG_LIKELY(f->kick == DG_KICK_SHM)) {
+		dg_fence_sc();
+		if (DG_UNLIKELY(
+			    __atomic_load_n(f->engine_sleep, __ATOMIC_RELAXED)))
+			dg_kick_engine(f);
+	} else if (f->kick == DG_KICK_RDMA) {
+		dg_doorbell(f);
+	}
+}
+
+/* Sleeps until the engine delivers to f or timeout_ms pass (wake.c). */
+int dg_flow_sleep(struct dg_flow *f, int timeout_ms);
+/* Spins up to f->spin_us for poll() to find work, then sleeps (wake.c). */
+int dg_flow_idle(struct dg_flow *f, uint64_t *idle_since_ns, int timeout_ms);
+int dg_wake_start(struct dg_host *h);
+int dg_wake_run(struct dg_host *h);
+void dg_wake_stop(struct dg_host *h);
 
 /* ---- shared between files ------------------------------------------------ */
 

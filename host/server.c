@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "host_impl.h"
 
@@ -43,9 +44,14 @@ static bool tx_wait(struct dg_flow *f, uint32_t cnt)
 {
 	uint64_t deadline = dg_now_ms() + 10000;
 
-	while (dg_tx_reserve(f, cnt))
+	/* In doorbell and push modes the engine frees only what it knows. */
+	dg_after_tx(f);
+	while (dg_tx_reserve(f, cnt)) {
 		if (dg_now_ms() > deadline)
 			return false;
+		if (f->kick == DG_KICK_RDMA && f->db_sent != f->tx_tail)
+			dg_doorbell(f);
+	}
 	return true;
 }
 
@@ -127,6 +133,7 @@ static inline bool serve_one(struct dg_flow *f, const struct dg_frame *s,
 static int serve_slow(struct dg_flow *f, int max, int n)
 {
 	struct dg_rx_msg m;
+	int n0 = n;
 
 	while (n < max && dg_rx_take(f, &m) == 1) {
 		const struct dg_frame *s = m.s;
@@ -141,6 +148,9 @@ static int serve_slow(struct dg_flow *f, int max, int n)
 		serve_one(f, s, m.data, m.len);
 		n++;
 	}
+	/* The batch's responses are told (or kicked) once. */
+	if (n > n0)
+		dg_after_tx(f);
 	return n;
 }
 
@@ -158,6 +168,8 @@ int dg_serve_poll(struct dg_flow *f, int max)
 	if (DG_UNLIKELY(!f->svc))
 		return -EINVAL;
 	dg_rx_release(f);
+	if (DG_UNLIKELY(f->kick == DG_KICK_RDMA) && f->db_sent != f->tx_tail)
+		dg_doorbell(f);
 	if (DG_UNLIKELY(f->rflags))
 		return serve_slow(f, max, 0);
 	for (pos = f->rx_tail; n < max; pos = f->rx_tail) {
@@ -190,6 +202,8 @@ int dg_serve_poll(struct dg_flow *f, int max)
 		serve_one(f, s, s->data, len);
 		n++;
 	}
+	if (n)
+		dg_after_tx(f);
 	return n;
 }
 
@@ -212,7 +226,7 @@ static void *server_thread(void *arg)
 {
 	struct dg_server *s = ((struct srv_arg *)arg)->s;
 	struct dg_flow *f = dg_host_flow(s->h, ((struct srv_arg *)arg)->flow);
-	uint32_t idle = 0;
+	uint64_t idle = 0;
 	int rc;
 
 	free(arg);
@@ -223,21 +237,15 @@ static void *server_thread(void *arg)
 	while (!rc && !__atomic_load_n(&s->stop, __ATOMIC_RELAXED)) {
 		if (dg_serve_poll(f, 32) > 0) {
 			idle = 0;
-		} else if (++idle > 1024) {
-			/*
-			 * Idle: let other threads of this core run (on a
-			 * dedicated core this returns at once); after a long
-			 * idle spell, sleep briefly to bound CPU use.
-			 */
-			if (idle < 1000000) {
-				sched_yield();
-			} else {
-				struct timespec ts = {0, 200000};
-
-				nanosleep(&ts, NULL);
-				idle = 999000;
-			}
+			continue;
 		}
+		/*
+		 * Idle: spin for the flow's spin_us, then sleep until the
+		 * engine delivers (a 100 ms bound, to see stop): an idle
+		 * thread costs nothing, however many there are.
+		 */
+		if (dg_flow_idle(f, &idle, 100) < 0)
+			sched_yield();
 	}
 	return NULL;
 }
@@ -289,6 +297,14 @@ void dg_server_stop(struct dg_server *s)
 	if (!s)
 		return;
 	__atomic_store_n(&s->stop, 1, __ATOMIC_RELAXED);
+	/* Sleeping threads look at stop when woken: wake them. */
+	for (i = 0; i < s->n; i++) {
+		uint64_t one = 1;
+		struct dg_flow *f = dg_host_flow(s->h, s->first + i);
+
+		if (f->evfd >= 0 && write(f->evfd, &one, sizeof(one)) < 0)
+			continue;
+	}
 	for (i = 0; i < s->n; i++)
 		pthread_join(s->thr[i], NULL);
 	free(s);

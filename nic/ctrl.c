@@ -174,6 +174,28 @@ enum verdict nic_do_ctrl(struct dg_nic *n, uint32_t tid, uint32_t f,
 		st = ctrl_close(n, tid, f, &cm);
 		conn = cm.conn;
 		break;
+	case DG_CTRL_MODE:
+		/*
+		 * From the next frame on, this flow's frames come the new way.
+		 * Everything before this message came the old way and was
+		 * consumed; the host announces (doorbell) or pushes what it
+		 * wrote after it once it has our reply.
+		 */
+		if (cm.lb == DG_MODE_DEFAULT || cm.lb >= DG_MODE_COUNT) {
+			st = DG_ST_BAD_FRAME;
+			break;
+		}
+		if (!t->direct) {
+			uint32_t after = fl->tx_tail + m->h.cnt;
+
+			/* What was announced past it stays announced. */
+			if (fl->mode == DG_MODE_POLL ||
+			    (int32_t)(fl->db - after) < 0)
+				fl->db = after;
+			fl->mode = cm.lb;
+		}
+		st = DG_ST_OK;
+		break;
 	default:
 		fl->st.drops[DROP_BAD_CTRL]++;
 		st = DG_ST_BAD_FRAME;

@@ -25,9 +25,15 @@ struct dg_nic_opts {
 	const char *shm_path;
 	uint32_t read_batch; /* TX slots per READ (default 16) */
 	uint32_t engine_id;
-	uint32_t idle_us; /* longest idle sleep (default 1000 us) */
-	uint32_t spin_us; /* busy-poll this long after the last frame before
-			     sleeping on completion events (default 50 us) */
+	/*
+	 * Idle: after spin_us (default 50 us) without work the engine sleeps
+	 * until a completion, a host's kick or a timer (see wait_events in
+	 * loop.c); at most idle_us at a time (default 100000 us). busy_poll:
+	 * never sleep (a dedicated core).
+	 */
+	uint32_t idle_us;
+	uint32_t spin_us;
+	bool busy_poll;
 	/*
 	 * A peer link from which nothing (not even a keepalive) arrived for
 	 * this long is declared down; calls through it get UNREACHABLE,
@@ -95,6 +101,9 @@ struct dg_nic_stats {
 	uint64_t drops[DG_NIC_DROP_N];
 	uint64_t attach_refused; /* RDMA and shared-memory attaches */
 	uint64_t peer_rpcs_tx, peer_rpcs_rx, peer_drops;
+	uint64_t doorbells; /* hosts' doorbells received (RDMA) */
+	uint64_t wakes;	    /* host threads woken after a delivery */
+	uint64_t sleeps;    /* times the engine slept (wait_events) */
 };
 
 /*

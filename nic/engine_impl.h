@@ -39,16 +39,18 @@
 #include "hostmem.h"
 #include "peer.h"
 
-#define MAX_TENANTS	64
-#define MAX_CONNS	4096
-#define MAX_SERVICES	64
-#define MAX_SERVERS	64 /* (tenant, flow) pairs per service */
-#define NO_IDX		0xffffu
-#define SVC_LOOPBACK	0xfffeu	    /* conn.svc of DG_LOOPBACK_SERVICE */
-#define NO_CONN		0xffffffffu /* never a DG_CONN_ID (bit 31 is clear) */
-#define MAX_PEERS	16
-#define PEER_FIFO	4096u /* frames; > DG_MAX_FRAMES + a batch */
-#define MAX_SHM_PENDING 16    /* unix-socket attaches not yet complete */
+#define MAX_TENANTS	     64
+#define MAX_CONNS	     4096
+#define MAX_SERVICES	     64
+#define MAX_SERVERS	     64 /* (tenant, flow) pairs per service */
+#define NO_IDX		     0xffffu
+#define SVC_LOOPBACK	     0xfffeu	 /* conn.svc of DG_LOOPBACK_SERVICE */
+#define NO_CONN		     0xffffffffu /* never a DG_CONN_ID (bit 31 is clear) */
+#define MAX_PEERS	     16
+#define PEER_FIFO	     4096u /* frames; > DG_MAX_FRAMES + a batch */
+#define MAX_SHM_PENDING	     16	   /* unix-socket attaches not yet complete */
+/* Receives an RDMA tenant keeps posted for its doorbells and sleeps. */
+#define TENANT_RECVS(nflows) (2u * (nflows) + 16u)
 
 #define LIKELY(x)   __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -57,6 +59,8 @@ enum tag_kind {
 	TAG_TXREAD = 1,
 	TAG_RXHEAD = 2,
 	TAG_WRITE = 3,
+	TAG_RECV = 4,	/* a receive for a host's WRITE WITH IMMEDIATE */
+	TAG_NOTIFY = 5, /* a WRITE WITH IMMEDIATE that wakes a host flow */
 };
 
 enum drop_reason {
@@ -76,6 +80,7 @@ struct flow_stats {
 	uint64_t drops[DROP_NREASONS];
 	uint64_t busy;	  /* requests refused: this flow's RX ring full */
 	uint64_t stalled; /* iterations an RPC waited for room */
+	uint64_t doorbells, wakes; /* received; sent to its sleeping thread */
 };
 
 /*
@@ -107,6 +112,21 @@ struct flow {
 	/* Where the rings are: the shadow (RDMA) or the host's memory. */
 	struct dg_frame *txr, *rxr;
 	struct dg_flow_ctrl *ctrl;
+	/*
+	 * RDMA tenants: the interface mode (enum dg_mode) and, in doorbell
+	 * and push modes, the TX position the host announced last.
+	 */
+	uint8_t mode;
+	uint32_t db;
+	/*
+	 * Sleep and wake-up: the host's sleep_seq while its thread sleeps
+	 * (odd; 0: awake), the one last woken, and (RDMA) a wake-up to send
+	 * with the next flush. Direct tenants: the flow's eventfd, and
+	 * whether a delivery this loop iteration wants its sleep looked at.
+	 */
+	uint32_t sleep_seq, woken_seq;
+	bool wake_due, delivered;
+	int wake_fd;
 	/* TX ring: the host produces, we consume. */
 	uint32_t tx_tail;      /* next position to consume */
 	uint32_t tx_head_sent; /* tx_head last written to the host */
@@ -142,7 +162,9 @@ struct flow {
 struct tenant {
 	bool used;
 	bool dead;
-	bool direct; /* hm->direct: rings in place, no READ/WRITE */
+	bool direct;	/* hm->direct: rings in place, no READ/WRITE */
+	bool delivered; /* direct: some flow's delivered flag is set */
+	int *fds;	/* shm: eventfds received with the attach (closed) */
 	struct dg_hostmem *hm;
 	struct dg_region_layout lay;
 	uint32_t nflows, slots, mask, rflags;
@@ -265,9 +287,9 @@ struct dg_nic {
 	pthread_t loop_thread;
 	int running; /* atomic: dg_nic_run is running on loop_thread */
 	uint64_t attach_refused;
-	uint64_t loops;
+	uint64_t loops, sleeps;
 	bool remote_sweep; /* remote_fail() still owes answers */
-	bool any_direct;   /* some tenant is direct: never sleep on events */
+	bool any_direct;   /* some tenant is direct (shared memory) */
 	uint64_t
 		next_due_us; /* earliest idle-flow READ put off (tenant_poll) */
 };
@@ -404,6 +426,17 @@ static inline int rx_put(struct tenant *t, uint32_t f, const struct msg *m,
 	/* Its host is about to answer or call again: poll it hot. */
 	fl->idle_reads = 0;
 	fl->next_read_us = 0;
+	/*
+	 * A host flow that may sleep: RDMA tenants told us (sleep_seq, engine
+	 * memory); direct tenants are looked at once per loop iteration,
+	 * after a fence (nic_wake_direct).
+	 */
+	if (t->direct) {
+		fl->delivered = true;
+		t->delivered = true;
+	} else if (fl->sleep_seq && fl->sleep_seq != fl->woken_seq) {
+		fl->wake_due = true;
+	}
 	return 0;
 }
 
@@ -455,10 +488,12 @@ bool nic_read_due(struct dg_nic *n, struct tenant *t, struct flow *fl,
 
 /* loop.c */
 void nic_lists_update(struct dg_nic *n);
+void nic_wake_direct(struct dg_nic *n);
 
 /* tenant.c */
 int nic_tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
-		    const struct dg_region_hdr *hdr, void *local_region);
+		    const struct dg_region_hdr *hdr, void *local_region,
+		    uint32_t mode, const int *fds, uint32_t nfds);
 void nic_tenant_free(struct dg_nic *n, uint32_t tid);
 void nic_take_pending(struct dg_nic *n);
 void nic_accept_rdma(struct dg_nic *n);

@@ -196,6 +196,8 @@ static int rdma_poll(struct dg_hostmem *hm, struct dg_hostmem_comp *c, int n)
 	for (i = 0; i < k; i++) {
 		c[i].tag = wc[i].wr_id;
 		c[i].status = wc[i].status;
+		c[i].has_imm = wc[i].has_imm;
+		c[i].imm = wc[i].imm;
 	}
 	return k;
 }
@@ -230,7 +232,33 @@ static void rdma_ack(struct dg_hostmem *hm)
 	dg_rdma_ep_ack(((struct rdma_hm *)hm)->ep);
 }
 
+static int rdma_recv(struct dg_hostmem *hm, uint64_t tag)
+{
+	return dg_rdma_post_recv0(((struct rdma_hm *)hm)->ep, tag);
+}
+
+static int rdma_notify(struct dg_hostmem *hm, uint32_t imm, uint64_t tag)
+{
+	struct rdma_hm *r = (struct rdma_hm *)hm;
+
+	/*
+	 * Zero bytes at the region's start: the host consumes a receive and
+	 * gets imm. Unsignaled: the engine waits for nothing.
+	 */
+	return dg_rdma_post_write_imm(r->ep, NULL, NULL, 0, r->remote.addr,
+				      r->remote.rkey, imm, tag, DG_RDMA_MORE);
+}
+
+static int rdma_shadow(struct dg_hostmem *hm, struct dg_rdma_remote *out)
+{
+	*out = dg_rdma_mr_remote(((struct rdma_hm *)hm)->mr);
+	return 0;
+}
+
 static const struct dg_hostmem_ops rdma_ops = {
+	.recv = rdma_recv,
+	.notify = rdma_notify,
+	.shadow = rdma_shadow,
 	.event_fd = rdma_event_fd,
 	.arm = rdma_arm,
 	.ack = rdma_ack,
@@ -262,7 +290,15 @@ int dg_hostmem_rdma_create(struct dg_rdma_ep *ep,
 		return -ENOMEM;
 	}
 	memset(r->hm.shadow, 0, remote->len);
-	rc = dg_rdma_reg(ep, r->hm.shadow, remote->len, DG_RDMA_ACC_LOCAL_WRITE,
+	/*
+	 * The host may WRITE into its own shadow (doorbell and push modes):
+	 * its tx_db and sleep lines, and in push mode its TX frames. The
+	 * key is the tenant's alone (its endpoint's protection domain), and
+	 * the engine reads nothing in the shadow without checking it as it
+	 * would the host's own memory.
+	 */
+	rc = dg_rdma_reg(ep, r->hm.shadow, remote->len,
+			 DG_RDMA_ACC_LOCAL_WRITE | DG_RDMA_ACC_REMOTE_WRITE,
 			 &r->mr);
 	if (rc) {
 		free(r->hm.shadow);

@@ -31,10 +31,14 @@
 #include <stdint.h>
 
 struct dg_hostmem;
+struct dg_rdma_remote;
 
 struct dg_hostmem_comp {
 	uint64_t tag;
 	int status; /* 0 or negative errno */
+	/* A host's WRITE WITH IMMEDIATE (a doorbell, a sleep): its value. */
+	int has_imm;
+	uint32_t imm;
 };
 
 struct dg_hostmem_ops {
@@ -55,6 +59,16 @@ struct dg_hostmem_ops {
 	int (*event_fd)(struct dg_hostmem *hm);
 	int (*arm)(struct dg_hostmem *hm);
 	void (*ack)(struct dg_hostmem *hm);
+	/*
+	 * RDMA only (NULL otherwise). recv: posts one receive for a host's
+	 * WRITE WITH IMMEDIATE (it completes with tag and the immediate).
+	 * notify: queues a zero-byte WRITE WITH IMMEDIATE to the host (after
+	 * every WRITE queued before it, on the same QP: the host sees those
+	 * bytes first). shadow: where the host may write into the shadow.
+	 */
+	int (*recv)(struct dg_hostmem *hm, uint64_t tag);
+	int (*notify)(struct dg_hostmem *hm, uint32_t imm, uint64_t tag);
+	int (*shadow)(struct dg_hostmem *hm, struct dg_rdma_remote *out);
 };
 
 struct dg_hostmem {

@@ -17,8 +17,73 @@
 #include "engine_impl.h"
 
 /*
+ * A host's WRITE WITH IMMEDIATE arrived for flow f (its receive is posted
+ * again): a doorbell (its tx_db moved) or a sleep (its sleep line). The
+ * bytes it wrote into the shadow landed before this completion. Values
+ * from the host are checked like any the host writes: a tx_db behind
+ * what we consumed, or more than a ring ahead, is ignored.
+ */
+static void tenant_imm(struct dg_nic *n, struct tenant *t, uint32_t imm)
+{
+	uint32_t f = DG_IMM_FLOW(imm), v, rx;
+	struct flow *fl;
+
+	if (t->hm->ops->recv(t->hm, mktag(TAG_RECV, 0, 0)))
+		t->dead = true;
+	if (f >= t->nflows)
+		return;
+	fl = &t->flows[f];
+	switch (DG_IMM_KIND(imm)) {
+	case DG_IMM_DOORBELL:
+		v = __atomic_load_n(&fl->ctrl->tx_db, __ATOMIC_RELAXED);
+		if (v - fl->tx_tail <= t->slots &&
+		    v - fl->tx_tail > fl->db - fl->tx_tail)
+			fl->db = v;
+		fl->st.doorbells++;
+		break;
+	case DG_IMM_SLEEP:
+		v = __atomic_load_n(&fl->ctrl->sleep_seq, __ATOMIC_RELAXED);
+		rx = __atomic_load_n(&fl->ctrl->sleep_rx, __ATOMIC_RELAXED);
+		if (!(v & 1)) {
+			fl->sleep_seq = 0;
+			break;
+		}
+		fl->sleep_seq = v;
+		/* Frames it had not seen when it slept: wake it now. */
+		if (rx != fl->rx_tail && v != fl->woken_seq)
+			fl->wake_due = true;
+		break;
+	default:
+		break;
+	}
+	(void)n;
+}
+
+/*
+ * Whether flow f of an RDMA tenant wants a READ now: in poll mode when it
+ * is due (adaptive polling); in doorbell mode when the host announced
+ * frames we have not consumed; in push mode never (the frames are in the
+ * shadow already).
+ */
+static bool want_read(struct dg_nic *n, struct tenant *t, struct flow *fl,
+		      uint64_t *now)
+{
+	if (fl->read_pending)
+		return false;
+	switch (fl->mode) {
+	case DG_MODE_DOORBELL:
+		return fl->db != fl->tx_tail;
+	case DG_MODE_PUSH:
+		return false;
+	default:
+		return nic_read_due(n, t, fl, now);
+	}
+}
+
+/*
  * An RDMA tenant: reap completions (TX READs -> parse and route, rx_head
- * READs -> credits), then post the next READ of every flow that is due.
+ * READs -> credits, doorbells and sleeps), then post the next READ of
+ * every flow that wants one; in push mode, route what the host pushed.
  */
 static int tenant_poll(struct dg_nic *n, uint32_t tid)
 {
@@ -38,6 +103,12 @@ static int tenant_poll(struct dg_nic *n, uint32_t tid)
 				t->dead = true;
 				continue;
 			}
+			if (kind == TAG_RECV) {
+				if (c[i].has_imm)
+					tenant_imm(n, t, c[i].imm);
+				work++;
+				continue;
+			}
 			if (fi >= t->nflows)
 				continue;
 			fl = &t->flows[fi];
@@ -46,10 +117,12 @@ static int tenant_poll(struct dg_nic *n, uint32_t tid)
 				uint32_t got =
 					nic_tx_process(n, tid, fi, fl->read_n);
 				work += (int)got;
-				nic_tx_write_head(t, fi,
-						  fl->blocked ||
-							  fl->idle_reads >=
-								  TXHEAD_IDLE);
+				nic_tx_write_head(
+					t, fi,
+					fl->blocked ||
+						fl->idle_reads >= TXHEAD_IDLE ||
+						(fl->mode == DG_MODE_DOORBELL &&
+						 fl->tx_tail == fl->db));
 			} else if (kind == TAG_RXHEAD) {
 				fl->rx_head_pending = false;
 				fl->rx_head = __atomic_load_n(
@@ -62,10 +135,38 @@ static int tenant_poll(struct dg_nic *n, uint32_t tid)
 		t->dead = true;
 	if (t->dead)
 		return work;
-	for (f = 0; f < t->nflows; f++)
-		if (!t->flows[f].read_pending &&
-		    nic_read_due(n, t, &t->flows[f], &now))
+	for (f = 0; f < t->nflows; f++) {
+		struct flow *fl = &t->flows[f];
+
+		/*
+		 * Stopped at a message that must wait (back-pressure): it and
+		 * what follows are still in the shadow (the host reuses no
+		 * slot below what we reported consumed): retry from there,
+		 * no new READ.
+		 */
+		if (fl->blocked && !fl->read_pending &&
+		    fl->mode != DG_MODE_PUSH &&
+		    fl->read_pos + fl->read_n - fl->tx_tail - 1 < t->slots) {
+			uint32_t got = nic_tx_process(
+				n, tid, f,
+				fl->read_pos + fl->read_n - fl->tx_tail);
+
+			work += (int)got;
+			nic_tx_write_head(t, f, true);
+			if (fl->blocked)
+				continue;
+		}
+		if (fl->mode == DG_MODE_PUSH && fl->db != fl->tx_tail) {
+			uint32_t got =
+				nic_tx_process(n, tid, f, fl->db - fl->tx_tail);
+
+			work += (int)got;
+			nic_tx_write_head(t, f,
+					  fl->blocked || fl->tx_tail == fl->db);
+		} else if (want_read(n, t, fl, &now)) {
 			nic_tx_post_read(n, t, f);
+		}
+	}
 	return work;
 }
 
@@ -101,13 +202,74 @@ static int tenant_poll_direct(struct dg_nic *n, uint32_t tid)
 	return work;
 }
 
+/*
+ * Writes back what this iteration produced for an RDMA tenant and, after
+ * a flow's RX bytes, the WRITE WITH IMMEDIATE that wakes its sleeping
+ * thread (same QP, posted after them: the host sees the frames first).
+ */
 static void tenant_flush(struct tenant *t)
 {
 	uint32_t f;
 
-	for (f = 0; f < t->nflows; f++)
+	for (f = 0; f < t->nflows; f++) {
+		struct flow *fl = &t->flows[f];
+
 		nic_rx_write_back(t, f);
+		if (fl->wake_due && fl->rx_dirty == fl->rx_tail &&
+		    t->hm->ops->notify(t->hm, DG_IMM(DG_IMM_WAKE, f),
+				       mktag(TAG_NOTIFY, f, 0)) == 0) {
+			fl->wake_due = false;
+			fl->woken_seq = fl->sleep_seq;
+			fl->sleep_seq = 0;
+			fl->st.wakes++;
+		}
+	}
 	t->hm->ops->flush(t->hm);
+}
+
+/*
+ * Direct tenants: the flows that got frames in this iteration, whose
+ * threads may sleep. The fence orders our stores of those frames (their
+ * stamps) before our loads of the sleep words; the host stores its sleep
+ * word, fences, then looks at its ring once more before it blocks. So
+ * either it sees the frame, or we see it asleep and write its eventfd:
+ * no wake-up is lost (docs/ARCHITECTURE.md, "Sleeping and waking").
+ */
+void nic_wake_direct(struct dg_nic *n)
+{
+	uint32_t i, f;
+	bool fenced = false;
+
+	for (i = 0; i < n->ntact; i++) {
+		struct tenant *t = &n->tenants[n->tact[i]];
+
+		if (!t->direct || !t->delivered)
+			continue;
+		t->delivered = false;
+		if (!fenced) {
+			__atomic_thread_fence(__ATOMIC_SEQ_CST);
+			fenced = true;
+		}
+		for (f = 0; f < t->nflows; f++) {
+			struct flow *fl = &t->flows[f];
+			uint32_t seq;
+			uint64_t one = 1;
+
+			if (!fl->delivered)
+				continue;
+			fl->delivered = false;
+			seq = __atomic_load_n(&fl->ctrl->sleep_seq,
+					      __ATOMIC_ACQUIRE);
+			if (!(seq & 1) || seq == fl->woken_seq ||
+			    fl->wake_fd < 0)
+				continue;
+			fl->woken_seq = seq;
+			fl->st.wakes++;
+			/* Non-blocking: a full counter already wakes it. */
+			if (write(fl->wake_fd, &one, sizeof(one)) < 0)
+				continue;
+		}
+	}
 }
 
 /* Rebuilds the lists of tenants and links in use (on attach and detach). */
@@ -186,6 +348,8 @@ int dg_nic_poll(struct dg_nic *n)
 		if (t->used && !t->dead && !t->direct)
 			tenant_flush(t);
 	}
+	if (n->any_direct)
+		nic_wake_direct(n);
 	/* One SEND per link for what this iteration queued. */
 	for (i = 0; i < npact; i++) {
 		struct peer_ref *p = &n->peers[pact[i]];
@@ -200,28 +364,64 @@ int dg_nic_poll(struct dg_nic *n)
 	return work;
 }
 
+/* Shared-memory tenants: tells their hosts the engine sleeps (or not). */
+static void direct_sleep(struct dg_nic *n, uint32_t v)
+{
+	uint32_t i;
+
+	for (i = 0; i < n->ntact; i++) {
+		struct tenant *t = &n->tenants[n->tact[i]];
+
+		if (t->direct && !t->dead)
+			__atomic_store_n(
+				&((struct dg_region_hdr *)t->hm->shadow)
+					 ->engine_sleep,
+				v, __ATOMIC_RELAXED);
+	}
+}
+
 /*
- * Sleeps until a completion or a connection request arrives, or idle_us
- * passes, when every tenant and link can signal completions (RDMA). The
- * CQs are armed first and polled once more, so a completion that landed
- * before arming is not slept through. Returns false when it cannot sleep
- * this way (a local tenant: shared memory has no events).
+ * Sleeps until something can be done: a completion on an RDMA tenant's
+ * or a peer link's queue (a READ done, a host's doorbell or sleep, a
+ * peer's message), a shared-memory host's kick on our eventfd, an attach
+ * or a call from another thread, a connection request, a hang-up; or
+ * until the next poll-mode READ is due or a timer must run (peer
+ * keepalives). Completion queues are armed first and every ring polled
+ * once more, so nothing that landed before arming is slept through.
+ *
+ * Shared-memory tenants: engine_sleep is set in their headers, then a
+ * fence, then their rings are polled once more; a host publishes its
+ * frame, fences, then looks at engine_sleep and kicks our eventfd if it
+ * is set. Either we see its frame or it sees us asleep (the two fences):
+ * no frame waits for a wake-up that does not come.
+ *
+ * Returns false when it could not arm a queue (the caller spins on).
  */
 static bool wait_events(struct dg_nic *n)
 {
-	struct pollfd fds[MAX_TENANTS + MAX_PEERS + 3];
+	struct pollfd fds[MAX_TENANTS * 2 + MAX_PEERS + 4];
+	int8_t fd_tenant[MAX_TENANTS * 2 + MAX_PEERS + 4];
 	struct timespec ts;
-	uint64_t tmo;
-	nfds_t k = 0;
+	uint64_t tmo, now;
+	nfds_t k = 0, j;
 	uint32_t i;
 
-	if (n->any_direct)
-		return false;
-	for (i = 0; i < MAX_TENANTS; i++) {
-		struct tenant *t = &n->tenants[i];
+	memset(fd_tenant, -1, sizeof(fd_tenant));
+	for (i = 0; i < n->ntact; i++) {
+		struct tenant *t = &n->tenants[n->tact[i]];
 
 		if (!t->used || t->dead)
 			continue;
+		if (t->direct) {
+			/* A daemon's tenant: its socket's hang-up. */
+			if (t->hm->ops->event_fd) {
+				fd_tenant[k] = (int8_t)n->tact[i];
+				fds[k++] = (struct pollfd){
+					t->hm->ops->event_fd(t->hm),
+					POLLIN | POLLRDHUP, 0};
+			}
+			continue;
+		}
 		if (!t->hm->ops->arm || t->hm->ops->arm(t->hm))
 			return false;
 		fds[k++] =
@@ -243,20 +443,33 @@ static bool wait_events(struct dg_nic *n)
 	if (n->listener)
 		fds[k++] = (struct pollfd){dg_rdma_listener_fd(n->listener),
 					   POLLIN, 0};
-	if (dg_nic_poll(n))
-		return true; /* work arrived while arming */
-	/* Not past the next idle flow's READ (no completion wakes us then). */
-	tmo = n->o.idle_us;
-	if (n->next_due_us != UINT64_MAX) {
-		uint64_t now = mono_us();
-
-		if (n->next_due_us <= now)
-			tmo = 0;
-		else if (n->next_due_us - now < tmo)
-			tmo = n->next_due_us - now;
+	if (n->any_direct) {
+		direct_sleep(n, 1);
+		/* Our sleep flag before our last look at their rings. */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
 	}
+	if (dg_nic_poll(n)) {
+		if (n->any_direct)
+			direct_sleep(n, 0);
+		return true; /* work arrived while arming */
+	}
+	/*
+	 * Not past the next poll-mode READ (no completion wakes us for it),
+	 * nor a peer link's keepalive, nor answers still owed.
+	 */
+	tmo = n->o.idle_us;
+	now = mono_us();
+	if (n->next_due_us != UINT64_MAX)
+		tmo = n->next_due_us <= now	   ? 0
+		      : n->next_due_us - now < tmo ? n->next_due_us - now
+						   : tmo;
+	if (n->npact && tmo > n->o.peer_timeout_ms * 1000ull / 12)
+		tmo = n->o.peer_timeout_ms * 1000ull / 12;
+	if (n->remote_sweep && tmo > 1000)
+		tmo = 1000;
 	ts.tv_sec = (time_t)(tmo / 1000000u);
 	ts.tv_nsec = (long)(tmo % 1000000u) * 1000;
+	n->sleeps++;
 	if (ppoll(fds, k, &ts, NULL) > 0) {
 		uint64_t v;
 
@@ -265,14 +478,30 @@ static bool wait_events(struct dg_nic *n)
 		if (n->shm_fd >= 0)
 			nic_shm_accept(n);
 		if (read(n->wake_fd, &v, sizeof(v)) < 0)
-			v = 0; /* nothing was pending: EAGAIN */
+			v = 0; /* not this one: EAGAIN */
+		/* A daemon's tenant hung up: it is gone, now. */
+		for (j = 0; j < k; j++) {
+			struct tenant *t;
+
+			if (!fds[j].revents || fd_tenant[j] < 0)
+				continue;
+			t = &n->tenants[fd_tenant[j]];
+			if (t->used && t->direct &&
+			    t->hm->ops->event_fd(t->hm) == fds[j].fd &&
+			    t->hm->ops->check(t->hm))
+				t->dead = true;
+		}
 	}
+	if (n->any_direct)
+		direct_sleep(n, 0);
 	for (i = 0; i < MAX_TENANTS; i++)
 		if (n->tenants[i].used && n->tenants[i].hm->ops->ack)
 			n->tenants[i].hm->ops->ack(n->tenants[i].hm);
 	for (i = 0; i < MAX_PEERS; i++)
 		if (n->peers[i].used)
 			dg_peer_ack(n->peers[i].link);
+	/* A sleep skips loop iterations: the timers run now. */
+	n->loops = (n->loops | 63) + 1;
 	return true;
 }
 
@@ -280,7 +509,6 @@ int dg_nic_run(struct dg_nic *n)
 {
 	uint64_t last_work = mono_us();
 	uint32_t iter = 0;
-	bool sleepy = false;
 
 	n->loop_thread = pthread_self();
 	__atomic_store_n(&n->running, 1, __ATOMIC_RELEASE);
@@ -290,7 +518,6 @@ int dg_nic_run(struct dg_nic *n)
 		if (dg_nic_poll(n)) {
 			iter = 0;
 			last_work = 0;
-			sleepy = false;
 			continue;
 		}
 		/*
@@ -302,37 +529,21 @@ int dg_nic_run(struct dg_nic *n)
 		++iter;
 		if (!(iter & 15))
 			sched_yield();
-		if ((iter & 63) && !sleepy)
+		if (iter & 63)
 			continue;
 		/*
 		 * Idle back-off by time, not by iterations (one RDMA READ
 		 * round trip spans many idle iterations). A busy engine never
-		 * sleeps. After spin_us without a frame, an engine whose
-		 * tenants are all reached by RDMA sleeps on completion events
-		 * (it wakes when its next READ completes, or when an idle
-		 * flow's next READ is due); one with local
-		 * tenants sleeps idle_us between polls after 100 ms.
+		 * sleeps. After spin_us without work (--busy-poll: never) it
+		 * sleeps until there is some (wait_events).
 		 */
 		now = mono_us();
 		if (!last_work)
 			last_work = now;
-		if (now - last_work < n->o.spin_us)
+		if (n->o.busy_poll || now - last_work < n->o.spin_us)
 			continue;
-		sleepy = wait_events(n);
-		if (sleepy)
-			continue;
-		if (now - last_work > 100000) {
-			/* Shared memory has no events: nap, but wake for an
-			 * attach, a detach or a call from another thread. */
-			struct pollfd p[2] = {{n->wake_fd, POLLIN, 0},
-					      {n->shm_fd, POLLIN, 0}};
-			uint64_t v;
-
-			if (poll(p, n->shm_fd >= 0 ? 2 : 1,
-				 (int)((n->o.idle_us + 999) / 1000)) > 0 &&
-			    read(n->wake_fd, &v, sizeof(v)) < 0)
-				v = 0; /* the socket, not the eventfd */
-		}
+		if (!wait_events(n))
+			usleep(n->o.idle_us < 1000 ? n->o.idle_us : 1000);
 	}
 	__atomic_store_n(&n->running, 0, __ATOMIC_RELEASE);
 	return 0;
@@ -360,11 +571,13 @@ int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out)
 	if (!n->o.read_batch)
 		n->o.read_batch = 16;
 	if (!n->o.idle_us)
-		n->o.idle_us = 1000;
+		n->o.idle_us = 100000;
 	if (!n->o.spin_us)
 		n->o.spin_us = 50;
 	if (!n->o.poll_max_us)
 		n->o.poll_max_us = 100;
+	if (!n->o.peer_timeout_ms)
+		n->o.peer_timeout_ms = DG_PEER_TIMEOUT_DEFAULT;
 	n->rng = 0x9E3779B97F4A7C15ull ^ n->o.engine_id;
 	n->pend_detach = -1;
 	n->shm_fd = -1;

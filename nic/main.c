@@ -85,6 +85,12 @@ static void usage(FILE *f)
 		"      --poll-max-us N  longest interval between READs of an "
 		"idle\n"
 		"                      flow's TX ring (default 100)\n"
+		"      --spin-us N     spin this long without work before "
+		"sleeping\n"
+		"                      until there is some (default 50)\n"
+		"      --idle-us N     sleep at most this long at a time "
+		"(default 100000)\n"
+		"      --busy-poll     never sleep (a dedicated core)\n"
 		"  -v, --verbose       log tenants and services\n"
 		"  -n, --dry-run       print the resolved settings and exit\n"
 		"Flags given on the command line override FILE.\n"
@@ -135,8 +141,8 @@ static const char *listen_hint(int err)
 /* The settings flags gave, to apply over the description's. */
 struct flags {
 	const char *listen, *shm, *port, *batch, *id, *cpu, *peer_timeout,
-		*poll_max;
-	bool verbose;
+		*poll_max, *spin, *idle;
+	bool verbose, busy_poll;
 };
 
 int main(int argc, char **argv)
@@ -153,6 +159,9 @@ int main(int argc, char **argv)
 		{"cpu", required_argument, NULL, 'C'},
 		{"peer-timeout", required_argument, NULL, 'T'},
 		{"poll-max-us", required_argument, NULL, 'M'},
+		{"spin-us", required_argument, NULL, 'S'},
+		{"idle-us", required_argument, NULL, 'I'},
+		{"busy-poll", no_argument, NULL, 'B'},
 		{"verbose", no_argument, NULL, 'v'},
 		{"dry-run", no_argument, NULL, 'n'},
 		{"help", no_argument, NULL, 'h'},
@@ -204,6 +213,15 @@ int main(int argc, char **argv)
 			break;
 		case 'M':
 			fl.poll_max = optarg;
+			break;
+		case 'S':
+			fl.spin = optarg;
+			break;
+		case 'I':
+			fl.idle = optarg;
+			break;
+		case 'B':
+			fl.busy_poll = true;
 			break;
 		case 'v':
 			fl.verbose = true;
@@ -267,6 +285,7 @@ int main(int argc, char **argv)
 		o.idle_us = e->idle_us;
 		o.peer_timeout_ms = e->peer_timeout_ms;
 		o.poll_max_us = e->poll_max_us;
+		o.busy_poll = e->busy_poll;
 		o.verbose = e->verbose;
 		cpu = e->cpu;
 		if (!fl.listen) {
@@ -300,6 +319,18 @@ int main(int argc, char **argv)
 			goto bad;
 		o.peer_timeout_ms = (uint32_t)v;
 	}
+	if (fl.busy_poll)
+		o.busy_poll = true;
+	if (fl.spin) {
+		if (num("--spin-us", fl.spin, 1, 10000000, &v))
+			goto bad;
+		o.spin_us = (uint32_t)v;
+	}
+	if (fl.idle) {
+		if (num("--idle-us", fl.idle, 1, 10000000, &v))
+			goto bad;
+		o.idle_us = (uint32_t)v;
+	}
 	if (fl.poll_max) {
 		if (num("--poll-max-us", fl.poll_max, 1, 1000000, &v))
 			goto bad;
@@ -316,12 +347,14 @@ int main(int argc, char **argv)
 	}
 	if (dry) {
 		printf("listen %s\nshm %s\nport %u\nid %u\nbatch %u\ncpu %d\n"
-		       "spin_us %u\nidle_us %u\npeer_timeout_ms %u\n"
+		       "spin_us %u\nidle_us %u\nbusy_poll %d\npeer_timeout_ms "
+		       "%u\n"
 		       "poll_max_us %u\nverbose %d\n",
 		       o.listen_addr ? o.listen_addr : "-",
 		       o.shm_path ? o.shm_path : "-", o.port, o.engine_id,
 		       o.read_batch ? o.read_batch : 16, cpu, o.spin_us,
-		       o.idle_us, o.peer_timeout_ms ? o.peer_timeout_ms : 3000u,
+		       o.idle_us, o.busy_poll,
+		       o.peer_timeout_ms ? o.peer_timeout_ms : 3000u,
 		       o.poll_max_us ? o.poll_max_us : 100u, o.verbose);
 		dg_deploy_free(d);
 		return 0;

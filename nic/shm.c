@@ -9,6 +9,7 @@
  */
 #define _GNU_SOURCE
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
@@ -86,18 +87,63 @@ void nic_shm_close(struct dg_nic *n)
 	}
 }
 
-static void reply(int fd, int status, int tenant, uint32_t engine_id)
+/*
+ * The answer to an attach; a successful one carries the engine's eventfd
+ * (SCM_RIGHTS), which the host writes to wake the engine when it sleeps.
+ */
+static void reply(int fd, int status, int tenant, uint32_t engine_id,
+		  int wake_fd)
 {
+	union {
+		struct cmsghdr h;
+		char buf[CMSG_SPACE(sizeof(int))];
+	} cm;
 	struct dg_attach_rep rep = {.magic = DG_SHM_MAGIC,
 				    .status = status,
 				    .tenant = tenant < 0 ? 0 : (uint32_t)tenant,
 				    .engine_id = engine_id};
+	struct iovec iov = {&rep, sizeof(rep)};
+	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
 
+	if (status == 0) {
+		struct cmsghdr *c;
+
+		memset(&cm, 0, sizeof(cm));
+		mh.msg_control = cm.buf;
+		mh.msg_controllen = sizeof(cm.buf);
+		c = CMSG_FIRSTHDR(&mh);
+		c->cmsg_level = SOL_SOCKET;
+		c->cmsg_type = SCM_RIGHTS;
+		c->cmsg_len = CMSG_LEN(sizeof(int));
+		memcpy(CMSG_DATA(c), &wake_fd, sizeof(int));
+	}
 	/* One small datagram on a fresh socket: it never blocks. */
-	if (send(fd, &rep, sizeof(rep), MSG_DONTWAIT | MSG_NOSIGNAL) < 0 &&
-	    status == 0)
+	if (sendmsg(fd, &mh, MSG_DONTWAIT | MSG_NOSIGNAL) < 0 && status == 0)
 		fprintf(stderr, "dagger-nic: attach reply: %s\n",
 			strerror(errno));
+}
+
+/*
+ * Whether fd is an eventfd (what a host must send for each flow: the
+ * engine writes 8 bytes to it to wake the flow's thread). Anything else
+ * could block the engine or raise SIGPIPE; it is refused. Made
+ * non-blocking, so a full counter can never stall the loop.
+ */
+static bool is_eventfd(int fd)
+{
+	char path[64], link[64];
+	ssize_t k;
+	int fl;
+
+	snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
+	k = readlink(path, link, sizeof(link) - 1);
+	if (k <= 0)
+		return false;
+	link[k] = 0;
+	if (strcmp(link, "anon_inode:[eventfd]"))
+		return false;
+	fl = fcntl(fd, F_GETFL);
+	return fl >= 0 && fcntl(fd, F_SETFL, fl | O_NONBLOCK) == 0;
 }
 
 /*
@@ -135,7 +181,7 @@ static int take_request(struct dg_nic *n, int fd)
 {
 	union {
 		struct cmsghdr h;
-		char buf[CMSG_SPACE(4 * sizeof(int))];
+		char buf[CMSG_SPACE((1 + DG_MAX_FLOWS + 4) * sizeof(int))];
 	} cm;
 	struct dg_shm_attach_req req;
 	struct iovec iov = {&req, sizeof(req)};
@@ -143,11 +189,12 @@ static int take_request(struct dg_nic *n, int fd)
 			    .msg_iovlen = 1,
 			    .msg_control = cm.buf,
 			    .msg_controllen = sizeof(cm.buf)};
+	int fds[1 + DG_MAX_FLOWS + 4];
 	struct dg_region_layout lay;
 	struct dg_region_hdr hdr;
 	struct dg_hostmem *hm;
 	struct cmsghdr *c;
-	int mfd = -1, rc, i, nfd;
+	int rc, i, nfd = 0;
 	void *map = NULL;
 	ssize_t k;
 
@@ -155,39 +202,40 @@ static int take_request(struct dg_nic *n, int fd)
 	k = recvmsg(fd, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
 	if (k < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 		return 0;
-	/* Every descriptor that came with it is ours to close. */
+	/* Every descriptor that came with it is ours: kept or closed. */
 	for (c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+		int m;
+
 		if (c->cmsg_level != SOL_SOCKET || c->cmsg_type != SCM_RIGHTS)
 			continue;
-		nfd = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
-		for (i = 0; i < nfd; i++) {
+		m = (int)((c->cmsg_len - CMSG_LEN(0)) / sizeof(int));
+		for (i = 0; i < m; i++) {
 			int x;
 
 			memcpy(&x, CMSG_DATA(c) + i * sizeof(int), sizeof(int));
-			if (mfd < 0)
-				mfd = x;
+			if (nfd < (int)(sizeof(fds) / sizeof(fds[0])))
+				fds[nfd++] = x;
 			else
 				close(x);
 		}
 	}
 	rc = -EPROTO;
+	/* The memfd, then one eventfd per flow. */
 	if (k != (ssize_t)sizeof(req) ||
 	    (mh.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) ||
-	    req.magic != DG_SHM_MAGIC || mfd < 0)
+	    req.magic != DG_SHM_MAGIC || nfd < 1 ||
+	    req.version != DG_REGION_VERSION)
 		goto refuse;
-	if (req.version != DG_REGION_VERSION) {
-		rc = -EPROTO;
-		goto refuse;
-	}
 	rc = -EINVAL;
 	if (dg_region_layout(req.nflows, req.slots, &lay) ||
-	    dg_region_bytes(&lay) != req.len)
+	    dg_region_bytes(&lay) != req.len || (uint32_t)nfd != 1 + req.nflows)
 		goto refuse;
-	rc = map_region(mfd, req.len, &map);
+	for (i = 1; i < nfd; i++)
+		if (!is_eventfd(fds[i]))
+			goto refuse;
+	rc = map_region(fds[0], req.len, &map);
 	if (rc)
 		goto refuse;
-	close(mfd);
-	mfd = -1;
 	rc = dg_hostmem_shm_create(map, req.len, fd, &hm);
 	if (rc) {
 		munmap(map, req.len);
@@ -198,14 +246,18 @@ static int take_request(struct dg_nic *n, int fd)
 				     .nflows = req.nflows,
 				     .slots = req.slots,
 				     .flags = req.flags & DG_RING_F_CSUM};
-	rc = nic_tenant_init(n, hm, &hdr, NULL);
+	rc = nic_tenant_init(n, hm, &hdr, NULL, DG_MODE_POLL, fds + 1,
+			     (uint32_t)nfd - 1);
 	if (rc < 0) {
 		n->attach_refused++;
-		reply(fd, rc, -1, n->o.engine_id);
+		reply(fd, rc, -1, n->o.engine_id, -1);
 		hm->ops->destroy(hm); /* unmaps, closes fd */
+		for (i = 0; i < nfd; i++)
+			close(fds[i]);
 		return 1;
 	}
-	reply(fd, 0, rc, n->o.engine_id);
+	close(fds[0]);
+	reply(fd, 0, rc, n->o.engine_id, n->wake_fd);
 	return 1;
 refuse:
 	n->attach_refused++;
@@ -213,10 +265,10 @@ refuse:
 		fprintf(stderr,
 			"dagger-nic: refused a shared-memory attach: %s\n",
 			strerror(-rc));
-	if (mfd >= 0)
-		close(mfd);
+	for (i = 0; i < nfd; i++)
+		close(fds[i]);
 	if (k > 0)
-		reply(fd, rc, -1, n->o.engine_id);
+		reply(fd, rc, -1, n->o.engine_id, -1);
 	close(fd);
 	return 1;
 }

@@ -104,6 +104,8 @@ static void stats_take(struct dg_nic *n, void *arg)
 			s->writes += f->writes;
 			s->busy += f->busy;
 			s->stalled += f->stalled;
+			s->doorbells += f->doorbells;
+			s->wakes += f->wakes;
 			for (r = 0; r < DROP_NREASONS; r++)
 				s->drops[r] += f->drops[r];
 		}
@@ -123,6 +125,7 @@ static void stats_take(struct dg_nic *n, void *arg)
 		s->peer_drops += p->st.drops;
 	}
 	s->attach_refused = n->attach_refused;
+	s->sleeps = n->sleeps;
 }
 
 int dg_nic_stats(struct dg_nic *n, struct dg_nic_stats *s, int timeout_ms)

@@ -22,8 +22,15 @@
  * version, give a valid layout, and the region must be exactly as long as
  * that layout (dg_region_bytes). Returns the tenant id or a negative errno.
  */
+/*
+ * mode: the interface mode of every flow at first (RDMA tenants). fds:
+ * a shared-memory tenant's flow eventfds (one per flow, as received with
+ * its attach; the tenant owns them from now on); in-process tenants name
+ * theirs in their control lines (same process).
+ */
 int nic_tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
-		    const struct dg_region_hdr *hdr, void *local_region)
+		    const struct dg_region_hdr *hdr, void *local_region,
+		    uint32_t mode, const int *fds, uint32_t nfds)
 {
 	struct dg_region_layout lay;
 	struct tenant *t;
@@ -32,8 +39,11 @@ int nic_tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
 	if (hdr->magic != DG_REGION_MAGIC || hdr->version != DG_REGION_VERSION)
 		return -EPROTO;
 	if (dg_region_layout(hdr->nflows, hdr->slots, &lay) ||
-	    dg_region_bytes(&lay) != hm->size)
+	    dg_region_bytes(&lay) != hm->size || mode >= DG_MODE_COUNT ||
+	    (fds && nfds != hdr->nflows))
 		return -EINVAL;
+	if (mode == DG_MODE_DEFAULT)
+		mode = DG_MODE_DOORBELL;
 	for (i = 0; i < MAX_TENANTS && n->tenants[i].used; i++)
 		;
 	if (i == MAX_TENANTS)
@@ -53,6 +63,12 @@ int nic_tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
 					      dg_rx_ring_off(&t->lay, j));
 		fl->ctrl = (struct dg_flow_ctrl *)(hm->shadow +
 						   dg_ctrl_off(&t->lay, j));
+		fl->mode = hm->direct ? DG_MODE_POLL : (uint8_t)mode;
+		fl->wake_fd = fds ? fds[j]
+			      : local_region
+				      ? __atomic_load_n(&fl->ctrl->host_fd,
+							__ATOMIC_RELAXED)
+				      : -1;
 		fl->pend_mask = 2 * hdr->slots - 1;
 		fl->pend = calloc(2 * hdr->slots, sizeof(*fl->pend));
 		if (!fl->pend) {
@@ -71,6 +87,20 @@ int nic_tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
 	t->mask = hdr->slots - 1;
 	t->rflags = hdr->flags & DG_RING_F_CSUM;
 	t->local_region = local_region;
+	if (fds) {
+		t->fds = malloc(nfds * sizeof(*t->fds));
+		if (t->fds)
+			memcpy(t->fds, fds, nfds * sizeof(*t->fds));
+	}
+	/* An in-process host finds the engine's eventfd here. */
+	if (local_region)
+		__atomic_store_n(
+			&((struct dg_region_hdr *)hm->shadow)->engine_fd,
+			n->wake_fd, __ATOMIC_RELEASE);
+	/* Receives for its doorbells and sleeps (RDMA). */
+	for (j = 0; hm->ops->recv && j < TENANT_RECVS(t->nflows); j++)
+		if (hm->ops->recv(hm, mktag(TAG_RECV, 0, 0)))
+			break;
 	nic_lists_update(n);
 	if (n->o.verbose)
 		fprintf(stderr,
@@ -111,6 +141,9 @@ void nic_tenant_free(struct dg_nic *n, uint32_t tid)
 		c->state = CONN_FREE;
 	}
 	t->hm->ops->destroy(t->hm);
+	for (i = 0; t->fds && i < t->nflows; i++)
+		close(t->fds[i]);
+	free(t->fds);
 	for (i = 0; t->flows && i < t->nflows; i++)
 		free(t->flows[i].pend);
 	free(t->flows);
@@ -132,7 +165,8 @@ void nic_take_pending(struct dg_nic *n)
 			struct dg_region_hdr hdr;
 
 			memcpy(&hdr, p->region, sizeof(hdr));
-			rc = nic_tenant_init(n, hm, &hdr, p->region);
+			rc = nic_tenant_init(n, hm, &hdr, p->region,
+					     DG_MODE_POLL, NULL, 0);
 			if (rc < 0)
 				hm->ops->destroy(hm);
 		}
@@ -278,6 +312,8 @@ void nic_accept_rdma(struct dg_nic *n)
 	dg_peer_ep_attr(&po, &attr);
 	if (attr.sq_depth < 256)
 		attr.sq_depth = 256;
+	if (attr.rq_depth < TENANT_RECVS(DG_MAX_FLOWS))
+		attr.rq_depth = TENANT_RECVS(DG_MAX_FLOWS);
 	if (attr.rd_depth < 16)
 		attr.rd_depth = 16;
 	memset(&pd, 0, sizeof(pd));
@@ -336,9 +372,17 @@ void nic_accept_rdma(struct dg_nic *n)
 		dg_rdma_ep_destroy(ep);
 		return;
 	}
-	rc = nic_tenant_init(n, hm, &hdr, NULL);
+	rc = nic_tenant_init(n, hm, &hdr, NULL, req.mode, NULL, 0);
 	rep.status = rc < 0 ? rc : 0;
 	rep.tenant = rc < 0 ? 0 : (uint32_t)rc;
+	if (rc >= 0) {
+		struct dg_rdma_remote sh;
+
+		hm->ops->shadow(hm, &sh);
+		rep.shadow_addr = sh.addr;
+		rep.shadow_rkey = sh.rkey;
+		rep.shadow_len = sh.len;
+	}
 	if (rc < 0) {
 		hm->ops->destroy(hm); /* also rejects */
 		return;

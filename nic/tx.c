@@ -229,6 +229,12 @@ void nic_tx_post_read(struct dg_nic *n, struct tenant *t, uint32_t f)
 
 	if (want > n->o.read_batch)
 		want = n->o.read_batch;
+	/* Doorbell mode: exactly what the host announced, in one READ. */
+	if (fl->mode == DG_MODE_DOORBELL) {
+		want = fl->db - fl->tx_tail;
+		if (want > 4 * n->o.read_batch)
+			want = 4 * n->o.read_batch;
+	}
 	if (fl->tx_want > want)
 		want = fl->tx_want;
 	if (want > t->slots)

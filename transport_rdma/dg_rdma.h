@@ -71,6 +71,8 @@ struct dg_rdma_wc {
 	uint32_t opcode;     /* enum dg_rdma_opcode */
 	uint32_t byte_len;   /* RECV: bytes received */
 	uint32_t raw_status; /* the device's status code, for messages */
+	uint32_t imm;	     /* RECV of a WRITE WITH IMMEDIATE: its value */
+	int has_imm;
 };
 
 /* Description of a remote region, as exchanged in private data. */
@@ -162,6 +164,20 @@ int dg_rdma_post_send(struct dg_rdma_ep *ep, struct dg_rdma_mr *lmr,
 		      unsigned flags);
 int dg_rdma_post_recv(struct dg_rdma_ep *ep, struct dg_rdma_mr *lmr,
 		      void *laddr, uint32_t len, uint64_t wr_id);
+/*
+ * RDMA WRITE WITH IMMEDIATE: like dg_rdma_post_write (len may be 0, then
+ * lmr and laddr are not used), and the target consumes one of its RECVs
+ * and gets a completion carrying imm: what lets a peer that sleeps on its
+ * completion channel be woken by a write into its memory. The target's
+ * RECV completion comes after the data of this and every earlier WRITE
+ * on the QP has landed.
+ */
+int dg_rdma_post_write_imm(struct dg_rdma_ep *ep, struct dg_rdma_mr *lmr,
+			   const void *laddr, uint32_t len, uint64_t raddr,
+			   uint32_t rkey, uint32_t imm, uint64_t wr_id,
+			   unsigned flags);
+/* A RECV with no buffer: consumed by a WRITE WITH IMMEDIATE. */
+int dg_rdma_post_recv0(struct dg_rdma_ep *ep, uint64_t wr_id);
 /* Hands every queued (DG_RDMA_MORE) send-queue request to the device. */
 int dg_rdma_flush(struct dg_rdma_ep *ep);
 /* Free send-queue slots (queued requests count as used). */

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <arpa/inet.h>
 #include <netdb.h>
 #include <poll.h>
 #include <stdbool.h>
@@ -681,7 +682,7 @@ static void retire_pop(struct dg_rdma_ep *ep)
 static int queue_wr(struct dg_rdma_ep *ep, enum ibv_wr_opcode op,
 		    struct dg_rdma_mr *lmr, const void *laddr, uint32_t len,
 		    uint64_t raddr, uint32_t rkey, uint64_t wr_id,
-		    unsigned flags)
+		    unsigned flags, uint32_t imm)
 {
 	struct ibv_send_wr *wr;
 	struct ibv_sge *sge;
@@ -690,7 +691,9 @@ static int queue_wr(struct dg_rdma_ep *ep, enum ibv_wr_opcode op,
 
 	if (rc)
 		return rc;
-	if (!lmr || !in_mr(lmr, laddr, len))
+	if (len && (!lmr || !in_mr(lmr, laddr, len)))
+		return -EINVAL;
+	if (!len && op != IBV_WR_RDMA_WRITE_WITH_IMM)
 		return -EINVAL;
 	if (ep->outstanding >= ep->sq_depth)
 		return -EAGAIN;
@@ -705,14 +708,17 @@ static int queue_wr(struct dg_rdma_ep *ep, enum ibv_wr_opcode op,
 	}
 	wr = &ep->wrs[ep->nqueued];
 	sge = &ep->sges[ep->nqueued];
-	sge->addr = (uintptr_t)laddr;
-	sge->length = len;
-	sge->lkey = lmr->mr->lkey;
 	memset(wr, 0, sizeof(*wr));
+	if (len) {
+		sge->addr = (uintptr_t)laddr;
+		sge->length = len;
+		sge->lkey = lmr->mr->lkey;
+		wr->sg_list = sge;
+		wr->num_sge = 1;
+	}
 	wr->wr_id = wr_id;
 	wr->opcode = op;
-	wr->sg_list = sge;
-	wr->num_sge = 1;
+	wr->imm_data = htonl(imm);
 	wr->send_flags = sig ? IBV_SEND_SIGNALED : 0;
 	wr->wr.rdma.remote_addr = raddr;
 	wr->wr.rdma.rkey = rkey;
@@ -764,7 +770,7 @@ int dg_rdma_post_read(struct dg_rdma_ep *ep, struct dg_rdma_mr *lmr,
 		      uint64_t wr_id, unsigned flags)
 {
 	return queue_wr(ep, IBV_WR_RDMA_READ, lmr, laddr, len, raddr, rkey,
-			wr_id, flags);
+			wr_id, flags, 0);
 }
 
 int dg_rdma_post_write(struct dg_rdma_ep *ep, struct dg_rdma_mr *lmr,
@@ -772,14 +778,24 @@ int dg_rdma_post_write(struct dg_rdma_ep *ep, struct dg_rdma_mr *lmr,
 		       uint32_t rkey, uint64_t wr_id, unsigned flags)
 {
 	return queue_wr(ep, IBV_WR_RDMA_WRITE, lmr, laddr, len, raddr, rkey,
-			wr_id, flags);
+			wr_id, flags, 0);
+}
+
+int dg_rdma_post_write_imm(struct dg_rdma_ep *ep, struct dg_rdma_mr *lmr,
+			   const void *laddr, uint32_t len, uint64_t raddr,
+			   uint32_t rkey, uint32_t imm, uint64_t wr_id,
+			   unsigned flags)
+{
+	return queue_wr(ep, IBV_WR_RDMA_WRITE_WITH_IMM, lmr, laddr, len, raddr,
+			rkey, wr_id, flags, imm);
 }
 
 int dg_rdma_post_send(struct dg_rdma_ep *ep, struct dg_rdma_mr *lmr,
 		      const void *laddr, uint32_t len, uint64_t wr_id,
 		      unsigned flags)
 {
-	return queue_wr(ep, IBV_WR_SEND, lmr, laddr, len, 0, 0, wr_id, flags);
+	return queue_wr(ep, IBV_WR_SEND, lmr, laddr, len, 0, 0, wr_id, flags,
+			0);
 }
 
 int dg_rdma_post_recv(struct dg_rdma_ep *ep, struct dg_rdma_mr *lmr,
@@ -800,6 +816,19 @@ int dg_rdma_post_recv(struct dg_rdma_ep *ep, struct dg_rdma_mr *lmr,
 	wr.wr_id = wr_id;
 	wr.sg_list = &sge;
 	wr.num_sge = 1;
+	rc = ibv_post_recv(ep->id->qp, &wr, &bad);
+	return rc ? -rc : 0;
+}
+
+int dg_rdma_post_recv0(struct dg_rdma_ep *ep, uint64_t wr_id)
+{
+	struct ibv_recv_wr wr = {0}, *bad = NULL;
+	int rc;
+
+	if (ep->state == EP_FAILED || ep->state == EP_DOWN)
+		return ep_usable(ep);
+	wr.wr_id = wr_id;
+	wr.num_sge = 0;
 	rc = ibv_post_recv(ep->id->qp, &wr, &bad);
 	return rc ? -rc : 0;
 }
@@ -873,6 +902,10 @@ int dg_rdma_poll(struct dg_rdma_ep *ep, struct dg_rdma_wc *out, int n)
 						  ? wc_opcode(wc[i].opcode)
 						  : 0;
 			out[got].byte_len = wc[i].byte_len;
+			out[got].has_imm = wc[i].status == IBV_WC_SUCCESS &&
+					   (wc[i].wc_flags & IBV_WC_WITH_IMM);
+			out[got].imm =
+				out[got].has_imm ? ntohl(wc[i].imm_data) : 0;
 			got++;
 		}
 	}

@@ -529,7 +529,8 @@ static int parse_engine(struct ctx *c, yaml_node_t *n, size_t i)
 			    {.key = "verbose"},
 			    {.key = "peer_timeout_ms"},
 			    {.key = "poll_max_us"},
-			    {.key = "shm"}};
+			    {.key = "shm"},
+			    {.key = "busy_poll"}};
 	const char *w = "engine";
 	uint64_t v;
 	int rc;
@@ -591,6 +592,8 @@ static int parse_engine(struct ctx *c, yaml_node_t *n, size_t i)
 	}
 	if (!rc)
 		rc = get_str(c, &f[12], w, &e->shm);
+	if (!rc)
+		rc = get_bool(c, &f[13], w, &e->busy_poll);
 	if (!rc && e->shm && (e->shm[0] != '/' || strlen(e->shm) >= 108))
 		rc = fail(c, f[12].val,
 			  "engine \"%s\": shm must be an absolute path of at "

@@ -29,6 +29,7 @@ enum dg_ctrl_op {
 	DG_CTRL_REGISTER = 1, /* this flow serves a service */
 	DG_CTRL_OPEN = 2,     /* open a connection to a remote service */
 	DG_CTRL_CLOSE = 3,    /* close a connection */
+	DG_CTRL_MODE = 4,     /* this flow's interface mode becomes .lb */
 };
 
 enum dg_lb_policy {
@@ -66,7 +67,7 @@ static inline const char *dg_lb_policy_name(unsigned policy)
 
 struct dg_ctrl_msg {
 	uint8_t op;    /* enum dg_ctrl_op */
-	uint8_t lb;    /* REGISTER: enum dg_lb_policy */
+	uint8_t lb;    /* REGISTER: enum dg_lb_policy; MODE: enum dg_mode */
 	uint16_t port; /* OPEN: peer engine port; 0 = this engine */
 	uint32_t conn; /* CLOSE: the connection */
 	char service[DG_NAME_MAX];
@@ -91,7 +92,7 @@ struct dg_attach_req {
 	uint32_t nflows;
 	uint32_t slots;
 	uint32_t flags; /* enum dg_ring_flags */
-	uint32_t rsvd;
+	uint32_t mode;	/* enum dg_mode of every flow, at first */
 };
 
 static_assert(sizeof(struct dg_attach_req) <= 56, "rdma_cm private data");
@@ -101,7 +102,17 @@ struct dg_attach_rep {
 	int32_t status; /* 0 or negative errno */
 	uint32_t tenant;
 	uint32_t engine_id;
+	/*
+	 * RDMA: the engine's copy of the region (same layout), which a host
+	 * in doorbell or push mode writes into: its tx_db and sleep lines,
+	 * and in push mode its TX frames.
+	 */
+	uint64_t shadow_addr;
+	uint32_t shadow_rkey;
+	uint32_t shadow_len;
 };
+
+static_assert(sizeof(struct dg_attach_rep) <= 196, "rdma_cm accept data");
 
 /*
  * A shared-memory attach, to an engine daemon on this machine (dagger-nic

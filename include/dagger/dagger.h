@@ -55,6 +55,21 @@ struct dg_host_opts {
 	 * rings always do: for tests and for measuring what checksums cost.
 	 */
 	int csum;
+	/*
+	 * RDMA: how the engine learns of new frames (enum dg_mode): poll (it
+	 * READs the TX rings; the host posts no verb), doorbell (the default:
+	 * one small WRITE per batch; an idle engine sleeps) or push (the
+	 * frames themselves are WRITten into the engine). Per flow
+	 * afterwards: dg_flow_set_mode().
+	 */
+	int mode;
+	/*
+	 * Waiting (dg_wait, dg_call_sync, dispatch threads): spin this long
+	 * (default 50 us) before the thread sleeps until the engine wakes it;
+	 * busy_poll: never sleep (a dedicated core).
+	 */
+	uint32_t spin_us;
+	int busy_poll;
 };
 
 /*
@@ -236,11 +251,37 @@ int dg_server_start(struct dg_host *h, const struct dg_service_def *def,
 		    struct dg_server **out);
 void dg_server_stop(struct dg_server *s);
 
+/* ---- interface modes and sleeping -------------------------------------- */
+
+/*
+ * Switches flow f to mode (enum dg_mode: DG_MODE_POLL, DG_MODE_DOORBELL,
+ * DG_MODE_PUSH) while it runs: calls made before and after are all
+ * delivered once. Owner thread; no call may be outstanding (-EBUSY).
+ * Shared-memory flows are polled in place whatever the mode (0).
+ */
+int dg_flow_set_mode(struct dg_flow *f, int mode, int timeout_ms);
+int dg_flow_mode(const struct dg_flow *f);
+/*
+ * Putting a flow into the application's own event loop: dg_flow_fd() is
+ * readable once the engine has delivered to the flow after dg_flow_arm()
+ * returned 0 (which marks the flow asleep where the engine sees it;
+ * -EAGAIN: something is there already, poll instead). Poll the flow when
+ * it is readable; dg_flow_disarm() when giving up the wait.
+ */
+int dg_flow_fd(struct dg_flow *f);
+int dg_flow_arm(struct dg_flow *f);
+void dg_flow_disarm(struct dg_flow *f);
+/* Per flow: the spin before sleeping, or never sleep (busy_poll). */
+void dg_flow_set_spin(struct dg_flow *f, uint32_t spin_us, int busy_poll);
+
 /* ---- statistics ------------------------------------------------------- */
 
 struct dg_flow_stats {
 	uint64_t calls, completions, eagain, requests, responses;
 	uint64_t bad_frames; /* RX frames that failed validation */
+	uint64_t doorbells;  /* RDMA doorbell and push modes: posted */
+	uint64_t kicks;	     /* a sleeping shared-memory engine woken */
+	uint64_t sleeps;     /* times this flow's thread slept */
 };
 
 void dg_flow_stats(const struct dg_flow *f, struct dg_flow_stats *s);

@@ -51,7 +51,8 @@ struct dg_deploy_engine {
 	uint32_t idle_us;	  /* 0: the engine's default */
 	uint32_t peer_timeout_ms; /* 0: the engine's default (3000) */
 	uint32_t poll_max_us;	  /* 0: the engine's default (100) */
-	char *shm; /* unix socket for shared-memory tenants; NULL: none */
+	char *shm;	/* unix socket for shared-memory tenants; NULL: none */
+	bool busy_poll; /* never sleep */
 	bool verbose;
 	int line;
 };

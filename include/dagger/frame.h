@@ -180,7 +180,7 @@ static inline int dg_msg_contig(uint32_t pos, uint32_t mask)
  *   [dg_region_hdr][flow 0 ctrl][flow 1 ctrl]...[flow 0 TX][flow 0 RX]...
  */
 #define DG_REGION_MAGIC	  0x44474731u /* "DGG1" */
-#define DG_REGION_VERSION 2u
+#define DG_REGION_VERSION 3u
 #define DG_MAX_FLOWS	  64u
 #define DG_MIN_SLOTS	  64u
 #define DG_MAX_SLOTS	  65536u
@@ -195,24 +195,45 @@ struct dg_region_hdr {
 	uint32_t nflows;
 	uint32_t slots; /* per ring, power of two */
 	uint32_t flags; /* enum dg_ring_flags */
-	uint32_t rsvd[11];
+	/*
+	 * Shared memory only, written by the engine: non-zero while it sleeps
+	 * (it waits on its eventfd then; a host that published frames and
+	 * finds this set writes that eventfd: dg_engine_kick). See
+	 * docs/ARCHITECTURE.md, "Sleeping and waking".
+	 */
+	uint32_t engine_sleep;
+	/* In-process engines: the engine's eventfd (same process). */
+	int32_t engine_fd;
+	uint32_t rsvd[9];
 };
 
 static_assert(sizeof(struct dg_region_hdr) == DG_SLOT_SIZE, "one line");
+static_assert(offsetof(struct dg_region_hdr, engine_sleep) == 20, "sleep");
 
 /*
- * Per-flow control. Each index has its own cache line: its single writer
- * (engine or host) must not share a line with what the other side writes.
+ * Per-flow control. Each line has one writer (engine or host), so neither
+ * side's stores move a line the other keeps writing:
  *
- * tx_head: written by the engine (RDMA WRITE) after it consumed TX slots up
- *   to this free-running position; the host may reuse slots below it. The
- *   engine writes it only after its READ of those slots completed, so the
- *   host can never overwrite a slot the engine is still reading.
- * rx_head: written by the host after it consumed RX slots up to this
- *   position (a release store: its loads of those slots happen first); the
- *   engine READs it to learn how much RX room it has (credits).
- * host_epoch: bumped by the host library on detach so a late engine can
- *   tell; engine_epoch: written by the engine while it serves the region.
+ * line 0, the engine's:
+ * tx_head: the engine consumed TX slots up to this free-running position;
+ *   the host may reuse slots below it. Over RDMA the engine writes it
+ *   only after its READ of those slots completed, so the host can never
+ *   overwrite a slot the engine is still reading.
+ * engine_epoch: written by the engine while it serves the region.
+ *
+ * line 1, the host's (hot):
+ * rx_head: the host consumed RX slots up to this position (a release
+ *   store: its loads of those slots happen first); the engine reads it to
+ *   learn how much RX room it has (credits).
+ * host_epoch: bumped by the host library on detach.
+ *
+ * line 2, the host's (cold: written only on doorbells and sleeps):
+ * tx_db: doorbell and push modes: the TX position the host announced (its
+ *   RDMA WRITE WITH IMMEDIATE lands it in the engine's copy of this line).
+ * sleep_seq: odd while the flow's thread sleeps waiting for the engine;
+ *   a new value each time it sleeps. sleep_rx: the RX position it had
+ *   consumed then. The engine wakes it after its next delivery.
+ * host_fd: in-process hosts: the flow's eventfd (same process).
  */
 struct dg_flow_ctrl {
 	uint32_t tx_head;
@@ -221,11 +242,43 @@ struct dg_flow_ctrl {
 	uint32_t rx_head;
 	uint32_t host_epoch;
 	uint8_t pad1[DG_SLOT_SIZE - 8];
+	uint32_t tx_db;
+	uint32_t sleep_seq;
+	uint32_t sleep_rx;
+	int32_t host_fd;
+	uint8_t pad2[DG_SLOT_SIZE - 16];
 };
 
-static_assert(sizeof(struct dg_flow_ctrl) == 2 * DG_SLOT_SIZE, "two lines");
+static_assert(sizeof(struct dg_flow_ctrl) == 3 * DG_SLOT_SIZE, "three lines");
 static_assert(offsetof(struct dg_flow_ctrl, rx_head) == DG_SLOT_SIZE,
 	      "rx_head on its own line");
+static_assert(offsetof(struct dg_flow_ctrl, tx_db) == 2 * DG_SLOT_SIZE,
+	      "doorbell and sleep state on a line of their own");
+
+/*
+ * Host -> NIC interface modes of an RDMA tenant's flows (dg_host_opts.mode,
+ * dg_flow_set_mode). 0 asks for the default, doorbell. Shared-memory
+ * tenants are always polled in place (the engine loads the next slot's
+ * stamp), whatever the mode says.
+ */
+enum dg_mode {
+	DG_MODE_DEFAULT = 0,
+	DG_MODE_POLL = 1,     /* the engine READs the TX ring; host: no verb */
+	DG_MODE_DOORBELL = 2, /* host WRITEs its TX tail; engine READs it */
+	DG_MODE_PUSH = 3,     /* host WRITEs the frames into the engine */
+	DG_MODE_COUNT,
+};
+
+/*
+ * The immediate value of a host's or an engine's WRITE WITH IMMEDIATE:
+ * what it is for (DG_IMM_*) and the flow it concerns.
+ */
+#define DG_IMM_DOORBELL	   1u /* host -> engine: tx_db of the flow moved */
+#define DG_IMM_SLEEP	   2u /* host -> engine: the flow sleeps (line 2) */
+#define DG_IMM_WAKE	   3u /* engine -> host: wake the flow */
+#define DG_IMM(kind, flow) ((uint32_t)(kind) << 24 | (uint32_t)(flow))
+#define DG_IMM_KIND(imm)   ((imm) >> 24)
+#define DG_IMM_FLOW(imm)   ((imm)&0xffffffu)
 
 struct dg_region_layout {
 	uint64_t ctrl_off;  /* first struct dg_flow_ctrl */

@@ -401,8 +401,10 @@ static void test_malformed_frames(void **state)
 	r.region = aligned_alloc(4096, dg_region_bytes(&r.lay));
 	memset(r.region, 0, dg_region_bytes(&r.lay));
 	h = (void *)r.region;
-	*h = (struct dg_region_hdr){
-		DG_REGION_MAGIC, DG_REGION_VERSION, 1, 64, 0, {0}};
+	*h = (struct dg_region_hdr){.magic = DG_REGION_MAGIC,
+				    .version = DG_REGION_VERSION,
+				    .nflows = 1,
+				    .slots = 64};
 	r.tenant =
 		dg_nic_attach_local(E.nic, r.region, dg_region_bytes(&r.lay));
 	assert_true(r.tenant >= 0);

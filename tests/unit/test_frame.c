@@ -55,11 +55,12 @@ static_assert(DG_FRAME_PAYLOAD + (DG_MAX_FRAMES - 2) * DG_CONT_PAYLOAD <
 static_assert(DG_MAX_FLOWS <= UINT8_MAX + 1, "frame.flow is 8 bits");
 static_assert(sizeof(struct dg_region_hdr) % DG_SLOT_SIZE == 0,
 	      "control lines start aligned");
-static_assert(sizeof(struct dg_flow_ctrl) == 2 * DG_SLOT_SIZE,
-	      "two lines per flow");
+static_assert(sizeof(struct dg_flow_ctrl) == 3 * DG_SLOT_SIZE,
+	      "three lines per flow");
 static_assert(offsetof(struct dg_flow_ctrl, tx_head) == 0 &&
-		      offsetof(struct dg_flow_ctrl, rx_head) == DG_SLOT_SIZE,
-	      "engine-written and host-written indexes on separate lines");
+		      offsetof(struct dg_flow_ctrl, rx_head) == DG_SLOT_SIZE &&
+		      offsetof(struct dg_flow_ctrl, tx_db) == 2 * DG_SLOT_SIZE,
+	      "engine-written, host-written and host-cold lines apart");
 static_assert((DG_MIN_SLOTS & (DG_MIN_SLOTS - 1)) == 0, "power of two");
 static_assert((DG_MAX_SLOTS & (DG_MAX_SLOTS - 1)) == 0, "power of two");
 /*
@@ -69,11 +70,11 @@ static_assert((DG_MAX_SLOTS & (DG_MAX_SLOTS - 1)) == 0, "power of two");
 static_assert((UINT64_C(1) << 32) % DG_MAX_SLOTS == 0, "slots divide 2^32");
 
 /* Expected layout, written independently of dg_region_layout(). */
-#define EXP_RINGS_OFF(n) (64ull + 128ull * (n))
+#define EXP_RINGS_OFF(n) (64ull + 192ull * (n))
 #define EXP_TOTAL(n, s)	 (EXP_RINGS_OFF(n) + 2ull * (n) * (s)*64ull)
-static_assert(EXP_TOTAL(1, 64) == 8384, "smallest region");
-static_assert(EXP_TOTAL(DG_MAX_FLOWS, DG_MAX_SLOTS) == 536879168ull,
-	      "largest region: 512 MiB + 8 KiB");
+static_assert(EXP_TOTAL(1, 64) == 8448, "smallest region");
+static_assert(EXP_TOTAL(DG_MAX_FLOWS, DG_MAX_SLOTS) == 536883264ull,
+	      "largest region: 512 MiB + 12 KiB");
 
 /* ---- helpers ---- */
 
@@ -166,11 +167,11 @@ struct known_layout {
 
 /* Hand-computed: 64 + 128 n, 64 s, rings_off + 2 n 64 s. */
 static const struct known_layout known_layouts[] = {
-	{1, 64, 192, 4096, 8384},
-	{2, 128, 320, 8192, 33088},
-	{3, 1024, 448, 65536, 393664},
-	{64, 64, 8256, 4096, 532544},
-	{64, 65536, 8256, 4194304, 536879168},
+	{1, 64, 256, 4096, 8448},
+	{2, 128, 448, 8192, 33216},
+	{3, 1024, 640, 65536, 393856},
+	{64, 64, 12352, 4096, 536640},
+	{64, 65536, 12352, 4194304, 536883264},
 };
 
 static void test_layout_known(void **state)
@@ -244,7 +245,7 @@ static void test_layout_all(void **state)
 					0);
 				assert_int_equal(t % 64, 0);
 				assert_int_equal(r % 64, 0);
-				assert_int_equal(c, 64 + 128ull * f);
+				assert_int_equal(c, 64 + 192ull * f);
 				assert_int_equal(
 					t, EXP_RINGS_OFF(n) +
 						   2ull * f * l.ring_size);

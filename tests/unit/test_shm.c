@@ -33,6 +33,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
@@ -391,14 +392,14 @@ static int memfd(uint64_t len, int seals)
 }
 
 /*
- * Sends len bytes of msg (with mfd as SCM_RIGHTS unless -1) and returns
+ * Sends len bytes of msg with nfd descriptors as SCM_RIGHTS and returns
  * the status the engine answered with; 1 when it closed without one.
  */
-static int raw_attach(const void *msg, size_t len, int mfd)
+static int raw_attach_fds(const void *msg, size_t len, const int *fds, int nfd)
 {
 	union {
 		struct cmsghdr c;
-		char buf[CMSG_SPACE(sizeof(int))];
+		char buf[CMSG_SPACE(8 * sizeof(int))];
 	} cm;
 	struct iovec iov = {(void *)msg, len};
 	struct msghdr mh = {.msg_iov = &iov, .msg_iovlen = 1};
@@ -407,17 +408,17 @@ static int raw_attach(const void *msg, size_t len, int mfd)
 	int fd = raw_connect();
 	ssize_t k;
 
-	if (mfd >= 0) {
+	if (nfd > 0) {
 		struct cmsghdr *c;
 
 		memset(&cm, 0, sizeof(cm));
 		mh.msg_control = cm.buf;
-		mh.msg_controllen = sizeof(cm.buf);
+		mh.msg_controllen = CMSG_SPACE((size_t)nfd * sizeof(int));
 		c = CMSG_FIRSTHDR(&mh);
 		c->cmsg_level = SOL_SOCKET;
 		c->cmsg_type = SCM_RIGHTS;
-		c->cmsg_len = CMSG_LEN(sizeof(int));
-		memcpy(CMSG_DATA(c), &mfd, sizeof(int));
+		c->cmsg_len = CMSG_LEN((size_t)nfd * sizeof(int));
+		memcpy(CMSG_DATA(c), fds, (size_t)nfd * sizeof(int));
 	}
 	assert_int_equal(sendmsg(fd, &mh, 0), (ssize_t)len);
 	p = (struct pollfd){.fd = fd, .events = POLLIN};
@@ -429,6 +430,17 @@ static int raw_attach(const void *msg, size_t len, int mfd)
 	assert_int_equal(k, sizeof(rep));
 	assert_int_equal(rep.magic, DG_SHM_MAGIC);
 	return rep.status;
+}
+
+/* The memfd and one flow eventfd, as a host sends them. */
+static int raw_attach(const void *msg, size_t len, int mfd)
+{
+	int fds[2] = {mfd, eventfd(0, EFD_CLOEXEC)}, rc;
+
+	assert_true(fds[1] >= 0);
+	rc = raw_attach_fds(msg, len, fds, 2);
+	close(fds[1]);
+	return rc;
 }
 
 static void test_bad_attach(void **state)
@@ -452,8 +464,8 @@ static void test_bad_attach(void **state)
 	/* Garbage, with a memfd. */
 	fd = memfd(req.len, seals);
 	assert_int_equal(raw_attach(junk, sizeof(junk), fd), -EPROTO);
-	/* No memfd at all. */
-	assert_int_equal(raw_attach(&req, sizeof(req), -1), -EPROTO);
+	/* No descriptor at all. */
+	assert_int_equal(raw_attach_fds(&req, sizeof(req), NULL, 0), -EPROTO);
 	/* Another version of the region layout. */
 	req.version = DG_REGION_VERSION + 1;
 	assert_int_equal(raw_attach(&req, sizeof(req), fd), -EPROTO);
@@ -476,10 +488,22 @@ static void test_bad_attach(void **state)
 
 		assert_int_equal(pipe(pp), 0);
 		assert_int_equal(raw_attach(&req, sizeof(req), pp[0]), -EINVAL);
+		/* A memfd, but no eventfd for the flow: then a pipe as it. */
+		fd = memfd(req.len, seals);
+		assert_int_equal(raw_attach_fds(&req, sizeof(req), &fd, 1),
+				 -EINVAL);
+		{
+			int two[2] = {fd, pp[1]};
+
+			assert_int_equal(
+				raw_attach_fds(&req, sizeof(req), two, 2),
+				-EINVAL);
+		}
+		close(fd);
 		close(pp[0]);
 		close(pp[1]);
 	}
-	assert_int_equal(stats().attach_refused, refused + 7);
+	assert_int_equal(stats().attach_refused, refused + 9);
 	assert_int_equal(stats().tenants, 0);
 	/* A connection that never sends its request is closed (5 s). */
 	rp = raw_connect();
@@ -492,7 +516,7 @@ static void test_bad_attach(void **state)
 		assert_int_equal(k, 0);
 	}
 	close(rp);
-	assert_int_equal(stats().attach_refused, refused + 8);
+	assert_int_equal(stats().attach_refused, refused + 10);
 	/* And a good attach still works. */
 	assert_int_equal(attach_shm(64, 0, &h), 0);
 	wait_tenants(1);
