@@ -55,6 +55,9 @@ struct cfg {
 	char listen_addr[64];
 	uint16_t listen_port;
 	uint32_t threads, sthreads, conns, size, window, work_ns, slots;
+	int iface; /* --mode: enum dg_mode (0: the library's default) */
+	uint32_t spin_us;
+	bool busy_poll;
 	double rate, duration, warmup, wait;
 	uint64_t requests;
 };
@@ -300,6 +303,9 @@ static int run_server(void)
 				 .engine_port = C.engine_port,
 				 .shm_path = C.shm_path,
 				 .csum = C.csum,
+				 .mode = C.iface,
+				 .spin_us = C.spin_us,
+				 .busy_poll = C.busy_poll,
 				 .src_addr = C.src,
 				 .nflows = C.sthreads,
 				 .slots = C.slots,
@@ -627,6 +633,9 @@ static int run_client(void)
 				 .engine_port = C.engine_port,
 				 .shm_path = C.shm_path,
 				 .csum = C.csum,
+				 .mode = C.iface,
+				 .spin_us = C.spin_us,
+				 .busy_poll = C.busy_poll,
 				 .src_addr = C.src,
 				 .nflows = C.threads,
 				 .slots = C.slots,
@@ -654,6 +663,8 @@ static int run_local(void)
 	struct dg_host_opts o = {.attach_local = dg_nic_attach_cb,
 				 .detach_local = dg_nic_detach_cb,
 				 .csum = C.csum,
+				 .spin_us = C.spin_us,
+				 .busy_poll = C.busy_poll,
 				 .slots = C.slots};
 	struct srv_thread *s = calloc(C.sthreads, sizeof(*s));
 	struct dg_host *srv = NULL, *cli;
@@ -766,6 +777,12 @@ static void usage(FILE *f)
 		"  --csum              checksum slots on shared-memory rings "
 		"too (as RDMA\n"
 		"                      rings do), to measure what that costs\n"
+		"  --mode M            poll, doorbell or push: how the engine "
+		"learns of new\n"
+		"                      frames (RDMA; default doorbell)\n"
+		"  --spin-us N         spin N us before a waiting thread "
+		"sleeps\n"
+		"  --busy-poll         never sleep\n"
 		"local mode: the engine runs in this process and its hosts "
 		"reach it by shared\n"
 		"memory; with --listen it also takes peer links on "
@@ -816,35 +833,23 @@ static int parse_d(const char *s, double *v)
 
 int main(int argc, char **argv)
 {
-	static const struct option lo[] = {{"engine", 1, 0, 'e'},
-					   {"src", 1, 0, 'S'},
-					   {"remote", 1, 0, 'r'},
-					   {"service", 1, 0, 'N'},
-					   {"loopback", 0, 0, 'L'},
-					   {"threads", 1, 0, 't'},
-					   {"server-threads", 1, 0, 'T'},
-					   {"conns", 1, 0, 'c'},
-					   {"size", 1, 0, 's'},
-					   {"window", 1, 0, 'w'},
-					   {"rate", 1, 0, 'R'},
-					   {"work-ns", 1, 0, 'W'},
-					   {"duration", 1, 0, 'd'},
-					   {"warmup", 1, 0, 'u'},
-					   {"requests", 1, 0, 'n'},
-					   {"slots", 1, 0, 'l'},
-					   {"yield", 0, 0, 'y'},
-					   {"json", 0, 0, 'j'},
-					   {"label", 1, 0, 'b'},
-					   {"cdf", 1, 0, 'C'},
-					   {"quiet", 0, 0, 'q'},
-					   {"callgrind", 0, 0, 'g'},
-					   {"csum", 0, 0, 'K'},
-					   {"listen", 1, 0, 'A'},
-					   {"server-only", 0, 0, 'O'},
-					   {"pin", 0, 0, 'P'},
-					   {"wait", 1, 0, 'X'},
-					   {"help", 0, 0, 'h'},
-					   {0, 0, 0, 0}};
+	static const struct option lo[] = {
+		{"engine", 1, 0, 'e'},	       {"src", 1, 0, 'S'},
+		{"remote", 1, 0, 'r'},	       {"service", 1, 0, 'N'},
+		{"loopback", 0, 0, 'L'},       {"threads", 1, 0, 't'},
+		{"server-threads", 1, 0, 'T'}, {"conns", 1, 0, 'c'},
+		{"size", 1, 0, 's'},	       {"window", 1, 0, 'w'},
+		{"rate", 1, 0, 'R'},	       {"work-ns", 1, 0, 'W'},
+		{"duration", 1, 0, 'd'},       {"warmup", 1, 0, 'u'},
+		{"requests", 1, 0, 'n'},       {"slots", 1, 0, 'l'},
+		{"yield", 0, 0, 'y'},	       {"json", 0, 0, 'j'},
+		{"label", 1, 0, 'b'},	       {"cdf", 1, 0, 'C'},
+		{"quiet", 0, 0, 'q'},	       {"callgrind", 0, 0, 'g'},
+		{"csum", 0, 0, 'K'},	       {"listen", 1, 0, 'A'},
+		{"server-only", 0, 0, 'O'},    {"pin", 0, 0, 'P'},
+		{"wait", 1, 0, 'X'},	       {"mode", 1, 0, 'M'},
+		{"spin-us", 1, 0, 'U'},	       {"busy-poll", 0, 0, 'B'},
+		{"help", 0, 0, 'h'},	       {0, 0, 0, 0}};
 	uint32_t frames, need;
 	int o, bad = 0;
 
@@ -895,6 +900,16 @@ int main(int argc, char **argv)
 			break;
 		case 'X':
 			bad |= parse_d(optarg, &C.wait);
+			break;
+		case 'M':
+			C.iface = dg_mode_parse(optarg);
+			bad |= C.iface < 0;
+			break;
+		case 'U':
+			bad |= parse_u32(optarg, &C.spin_us);
+			break;
+		case 'B':
+			C.busy_poll = true;
 			break;
 		case 'N':
 			C.service = optarg;

@@ -240,6 +240,38 @@ const char *dg_host_opts_str(const struct dg_host_opts *o, char *buf,
 	return buf;
 }
 
+/*
+ * Settings left at 0 come from the environment, so that a deployment
+ * (dagger-launch exports a tenant's settings) or a user reaches every
+ * program without flags of its own: DG_MODE (poll, doorbell, push),
+ * DG_SPIN_US, DG_BUSY_POLL=1. A value that does not parse is an error,
+ * not a silent default.
+ */
+static int env_defaults(struct dg_host_opts *o)
+{
+	const char *v;
+	char *end;
+
+	v = getenv("DG_MODE");
+	if (!o->mode && v && *v) {
+		o->mode = dg_mode_parse(v);
+		if (o->mode < 0)
+			return -EINVAL;
+	}
+	v = getenv("DG_SPIN_US");
+	if (!o->spin_us && v && *v) {
+		unsigned long us = strtoul(v, &end, 10);
+
+		if (*end || us > 10000000)
+			return -EINVAL;
+		o->spin_us = (uint32_t)us;
+	}
+	v = getenv("DG_BUSY_POLL");
+	if (!o->busy_poll && v && *v)
+		o->busy_poll = strcmp(v, "0") != 0;
+	return 0;
+}
+
 int dg_host_attach(const struct dg_host_opts *o, struct dg_host **out)
 {
 	struct dg_region_hdr *hdr;
@@ -262,6 +294,9 @@ int dg_host_attach(const struct dg_host_opts *o, struct dg_host **out)
 		h->o.slots = 2048;
 	if (h->o.timeout_ms <= 0)
 		h->o.timeout_ms = 10000;
+	rc = env_defaults(&h->o);
+	if (rc)
+		goto err;
 	h->nflows = h->o.nflows;
 	rc = dg_region_layout(h->nflows, h->o.slots, &h->lay);
 	if (rc)

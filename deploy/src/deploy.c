@@ -16,6 +16,7 @@
 #include <yaml.h>
 
 #include "dagger/ctrl.h"
+#include "dagger/dagger.h"
 #include "dagger/deploy.h"
 #include "dagger/frame.h"
 
@@ -663,11 +664,12 @@ static int parse_service(struct ctx *c, yaml_node_t *n, size_t i)
 static int parse_tenant(struct ctx *c, yaml_node_t *n, size_t i)
 {
 	struct dg_deploy_tenant *t = &c->d->tenants[i];
-	struct field f[] = {{.key = "name"},	{.key = "machine"},
-			    {.key = "engine"},	{.key = "app"},
-			    {.key = "command"}, {.key = "args"},
-			    {.key = "service"}, {.key = "oneshot"},
-			    {.key = "ready"},	{.key = "timeout"}};
+	struct field f[] = {
+		{.key = "name"},     {.key = "machine"}, {.key = "engine"},
+		{.key = "app"},	     {.key = "command"}, {.key = "args"},
+		{.key = "service"},  {.key = "oneshot"}, {.key = "ready"},
+		{.key = "timeout"},  {.key = "mode"},	 {.key = "spin_us"},
+		{.key = "busy_poll"}};
 	const char *w = "tenant";
 	uint64_t v;
 	size_t k;
@@ -791,6 +793,23 @@ static int parse_tenant(struct ctx *c, yaml_node_t *n, size_t i)
 				  "oneshot tenants only",
 				  t->name);
 	}
+	if (!rc && f[10].val) {
+		rc = want_scalar(c, &f[10], w, "an interface mode");
+		if (!rc) {
+			t->mode = dg_mode_parse(scalar(f[10].val));
+			if (t->mode < 0)
+				rc = fail(c, f[10].val,
+					  "tenant \"%s\": unknown mode \"%s\" "
+					  "(poll, doorbell or push)",
+					  t->name, scalar(f[10].val));
+		}
+	}
+	if (!rc && f[11].val) {
+		rc = get_uint(c, &f[11], w, 0, 10000000, &v);
+		t->spin_us = (uint32_t)v;
+	}
+	if (!rc)
+		rc = get_bool(c, &f[12], w, &t->busy_poll);
 	return rc;
 }
 

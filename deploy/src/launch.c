@@ -43,6 +43,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dagger/dagger.h"
 #include "dagger/deploy.h"
 
 #define PROG	   "dagger-launch"
@@ -335,7 +336,17 @@ static void export_settings(const struct launch *l, size_t m,
 	if (strcmp(p->kind, "tenant"))
 		return;
 	t = dg_deploy_find_tenant(l->d, p->name);
-	if (t < 0 || !l->d->tenants[t].service_name)
+	if (t < 0)
+		return;
+	if (l->d->tenants[t].mode)
+		setenv("DG_MODE", dg_mode_name(l->d->tenants[t].mode), 1);
+	if (l->d->tenants[t].spin_us) {
+		snprintf(buf, sizeof(buf), "%u", l->d->tenants[t].spin_us);
+		setenv("DG_SPIN_US", buf, 1);
+	}
+	if (l->d->tenants[t].busy_poll)
+		setenv("DG_BUSY_POLL", "1", 1);
+	if (!l->d->tenants[t].service_name)
 		return;
 	setenv("DG_SERVICE", l->d->tenants[t].service_name, 1);
 	s = l->d->tenants[t].service;

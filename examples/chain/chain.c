@@ -631,7 +631,9 @@ static void usage(FILE *f)
 		"                             [--prefix NAME]\n"
 		"A tier's ADDR:PORT names the engine it is behind when that is "
 		"not the\ncaller's own engine. ENGINE is ADDR[:PORT] (RDMA) or "
-		"unix:PATH\n(an engine daemon on this machine).\n");
+		"unix:PATH\n(an engine daemon on this machine). --mode "
+		"poll|doorbell|push: how the engine\nlearns of new frames "
+		"(RDMA; default doorbell).\n");
 }
 
 int main(int argc, char **argv)
@@ -643,6 +645,7 @@ int main(int argc, char **argv)
 		{"storage", required_argument, NULL, 's'},
 		{"frontend", required_argument, NULL, 'f'},
 		{"prefix", required_argument, NULL, 'p'},
+		{"mode", required_argument, NULL, 'm'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -662,7 +665,7 @@ int main(int argc, char **argv)
 	}
 	optind = 2;
 	setvbuf(stdout, NULL, _IOLBF, 0); /* progress shows up in logs */
-	while ((c = getopt_long(argc, argv, "e:t:l:s:f:n:p:h", lo, NULL)) !=
+	while ((c = getopt_long(argc, argv, "e:t:l:s:f:n:p:m:h", lo, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'e':
@@ -685,6 +688,17 @@ int main(int argc, char **argv)
 			break;
 		case 'p':
 			prefix = optarg;
+			break;
+		case 'm':
+			ho.mode = dg_mode_parse(optarg);
+			if (ho.mode < 0) {
+				fprintf(stderr,
+					"dagger-chain: unknown --mode \"%s\" "
+					"(poll, "
+					"doorbell or push)\n",
+					optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);

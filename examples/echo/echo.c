@@ -73,6 +73,9 @@ static void usage(FILE *f)
 		"                         [--lb rr|static|random]\n"
 		"       dagger-echo client --engine ENGINE "
 		"[--remote ADDR[:PORT]] [--wait S] [-n RPCS] [-s SIZE]\n"
+		"--mode poll|doorbell|push: how the engine learns of new "
+		"frames (RDMA;\n"
+		"default doorbell, or $DG_MODE).\n"
 		"ENGINE is ADDR[:PORT] (RDMA; port 7471 by default) or "
 		"unix:PATH (an\n"
 		"engine daemon on this machine: dagger-nic --shm PATH).\n"
@@ -91,6 +94,7 @@ int main(int argc, char **argv)
 		{"wait", required_argument, NULL, 'w'},
 		{"delay-us", required_argument, NULL, 'd'},
 		{"lb", required_argument, NULL, 'l'},
+		{"mode", required_argument, NULL, 'm'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -112,7 +116,7 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "e:t:r:w:d:n:s:l:h", lo, NULL)) !=
+	while ((c = getopt_long(argc, argv, "e:t:r:w:d:n:s:l:m:h", lo, NULL)) !=
 	       -1) {
 		switch (c) {
 		case 'e':
@@ -146,6 +150,16 @@ int main(int argc, char **argv)
 				return 2;
 			}
 			svc.lb = (uint8_t)lb;
+			break;
+		case 'm':
+			ho.mode = dg_mode_parse(optarg);
+			if (ho.mode < 0) {
+				fprintf(stderr,
+					"dagger-echo: unknown --mode \"%s\" "
+					"(poll, doorbell or push)\n",
+					optarg);
+				return 2;
+			}
 			break;
 		case 'h':
 			usage(stdout);

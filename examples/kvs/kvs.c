@@ -660,7 +660,9 @@ static void usage(FILE *f)
 		   "for S seconds while the\nservice is not registered. "
 		   "Without -c, commands are read from stdin.\n"
 		   "ENGINE is ADDR[:PORT] (RDMA) or unix:PATH (an engine "
-		   "daemon on this\nmachine: dagger-nic --shm PATH).\n");
+		   "daemon on this\nmachine: dagger-nic --shm PATH). "
+		   "--mode poll|doorbell|push: how the\nengine learns of "
+		   "new frames (RDMA; default doorbell).\n");
 	fprintf(f, "client ");
 	help();
 }
@@ -683,6 +685,7 @@ int main(int argc, char **argv)
 		{"remote", required_argument, NULL, 'r'},
 		{"wait", required_argument, NULL, 'w'},
 		{"lb", required_argument, NULL, 'l'},
+		{"mode", required_argument, NULL, 'm'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -707,7 +710,8 @@ int main(int argc, char **argv)
 	if (!cmds)
 		return 1;
 	optind = 2;
-	while ((c = getopt_long(argc, argv, "e:t:r:w:c:l:h", lo, NULL)) != -1) {
+	while ((c = getopt_long(argc, argv, "e:t:r:w:c:l:m:h", lo, NULL)) !=
+	       -1) {
 		switch (c) {
 		case 'e':
 			snprintf(spec, sizeof(spec), "%s", optarg);
@@ -730,6 +734,18 @@ int main(int argc, char **argv)
 				fprintf(stderr,
 					"dagger-kvs: unknown --lb \"%s\" (rr, "
 					"static or random)\n",
+					optarg);
+				free(cmds);
+				return 2;
+			}
+			break;
+		case 'm':
+			ho.mode = dg_mode_parse(optarg);
+			if (ho.mode < 0) {
+				fprintf(stderr,
+					"dagger-kvs: unknown --mode \"%s\" "
+					"(poll, "
+					"doorbell or push)\n",
 					optarg);
 				free(cmds);
 				return 2;

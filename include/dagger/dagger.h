@@ -16,8 +16,10 @@
 #ifndef DAGGER_DAGGER_H
 #define DAGGER_DAGGER_H
 
+#include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "dagger/ctrl.h"
 #include "dagger/frame.h"
@@ -60,13 +62,15 @@ struct dg_host_opts {
 	 * READs the TX rings; the host posts no verb), doorbell (the default:
 	 * one small WRITE per batch; an idle engine sleeps) or push (the
 	 * frames themselves are WRITten into the engine). Per flow
-	 * afterwards: dg_flow_set_mode().
+	 * afterwards: dg_flow_set_mode(). 0 takes $DG_MODE if set.
 	 */
 	int mode;
 	/*
 	 * Waiting (dg_wait, dg_call_sync, dispatch threads): spin this long
 	 * (default 50 us) before the thread sleeps until the engine wakes it;
-	 * busy_poll: never sleep (a dedicated core).
+	 * busy_poll: never sleep (a dedicated core). 0 takes $DG_SPIN_US
+	 * and $DG_BUSY_POLL (1) if set; a malformed value fails the attach
+	 * (-EINVAL).
 	 */
 	uint32_t spin_us;
 	int busy_poll;
@@ -261,6 +265,33 @@ void dg_server_stop(struct dg_server *s);
  */
 int dg_flow_set_mode(struct dg_flow *f, int mode, int timeout_ms);
 int dg_flow_mode(const struct dg_flow *f);
+
+/* "poll", "doorbell", "push" -> enum dg_mode, or -EINVAL. */
+static inline int dg_mode_parse(const char *s)
+{
+	if (!strcmp(s, "poll"))
+		return DG_MODE_POLL;
+	if (!strcmp(s, "doorbell"))
+		return DG_MODE_DOORBELL;
+	if (!strcmp(s, "push"))
+		return DG_MODE_PUSH;
+	return -EINVAL;
+}
+
+static inline const char *dg_mode_name(int mode)
+{
+	switch (mode) {
+	case DG_MODE_POLL:
+		return "poll";
+	case DG_MODE_DEFAULT:
+	case DG_MODE_DOORBELL:
+		return "doorbell";
+	case DG_MODE_PUSH:
+		return "push";
+	default:
+		return "?";
+	}
+}
 /*
  * Putting a flow into the application's own event loop: dg_flow_fd() is
  * readable once the engine has delivered to the flow after dg_flow_arm()

@@ -77,6 +77,10 @@ struct dg_deploy_tenant {
 	bool oneshot;	    /* up waits for it to finish (clients) */
 	char *ready;	    /* up waits for this text in its log; NULL: none */
 	uint32_t timeout_s; /* oneshot: longest run; 0: unbounded */
+	/* Host settings, exported as DG_MODE, DG_SPIN_US, DG_BUSY_POLL. */
+	int mode;	  /* enum dg_mode; 0: the library's default */
+	uint32_t spin_us; /* 0: the library's default */
+	bool busy_poll;
 	int line;
 };
 

@@ -78,8 +78,11 @@ static const char good[] =
 	"    engine: nic-a\n" /* 54 */
 	"    command: echo {name} on {machine} via "
 	"{engine_addr}:{engine_port}\n"
-	"    oneshot: true\n" /* 56 */
-	"    timeout: 90\n";  /* 57 */
+	"    oneshot: true\n"	 /* 56 */
+	"    timeout: 90\n"	 /* 57 */
+	"    mode: poll\n"	 /* 58 */
+	"    spin_us: 7\n"	 /* 59 */
+	"    busy_poll: true\n"; /* 60 */
 
 static struct dg_deploy *parse_ok(const char *text)
 {
@@ -170,6 +173,13 @@ static void test_good(void **state)
 	assert_non_null(t->shell);
 	assert_true(t->oneshot);
 	assert_int_equal(t->timeout_s, 90);
+	assert_int_equal(t->mode, DG_MODE_POLL);
+	assert_int_equal(t->spin_us, 7);
+	assert_true(t->busy_poll);
+	t = &d->tenants[0];
+	assert_int_equal(t->mode, DG_MODE_DEFAULT);
+	assert_int_equal(t->spin_us, 0);
+	assert_false(t->busy_poll);
 
 	assert_int_equal(dg_deploy_find_machine(d, "b"), 1);
 	assert_int_equal(dg_deploy_find_engine(d, "nope"), -1);
@@ -437,6 +447,18 @@ static const struct bad bads[] = {
 	{HEAD "tenants:\n  - name: t\n    machine: a\n    engine: e\n"
 	      "    command: [x]\n    oneshot: true\n    timeout: 0\n",
 	 "13: tenant: \"timeout\" is 0, out of range"},
+	{HEAD "tenants:\n  - name: t\n    machine: a\n    engine: e\n"
+	      "    command: [x]\n    mode: turbo\n",
+	 "12: tenant \"t\": unknown mode \"turbo\" (poll, doorbell or push)"},
+	{HEAD "tenants:\n  - name: t\n    machine: a\n    engine: e\n"
+	      "    command: [x]\n    mode: [poll]\n",
+	 "12: tenant: \"mode\" must be"},
+	{HEAD "tenants:\n  - name: t\n    machine: a\n    engine: e\n"
+	      "    command: [x]\n    spin_us: 20000000\n",
+	 "12: tenant: \"spin_us\" is 20000000, out of range 0..10000000"},
+	{HEAD "tenants:\n  - name: t\n    machine: a\n    engine: e\n"
+	      "    command: [x]\n    busy_poll: sometimes\n",
+	 "12: tenant: \"busy_poll\" must be true or false"},
 };
 
 static void test_bad(void **state)

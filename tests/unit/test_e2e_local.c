@@ -262,6 +262,53 @@ static void test_errors(void **state)
 	dg_host_detach(srv);
 }
 
+/*
+ * Settings from the environment: taken when the options leave them at 0,
+ * and a value that does not parse fails the attach instead of silently
+ * becoming a default.
+ */
+static int attach_rc(int mode)
+{
+	struct dg_host_opts o = {.attach_local = dg_nic_attach_cb,
+				 .detach_local = dg_nic_detach_cb,
+				 .local_arg = E.nic,
+				 .mode = mode};
+	struct dg_host *h = NULL;
+	int rc = dg_host_attach(&o, &h);
+
+	if (!rc) {
+		assert_non_null(h);
+		dg_host_detach(h);
+	} else {
+		assert_null(h);
+	}
+	return rc;
+}
+
+static void test_env_settings(void **state)
+{
+	(void)state;
+	assert_int_equal(attach_rc(DG_MODE_COUNT), -EINVAL);
+	assert_int_equal(attach_rc(-1), -EINVAL);
+	setenv("DG_MODE", "turbo", 1);
+	assert_int_equal(attach_rc(0), -EINVAL);
+	/* Given in the options, the environment is not consulted. */
+	assert_int_equal(attach_rc(DG_MODE_PUSH), 0);
+	setenv("DG_MODE", "push", 1);
+	assert_int_equal(attach_rc(0), 0);
+	unsetenv("DG_MODE");
+	setenv("DG_SPIN_US", "12x", 1);
+	assert_int_equal(attach_rc(0), -EINVAL);
+	setenv("DG_SPIN_US", "20000000", 1);
+	assert_int_equal(attach_rc(0), -EINVAL);
+	setenv("DG_SPIN_US", "20", 1);
+	assert_int_equal(attach_rc(0), 0);
+	unsetenv("DG_SPIN_US");
+	setenv("DG_BUSY_POLL", "1", 1);
+	assert_int_equal(attach_rc(0), 0);
+	unsetenv("DG_BUSY_POLL");
+}
+
 static void *other_thread(void *arg)
 {
 	uint32_t id;
@@ -581,6 +628,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_echo_mixed),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_env_settings),
 		cmocka_unit_test(test_wrong_thread),
 		cmocka_unit_test(test_ring_full),
 		cmocka_unit_test(test_malformed_frames),
