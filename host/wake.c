@@ -250,6 +250,8 @@ int dg_flow_sleep(struct dg_flow *f, int timeout_ms)
 	if (rc)
 		return rc == -EAGAIN ? 0 : rc;
 	rc = poll(&p, 1, timeout_ms);
+	if (rc == 0 && rx_pending(f))
+		f->st.missed_wakes++;
 	disarm(f);
 	return rc < 0 ? -errno : 0;
 }

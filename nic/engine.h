@@ -104,6 +104,12 @@ struct dg_nic_stats {
 	uint64_t doorbells; /* hosts' doorbells received (RDMA) */
 	uint64_t wakes;	    /* host threads woken after a delivery */
 	uint64_t sleeps;    /* times the engine slept (wait_events) */
+	/*
+	 * Sleeps that ran to their timeout although a shared-memory host
+	 * had published meanwhile (its kick did not come): 0 unless the
+	 * sleep protocol is broken.
+	 */
+	uint64_t missed_wakes;
 };
 
 /*

@@ -288,6 +288,7 @@ struct dg_nic {
 	int running; /* atomic: dg_nic_run is running on loop_thread */
 	uint64_t attach_refused;
 	uint64_t loops, sleeps;
+	uint64_t missed_wakes; /* direct_missed() after a timed-out sleep */
 	bool remote_sweep; /* remote_fail() still owes answers */
 	bool any_direct;   /* some tenant is direct (shared memory) */
 	uint64_t

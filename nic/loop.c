@@ -381,6 +381,33 @@ static void direct_sleep(struct dg_nic *n, uint32_t v)
 }
 
 /*
+ * After a sleep that ran to its timeout: whether a shared-memory host had
+ * published a frame meanwhile, which its kick should have woken us for (a
+ * missed wake-up; counted, it is 0 unless the protocol is broken).
+ */
+static bool direct_missed(struct dg_nic *n)
+{
+	uint32_t i, f;
+
+	for (i = 0; i < n->ntact; i++) {
+		struct tenant *t = &n->tenants[n->tact[i]];
+
+		if (!t->direct || t->dead)
+			continue;
+		for (f = 0; f < t->nflows; f++) {
+			struct flow *fl = &t->flows[f];
+
+			if (!fl->blocked &&
+			    __atomic_load_n(
+				    &fl->txr[fl->tx_tail & t->mask].stamp,
+				    __ATOMIC_ACQUIRE) == dg_stamp(fl->tx_tail))
+				return true;
+		}
+	}
+	return false;
+}
+
+/*
  * Sleeps until something can be done: a completion on an RDMA tenant's
  * or a peer link's queue (a READ done, a host's doorbell or sleep, a
  * peer's message), a shared-memory host's kick on our eventfd, an attach
@@ -405,6 +432,7 @@ static bool wait_events(struct dg_nic *n)
 	uint64_t tmo, now;
 	nfds_t k = 0, j;
 	uint32_t i;
+	int rc;
 
 	memset(fd_tenant, -1, sizeof(fd_tenant));
 	for (i = 0; i < n->ntact; i++) {
@@ -470,7 +498,10 @@ static bool wait_events(struct dg_nic *n)
 	ts.tv_sec = (time_t)(tmo / 1000000u);
 	ts.tv_nsec = (long)(tmo % 1000000u) * 1000;
 	n->sleeps++;
-	if (ppoll(fds, k, &ts, NULL) > 0) {
+	rc = ppoll(fds, k, &ts, NULL);
+	if (rc == 0 && n->any_direct && direct_missed(n))
+		n->missed_wakes++;
+	if (rc > 0) {
 		uint64_t v;
 
 		if (n->listener && fds[k - 1].revents)

@@ -23,6 +23,9 @@ void dg_nic_stats_print(struct dg_nic *n, FILE *f)
 	uint32_t i, j, r;
 
 	fprintf(f, "# dagger-nic statistics\n");
+	fprintf(f, "engine: sleeps %llu missed_wakes %llu\n",
+		(unsigned long long)n->sleeps,
+		(unsigned long long)n->missed_wakes);
 	for (i = 0; i < MAX_PEERS; i++) {
 		struct peer_ref *p = &n->peers[i];
 		struct dg_peer_stats ls;
@@ -69,6 +72,10 @@ void dg_nic_stats_print(struct dg_nic *n, FILE *f)
 				(unsigned long long)s->writes,
 				(unsigned long long)s->busy,
 				(unsigned long long)s->stalled);
+			if (s->doorbells || s->wakes)
+				fprintf(f, " doorbells %llu wakes %llu",
+					(unsigned long long)s->doorbells,
+					(unsigned long long)s->wakes);
 			for (r = 0; r < DROP_NREASONS; r++)
 				if (s->drops[r])
 					fprintf(f, " drop_%s %llu",
@@ -126,6 +133,7 @@ static void stats_take(struct dg_nic *n, void *arg)
 	}
 	s->attach_refused = n->attach_refused;
 	s->sleeps = n->sleeps;
+	s->missed_wakes = n->missed_wakes;
 }
 
 int dg_nic_stats(struct dg_nic *n, struct dg_nic_stats *s, int timeout_ms)

@@ -313,6 +313,11 @@ struct dg_flow_stats {
 	uint64_t doorbells;  /* RDMA doorbell and push modes: posted */
 	uint64_t kicks;	     /* a sleeping shared-memory engine woken */
 	uint64_t sleeps;     /* times this flow's thread slept */
+	/*
+	 * Sleeps that ran to their timeout with frames waiting (the
+	 * engine's wake-up did not come): 0 unless the protocol is broken.
+	 */
+	uint64_t missed_wakes;
 };
 
 void dg_flow_stats(const struct dg_flow *f, struct dg_flow_stats *s);
