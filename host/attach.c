@@ -33,7 +33,7 @@ static int attach_rdma(struct dg_host *h)
 	 * receives the engine's wake-ups.
 	 */
 	struct dg_rdma_ep_attr attr = {.sq_depth = 4 * h->nflows + 16,
-				       .rq_depth = 2 * h->nflows + 8,
+				       .rq_depth = DG_HOST_RECVS(h->nflows),
 				       .rd_depth = 1};
 	struct dg_attach_req req = {0};
 	struct dg_attach_rep rep = {0};
@@ -443,8 +443,17 @@ void dg_host_detach(struct dg_host *h)
 int dg_host_check(struct dg_host *h)
 {
 	/* A system call: for waits and error paths, never per RPC. */
-	if (h->ep)
-		return dg_rdma_ep_check(h->ep);
+	if (h->ep) {
+		int rc;
+
+		if (__atomic_load_n(&h->broken, __ATOMIC_ACQUIRE))
+			return -EIO;
+		/* The waker thread looks at the connection too. */
+		pthread_mutex_lock(&h->vlock);
+		rc = dg_rdma_ep_check(h->ep);
+		pthread_mutex_unlock(&h->vlock);
+		return rc;
+	}
 	if (h->shm_sock >= 0) {
 		struct pollfd p = {.fd = h->shm_sock, .events = POLLIN};
 

@@ -472,8 +472,10 @@ int dg_wait(struct dg_flow *f, uint32_t rpc_id, struct dg_completion *c,
 		}
 		/*
 		 * Nothing: check the clock (and let others run) now and then;
-		 * after spin_us, sleep until the engine wakes the flow (or a
-		 * bounded while, to look at the deadline and the engine).
+		 * after spin_us, sleep until the engine wakes the flow, the
+		 * deadline, or the engine is gone (an RDMA host's waker
+		 * thread, a daemon's socket wake us then): after a sleep,
+		 * look at the engine at once.
 		 */
 		if ((spins & 63) == 63) {
 			uint64_t now;
@@ -484,11 +486,15 @@ int dg_wait(struct dg_flow *f, uint32_t rpc_id, struct dg_completion *c,
 			sched_yield();
 			now = dg_now_ms();
 			rc = dg_flow_idle(f, &idle,
-					  deadline - now < 100
+					  now >= deadline ? 0
+					  : deadline - now < INT32_MAX
 						  ? (int)(deadline - now) + 1
-						  : 100);
-			if (rc)
+						  : INT32_MAX,
+					  f->h->shm_sock);
+			if (rc < 0)
 				return rc;
+			if (rc > 0)
+				next_check = 0;
 		}
 	}
 }
@@ -567,7 +573,7 @@ int dg_ctrl_call(struct dg_flow *f, const struct dg_ctrl_msg *m, int timeout_ms,
 		/* A control call is no hot path: let the engine run. */
 		if (!k) {
 			sched_yield();
-			dg_flow_idle(f, &idle, 20);
+			dg_flow_idle(f, &idle, 20, -1);
 		} else {
 			idle = 0;
 		}

@@ -123,6 +123,7 @@ struct dg_host {
 	pthread_mutex_t vlock;
 	pthread_t waker;
 	bool waker_on;
+	int broken; /* atomic: a failed completion (the queue is in error) */
 	int waker_stop;
 };
 
@@ -426,10 +427,21 @@ static inline void dg_after_tx(struct dg_flow *f)
 	}
 }
 
-/* Sleeps until the engine delivers to f or timeout_ms pass (wake.c). */
-int dg_flow_sleep(struct dg_flow *f, int timeout_ms);
+/*
+ * Sleeps until the engine delivers to f, also_fd (if >= 0) is readable or
+ * timeout_ms pass (-1: no timeout) (wake.c). 1: it slept; 0: it did not
+ * (something was there, or busy_poll); or a negative errno.
+ */
+int dg_flow_sleep(struct dg_flow *f, int timeout_ms, int also_fd);
 /* Spins up to f->spin_us for poll() to find work, then sleeps (wake.c). */
-int dg_flow_idle(struct dg_flow *f, uint64_t *idle_since_ns, int timeout_ms);
+int dg_flow_idle(struct dg_flow *f, uint64_t *idle_since_ns, int timeout_ms,
+		 int also_fd);
+/*
+ * Receives an RDMA host keeps posted for the engine's wake-ups: at most one
+ * per sleep of a flow, taken by the waker thread; room for bursts of them
+ * while that thread waits for a core.
+ */
+#define DG_HOST_RECVS(nflows) (8u * (nflows) + 32u)
 int dg_wake_start(struct dg_host *h);
 int dg_wake_run(struct dg_host *h);
 void dg_wake_stop(struct dg_host *h);

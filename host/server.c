@@ -8,6 +8,7 @@
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -212,6 +213,7 @@ struct dg_server {
 	const struct dg_service_def *def;
 	uint32_t first, n;
 	volatile int stop;
+	int stop_fd; /* eventfd: readable once stopping (never drained) */
 	int rc;
 	pthread_t thr[DG_MAX_FLOWS];
 	int ready; /* atomic: threads registered */
@@ -241,10 +243,11 @@ static void *server_thread(void *arg)
 		}
 		/*
 		 * Idle: spin for the flow's spin_us, then sleep until the
-		 * engine delivers (a 100 ms bound, to see stop): an idle
-		 * thread costs nothing, however many there are.
+		 * engine delivers or the server stops, without a timeout: an
+		 * idle thread costs nothing, however many there are (and a
+		 * lost wake-up would hang a call, not hide as latency).
 		 */
-		if (dg_flow_idle(f, &idle, 100) < 0)
+		if (dg_flow_idle(f, &idle, -1, s->stop_fd) < 0)
 			sched_yield();
 	}
 	return NULL;
@@ -265,6 +268,11 @@ int dg_server_start(struct dg_host *h, const struct dg_service_def *def,
 	s->h = h;
 	s->def = def;
 	s->first = first_flow;
+	s->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (s->stop_fd < 0) {
+		free(s);
+		return -EMFILE;
+	}
 	for (i = 0; i < nthreads; i++) {
 		struct srv_arg *a = malloc(sizeof(*a));
 
@@ -292,20 +300,20 @@ int dg_server_start(struct dg_host *h, const struct dg_service_def *def,
 
 void dg_server_stop(struct dg_server *s)
 {
+	uint64_t one = 1;
 	uint32_t i;
 
 	if (!s)
 		return;
 	__atomic_store_n(&s->stop, 1, __ATOMIC_RELAXED);
-	/* Sleeping threads look at stop when woken: wake them. */
-	for (i = 0; i < s->n; i++) {
-		uint64_t one = 1;
-		struct dg_flow *f = dg_host_flow(s->h, s->first + i);
-
-		if (f->evfd >= 0 && write(f->evfd, &one, sizeof(one)) < 0)
-			continue;
-	}
+	/*
+	 * Sleeping threads poll stop_fd too. It stays readable: a thread
+	 * about to sleep sees it at once, whenever it gets there.
+	 */
+	if (write(s->stop_fd, &one, sizeof(one)) < 0)
+		abort(); /* an eventfd at 0 takes a write */
 	for (i = 0; i < s->n; i++)
 		pthread_join(s->thr[i], NULL);
+	close(s->stop_fd);
 	free(s);
 }

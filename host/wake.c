@@ -75,10 +75,11 @@ static int reap(struct dg_host *h)
 
 				if (dg_rdma_post_recv0(h->ep, wrid(WR_RECV, 0)))
 					return -EIO;
-				if (DG_IMM_KIND(wc[i].imm) == DG_IMM_WAKE &&
-				    f < h->nflows &&
-				    write(h->flows[f].evfd, &one, sizeof(one)) <
-					    0)
+				if (DG_IMM_KIND(wc[i].imm) != DG_IMM_WAKE ||
+				    f >= h->nflows)
+					continue;
+				if (write(h->flows[f].evfd, &one, sizeof(one)) <
+				    0)
 					continue; /* full: it is awake anyway */
 			}
 		}
@@ -239,9 +240,10 @@ static void disarm(struct dg_flow *f)
 		;
 }
 
-int dg_flow_sleep(struct dg_flow *f, int timeout_ms)
+int dg_flow_sleep(struct dg_flow *f, int timeout_ms, int also_fd)
 {
-	struct pollfd p = {.fd = f->evfd, .events = POLLIN};
+	struct pollfd p[2] = {{.fd = f->evfd, .events = POLLIN},
+			      {.fd = also_fd, .events = POLLIN}};
 	int rc;
 
 	if (f->evfd < 0 || f->busy_poll)
@@ -249,11 +251,16 @@ int dg_flow_sleep(struct dg_flow *f, int timeout_ms)
 	rc = arm(f);
 	if (rc)
 		return rc == -EAGAIN ? 0 : rc;
-	rc = poll(&p, 1, timeout_ms);
+	rc = poll(p, also_fd >= 0 ? 2 : 1, timeout_ms);
+	/*
+	 * Ran to the timeout with a frame waiting: the engine's wake-up did
+	 * not come in time. Sleeps are bounded by a caller's deadline only,
+	 * or not at all, so this is a lost (or grossly late) wake-up.
+	 */
 	if (rc == 0 && rx_pending(f))
 		f->st.missed_wakes++;
 	disarm(f);
-	return rc < 0 ? -errno : 0;
+	return rc < 0 ? -errno : 1;
 }
 
 static uint64_t now_ns(void)
@@ -264,7 +271,8 @@ static uint64_t now_ns(void)
 	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
 }
 
-int dg_flow_idle(struct dg_flow *f, uint64_t *idle_since_ns, int timeout_ms)
+int dg_flow_idle(struct dg_flow *f, uint64_t *idle_since_ns, int timeout_ms,
+		 int also_fd)
 {
 	uint64_t now = now_ns();
 
@@ -274,7 +282,7 @@ int dg_flow_idle(struct dg_flow *f, uint64_t *idle_since_ns, int timeout_ms)
 	}
 	if (f->busy_poll || now - *idle_since_ns < f->spin_us * 1000ull)
 		return 0;
-	return dg_flow_sleep(f, timeout_ms);
+	return dg_flow_sleep(f, timeout_ms, also_fd);
 }
 
 int dg_flow_fd(struct dg_flow *f)
@@ -303,28 +311,55 @@ void dg_flow_set_spin(struct dg_flow *f, uint32_t spin_us, int busy_poll)
 	f->busy_poll = busy_poll != 0;
 }
 
+/* Wakes every flow's thread: the engine's connection is gone. */
+static void wake_all(struct dg_host *h)
+{
+	uint64_t one = 1;
+	uint32_t i;
+
+	for (i = 0; i < h->nflows; i++)
+		if (write(h->flows[i].evfd, &one, sizeof(one)) < 0)
+			continue; /* full: it is awake anyway */
+}
+
 /*
  * The waker thread of an RDMA host: sleeps on the completion channel and
  * passes every wake-up from the engine on to its flow's eventfd (reap).
- * The flows' threads reap too, while they post doorbells.
+ * The flows' threads reap too, while they post doorbells. It also watches
+ * the connection: when the engine goes (a disconnect, a failed queue),
+ * every sleeping thread is woken, so that a wait never outlives the
+ * engine and needs no timeout of its own to notice.
  */
 static void *waker(void *arg)
 {
 	struct dg_host *h = arg;
-	struct pollfd p[2] = {{dg_rdma_ep_cq_fd(h->ep), POLLIN, 0},
-			      {h->waker_stop, POLLIN, 0}};
+	struct pollfd p[3] = {{h->waker_stop, POLLIN, 0},
+			      {dg_rdma_ep_cq_fd(h->ep), POLLIN, 0},
+			      {dg_rdma_ep_fd(h->ep), POLLIN, 0}};
+	nfds_t np = 3;
 
 	for (;;) {
+		int rc;
+
 		pthread_mutex_lock(&h->vlock);
 		dg_rdma_ep_arm(h->ep);
 		/* After arming: what came before it is taken here. */
-		reap(h);
+		rc = reap(h);
+		if (np == 3 && (rc < 0 || (p[2].revents &&
+					   dg_rdma_ep_check(h->ep) != 0))) {
+			np = 2; /* gone: nothing more to watch there */
+			if (rc < 0)
+				__atomic_store_n(&h->broken, 1,
+						 __ATOMIC_RELEASE);
+			wake_all(h);
+		}
 		pthread_mutex_unlock(&h->vlock);
-		if (poll(p, 2, -1) < 0 && errno != EINTR)
+		if (poll(p, np, -1) < 0 && errno != EINTR)
+			break;
+		if (p[0].revents)
 			break;
 		if (p[1].revents)
-			break;
-		dg_rdma_ep_ack(h->ep);
+			dg_rdma_ep_ack(h->ep);
 	}
 	return NULL;
 }
@@ -338,7 +373,7 @@ int dg_wake_start(struct dg_host *h)
 	uint32_t i;
 	int rc;
 
-	for (i = 0; i < 2 * h->nflows + 8; i++) {
+	for (i = 0; i < DG_HOST_RECVS(h->nflows); i++) {
 		rc = dg_rdma_post_recv0(h->ep, wrid(WR_RECV, 0));
 		if (rc)
 			return rc;

@@ -50,7 +50,13 @@
 #define PEER_FIFO	     4096u /* frames; > DG_MAX_FRAMES + a batch */
 #define MAX_SHM_PENDING	     16	   /* unix-socket attaches not yet complete */
 /* Receives an RDMA tenant keeps posted for its doorbells and sleeps. */
-#define TENANT_RECVS(nflows) (2u * (nflows) + 16u)
+/*
+ * Per flow at most one doorbell is in flight, and a sleep for each time
+ * its thread went to sleep since we last reaped; room for a burst of
+ * those, so that a host waits for a receive (RNR) only when this loop
+ * has not run for a long while.
+ */
+#define TENANT_RECVS(nflows) (8u * (nflows) + 64u)
 
 #define LIKELY(x)   __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
@@ -289,8 +295,8 @@ struct dg_nic {
 	uint64_t attach_refused;
 	uint64_t loops, sleeps;
 	uint64_t missed_wakes; /* direct_missed() after a timed-out sleep */
-	bool remote_sweep; /* remote_fail() still owes answers */
-	bool any_direct;   /* some tenant is direct (shared memory) */
+	bool remote_sweep;     /* remote_fail() still owes answers */
+	bool any_direct;       /* some tenant is direct (shared memory) */
 	uint64_t
 		next_due_us; /* earliest idle-flow READ put off (tenant_poll) */
 };

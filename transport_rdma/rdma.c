@@ -419,6 +419,40 @@ err:
 	return rc;
 }
 
+/*
+ * Retransmission and receiver-not-ready timing, set on every connection.
+ *
+ * ACK timeout: rdma_cm derives it from the packet lifetime, 2^17 x 4.096 us
+ * (0.54 s) on RoCE. A lost packet (soft-RoCE drops some under load) then
+ * stalls the connection that long. 2^14 x 4.096 us = 67 ms; with 7
+ * retries a dead peer is still given 0.47 s.
+ *
+ * RNR: a WRITE WITH IMMEDIATE that finds no receive posted is NAKed and
+ * retried after the receiver's min_rnr_timer, which rdma_cm leaves at 0:
+ * 655 ms. The receive pools are sized so that this is rare; when it
+ * happens it should cost a few tens of microseconds (code 5: 0.06 ms), not
+ * a stall that outlasts every sleep bound.
+ */
+enum { ACK_TIMEOUT = 14, MIN_RNR_TIMER = 5 };
+
+static void set_ack_timeout(struct rdma_cm_id *id)
+{
+	uint8_t t = ACK_TIMEOUT;
+
+	/* Best effort: older kernels keep their default. */
+	(void)rdma_set_option(id, RDMA_OPTION_ID, RDMA_OPTION_ID_ACK_TIMEOUT,
+			      &t, sizeof(t));
+}
+
+static void set_rnr_timer(struct rdma_cm_id *id)
+{
+	struct ibv_qp_attr a = {.min_rnr_timer = MIN_RNR_TIMER};
+
+	/* RTS -> RTS may change it (IB spec); best effort likewise. */
+	if (id->qp)
+		(void)ibv_modify_qp(id->qp, &a, IBV_QP_MIN_RNR_TIMER);
+}
+
 int dg_rdma_ep_accept(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
 		      int timeout_ms)
 {
@@ -432,12 +466,14 @@ int dg_rdma_ep_accept(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
 	cp.responder_resources = (uint8_t)ep->rd_depth;
 	cp.initiator_depth = (uint8_t)ep->rd_depth;
 	cp.rnr_retry_count = 7;
+	set_ack_timeout(ep->id);
 	if (rdma_accept(ep->id, &cp))
 		return neg_errno(ECONNABORTED);
 	rc = expect_event(ep->ch, RDMA_CM_EVENT_ESTABLISHED, timeout_ms, NULL,
 			  NULL);
 	if (rc)
 		return rc;
+	set_rnr_timer(ep->id);
 	ep->state = EP_CONNECTED;
 	return 0;
 }
@@ -510,6 +546,7 @@ int dg_rdma_ep_connect(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
 	cp.initiator_depth = (uint8_t)ep->rd_depth;
 	cp.retry_count = 7;
 	cp.rnr_retry_count = 7;
+	set_ack_timeout(ep->id);
 	if (rdma_connect(ep->id, &cp))
 		return neg_errno(ECONNREFUSED);
 	rc = expect_event(ep->ch, RDMA_CM_EVENT_ESTABLISHED,
@@ -517,6 +554,7 @@ int dg_rdma_ep_connect(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
 			  reply_len);
 	if (rc)
 		return rc;
+	set_rnr_timer(ep->id);
 	ep->state = EP_CONNECTED;
 	return 0;
 }

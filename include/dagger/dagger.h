@@ -297,7 +297,9 @@ static inline const char *dg_mode_name(int mode)
  * readable once the engine has delivered to the flow after dg_flow_arm()
  * returned 0 (which marks the flow asleep where the engine sees it;
  * -EAGAIN: something is there already, poll instead). Poll the flow when
- * it is readable; dg_flow_disarm() when giving up the wait.
+ * it is readable; dg_flow_disarm() when giving up the wait. An RDMA
+ * host's flow fds also become readable when the engine's connection is
+ * gone (dg_host_check() says so then).
  */
 int dg_flow_fd(struct dg_flow *f);
 int dg_flow_arm(struct dg_flow *f);
@@ -314,8 +316,10 @@ struct dg_flow_stats {
 	uint64_t kicks;	     /* a sleeping shared-memory engine woken */
 	uint64_t sleeps;     /* times this flow's thread slept */
 	/*
-	 * Sleeps that ran to their timeout with frames waiting (the
+	 * Sleeps that ran to their timeout with a frame waiting (the
 	 * engine's wake-up did not come): 0 unless the protocol is broken.
+	 * A thread sleeps until it is woken or its caller's deadline, never
+	 * for a fixed while.
 	 */
 	uint64_t missed_wakes;
 };

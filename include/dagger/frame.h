@@ -250,6 +250,7 @@ struct dg_flow_ctrl {
 };
 
 static_assert(sizeof(struct dg_flow_ctrl) == 3 * DG_SLOT_SIZE, "three lines");
+static_assert(DG_MAX_FLOWS <= 256, "a flow fits an immediate's low byte");
 static_assert(offsetof(struct dg_flow_ctrl, rx_head) == DG_SLOT_SIZE,
 	      "rx_head on its own line");
 static_assert(offsetof(struct dg_flow_ctrl, tx_db) == 2 * DG_SLOT_SIZE,
@@ -276,9 +277,9 @@ enum dg_mode {
 #define DG_IMM_DOORBELL	   1u /* host -> engine: tx_db of the flow moved */
 #define DG_IMM_SLEEP	   2u /* host -> engine: the flow sleeps (line 2) */
 #define DG_IMM_WAKE	   3u /* engine -> host: wake the flow */
-#define DG_IMM(kind, flow) ((uint32_t)(kind) << 24 | (uint32_t)(flow))
+#define DG_IMM(kind, flow) ((uint32_t)(kind) << 24 | ((uint32_t)(flow)&0xffu))
 #define DG_IMM_KIND(imm)   ((imm) >> 24)
-#define DG_IMM_FLOW(imm)   ((imm)&0xffffffu)
+#define DG_IMM_FLOW(imm)   ((imm)&0xffu)
 
 struct dg_region_layout {
 	uint64_t ctrl_off;  /* first struct dg_flow_ctrl */

@@ -5,10 +5,12 @@
  * find nothing for a microsecond, under calls spaced so that deliveries
  * keep racing the decisions to sleep.
  *
- *  - every call is answered once and intact, and no sleep on either side
- *    runs to its timeout while there was something to do (missed_wakes,
- *    counted by the engine and by each flow: a lost wake-up would show
- *    there, where a latency bound could hide it behind the timeout);
+ *  - every call is answered once and intact. Dispatch threads sleep with
+ *    no timeout and callers until their deadline, and each client has a
+ *    server thread of its own: a lost wake-up leaves a call unanswered
+ *    until it fails (-ETIMEDOUT), it does not hide as latency. The engine
+ *    counts its own sleeps that ran to their timeout over a published
+ *    frame (missed_wakes), and the flows theirs;
  *  - the sleeping paths were taken (sleeps counted on every side), so
  *    the test exercises what it claims to;
  *  - dg_flow_fd() in an application's own poll loop: armed, readable
@@ -36,7 +38,7 @@
 #include "dagger/dagger.h"
 #include "engine.h"
 
-enum { FN_ECHO = 1, NCLIENTS = 2, NSERVERS = 4 };
+enum { FN_ECHO = 1, NCLIENTS = 2 };
 
 static void *engine_main(void *arg)
 {
@@ -56,6 +58,14 @@ static int echo(void *arg, const struct dg_request *req,
 static const struct dg_handler handlers[] = {{FN_ECHO, echo}};
 static const struct dg_service_def echo_svc = {
 	.name = "echo", .handlers = handlers, .nhandlers = 1};
+/*
+ * One service per client, one server thread each: a server thread's only
+ * deliveries are its client's calls, so a lost wake-up is not rescued by
+ * someone else's call: the call times out (-ETIMEDOUT) and the test fails.
+ */
+static const struct dg_service_def pair_svc[NCLIENTS] = {
+	{.name = "echo0", .handlers = handlers, .nhandlers = 1},
+	{.name = "echo1", .handlers = handlers, .nhandlers = 1}};
 
 static uint32_t lcg(uint32_t *s)
 {
@@ -90,6 +100,7 @@ static void pause_a_bit(uint32_t *seed)
 
 struct client {
 	struct dg_host *h;
+	const char *service;
 	uint32_t n, ok, bad;
 	int rc;
 };
@@ -100,7 +111,7 @@ static void *client_main(void *arg)
 	struct dg_flow *f = dg_host_flow(c->h, 0);
 	uint32_t seed = (uint32_t)(uintptr_t)c, i;
 	uint8_t req[256], resp[256];
-	int conn = dg_connect(f, NULL, 0, "echo", 10000);
+	int conn = dg_connect(f, NULL, 0, c->service, 10000);
 
 	if (conn < 0) {
 		c->rc = conn;
@@ -123,6 +134,16 @@ static void *client_main(void *arg)
 			c->ok++;
 		else
 			c->bad++;
+		/* A wake-up lost on our side: stop at the first. */
+		{
+			struct dg_flow_stats fs;
+
+			dg_flow_stats(f, &fs);
+			if (fs.missed_wakes) {
+				c->rc = -EPROTO;
+				break;
+			}
+		}
 		pause_a_bit(&seed);
 	}
 	dg_close(f, conn);
@@ -130,8 +151,9 @@ static void *client_main(void *arg)
 }
 
 /*
- * An engine and hosts that sleep after 1 us without work, 2 clients x
- * 4 server threads, 2 x 6000 synchronous calls with pauses between them.
+ * An engine and hosts that sleep after 1 us without work, 2 clients, each
+ * with a server thread of its own (a service each), 2 x 6000 synchronous
+ * calls with pauses between them.
  */
 static void test_sleep_wake_stress(void **state)
 {
@@ -143,7 +165,7 @@ static void test_sleep_wake_stress(void **state)
 				 .slots = 256};
 	struct dg_host *srv, *cli[NCLIENTS];
 	struct client c[NCLIENTS];
-	struct dg_server *s;
+	struct dg_server *s[NCLIENTS];
 	struct dg_nic_stats ns;
 	struct dg_flow_stats fs;
 	pthread_t et, ct[NCLIENTS];
@@ -154,13 +176,17 @@ static void test_sleep_wake_stress(void **state)
 	assert_int_equal(dg_nic_create(&no, &nic), 0);
 	assert_int_equal(pthread_create(&et, NULL, engine_main, nic), 0);
 	o.local_arg = nic;
-	o.nflows = NSERVERS;
+	o.nflows = NCLIENTS;
 	assert_int_equal(dg_host_attach(&o, &srv), 0);
-	assert_int_equal(dg_server_start(srv, &echo_svc, 0, NSERVERS, &s), 0);
+	for (i = 0; i < NCLIENTS; i++)
+		assert_int_equal(dg_server_start(srv, &pair_svc[i], (uint32_t)i,
+						 1, &s[i]),
+				 0);
 	o.nflows = 1;
 	for (i = 0; i < NCLIENTS; i++) {
 		assert_int_equal(dg_host_attach(&o, &cli[i]), 0);
-		c[i] = (struct client){.h = cli[i], .n = 6000};
+		c[i] = (struct client){
+			.h = cli[i], .service = pair_svc[i].name, .n = 6000};
 		assert_int_equal(
 			pthread_create(&ct[i], NULL, client_main, &c[i]), 0);
 	}
@@ -175,8 +201,9 @@ static void test_sleep_wake_stress(void **state)
 		/* Each call answered once: one completion per call. */
 		assert_int_equal(fs.completions, fs.calls);
 	}
-	dg_server_stop(s);
-	for (i = 0; i < NSERVERS; i++) {
+	for (i = 0; i < NCLIENTS; i++)
+		dg_server_stop(s[i]);
+	for (i = 0; i < NCLIENTS; i++) {
 		dg_flow_stats(dg_host_flow(srv, (uint32_t)i), &fs);
 		ssleeps += fs.sleeps;
 		missed += fs.missed_wakes;
