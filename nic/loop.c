@@ -135,11 +135,14 @@ int dg_nic_poll(struct dg_nic *n)
 
 	nic_take_pending(n);
 	n->next_due_us = UINT64_MAX;
+	n->clk_ns = 0; /* nic_clock: at most one read per iteration */
 	if ((n->loops & 255) == 0) {
 		if (n->listener)
 			nic_accept_rdma(n);
 		if (n->shm_fd >= 0)
 			nic_shm_accept(n);
+		if (n->ctl && (n->loops & 1023) == 0)
+			nic_ctl_poll(n);
 	}
 	if ((n->loops & 63) == 0)
 		nic_peer_timers(n);
@@ -209,7 +212,7 @@ int dg_nic_poll(struct dg_nic *n)
  */
 static bool wait_events(struct dg_nic *n)
 {
-	struct pollfd fds[MAX_TENANTS + MAX_PEERS + 3];
+	struct pollfd fds[MAX_TENANTS + MAX_PEERS + 4];
 	struct timespec ts;
 	uint64_t tmo;
 	nfds_t k = 0;
@@ -239,6 +242,8 @@ static bool wait_events(struct dg_nic *n)
 	}
 	if (n->shm_fd >= 0)
 		fds[k++] = (struct pollfd){n->shm_fd, POLLIN, 0};
+	if (n->ctl)
+		fds[k++] = (struct pollfd){nic_ctl_fd(n), POLLIN, 0};
 	fds[k++] = (struct pollfd){n->wake_fd, POLLIN, 0};
 	if (n->listener)
 		fds[k++] = (struct pollfd){dg_rdma_listener_fd(n->listener),
@@ -264,6 +269,8 @@ static bool wait_events(struct dg_nic *n)
 			nic_accept_rdma(n);
 		if (n->shm_fd >= 0)
 			nic_shm_accept(n);
+		if (n->ctl)
+			nic_ctl_poll(n);
 		if (read(n->wake_fd, &v, sizeof(v)) < 0)
 			v = 0; /* nothing was pending: EAGAIN */
 	}
@@ -324,14 +331,17 @@ int dg_nic_run(struct dg_nic *n)
 		if (now - last_work > 100000) {
 			/* Shared memory has no events: nap, but wake for an
 			 * attach, a detach or a call from another thread. */
-			struct pollfd p[2] = {{n->wake_fd, POLLIN, 0},
+			struct pollfd p[3] = {{n->wake_fd, POLLIN, 0},
+					      {nic_ctl_fd(n), POLLIN, 0},
 					      {n->shm_fd, POLLIN, 0}};
 			uint64_t v;
 
-			if (poll(p, n->shm_fd >= 0 ? 2 : 1,
+			if (poll(p, n->shm_fd >= 0 ? 3 : 2,
 				 (int)((n->o.idle_us + 999) / 1000)) > 0 &&
 			    read(n->wake_fd, &v, sizeof(v)) < 0)
-				v = 0; /* the socket, not the eventfd */
+				v = 0; /* a socket, not the eventfd */
+			if (n->ctl && p[1].revents)
+				nic_ctl_poll(n);
 		}
 	}
 	__atomic_store_n(&n->running, 0, __ATOMIC_RELEASE);
@@ -366,6 +376,7 @@ int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out)
 	if (!n->o.poll_max_us)
 		n->o.poll_max_us = 100;
 	n->rng = 0x9E3779B97F4A7C15ull ^ n->o.engine_id;
+	n->start_ns = mono_ns();
 	n->pend_detach = -1;
 	n->shm_fd = -1;
 	n->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -388,9 +399,15 @@ int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out)
 		if (rc)
 			goto err;
 	}
+	if (n->o.ctl_path) {
+		rc = nic_ctl_listen(n, n->o.ctl_path);
+		if (rc)
+			goto err;
+	}
 	*out = n;
 	return 0;
 err:
+	nic_shm_close(n);
 	dg_rdma_listener_destroy(n->listener);
 	close(n->wake_fd);
 	pthread_mutex_destroy(&n->lock);
@@ -418,6 +435,7 @@ void dg_nic_destroy(struct dg_nic *n)
 			nic_peer_free(n, i);
 	dg_rdma_listener_destroy(n->listener);
 	nic_shm_close(n);
+	nic_ctl_close(n);
 	close(n->wake_fd);
 	pthread_mutex_destroy(&n->lock);
 	pthread_cond_destroy(&n->cond);

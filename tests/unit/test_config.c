@@ -397,7 +397,8 @@ static const struct bad bads[] = {
 	 "8: tenant \"t\": unknown service \"nope\""},
 	/* services */
 	{HEAD "services:\n  - name: s\n    policy: fastest\n",
-	 "9: service: unknown policy \"fastest\" (known: rr, static, random)"},
+	 "9: service: unknown policy \"fastest\" (known: rr, static, random, "
+	 "key)"},
 	{HEAD "services:\n  - name: s\n    threads: 0\n",
 	 "9: service: \"threads\" is 0, out of range 1..64"},
 	{HEAD "services:\n  - name: s\n    threads: 65\n",
