@@ -6,11 +6,11 @@
  *
  * All of it runs on the loop thread and never blocks the loop: the
  * listening socket and every connection are non-blocking and watched by
- * one epoll instance, whose descriptor the loop polls once in 1024
- * iterations and sleeps on with the rest (nic_ctl_fd). A connection's
- * bytes collect in a buffer until a newline (a partial line waits); a
- * line longer than CTL_LINE_MAX is answered with an error and skipped up
- * to its end. While an answer is not yet written out, the connection's
+ * one epoll instance, whose descriptor the loop looks at once a
+ * millisecond (nic_ctl_tick) and sleeps on with the rest (nic_ctl_fd). A
+ * connection's bytes collect in a buffer until a newline (a partial line
+ * waits); a line longer than CTL_LINE_MAX is answered with an error and skipped
+ * up to its end. While an answer is not yet written out, the connection's
  * further requests wait (the kernel's socket buffer holds them), so a
  * client that does not read cannot make the engine hold more than one
  * answer for it. A connection that sends no whole request for
@@ -50,6 +50,7 @@ struct ctl_client {
 
 struct nic_ctl {
 	int lfd, efd;
+	uint64_t last_ns; /* the last nic_ctl_poll */
 	char path[108];
 	struct ctl_client c[CTL_CLIENTS];
 };
@@ -138,10 +139,13 @@ static void client_close(struct nic_ctl *c, struct ctl_client *k)
 	k->in_len = 0;
 	k->discard = k->eof = false;
 	k->out_off = 0;
-	/* A large answer's memory goes back; small ones keep theirs. */
-	if (k->out.cap > 65536)
+	/* A large answer's memory goes back; a small buffer is kept. */
+	if (k->out.cap > 65536) {
 		dg_buf_free(&k->out);
-	dg_buf_init(&k->out, CTL_OUT_MAX);
+		dg_buf_init(&k->out, CTL_OUT_MAX);
+	} else {
+		dg_buf_reset(&k->out);
+	}
 }
 
 void nic_ctl_close(struct dg_nic *n)
@@ -296,6 +300,22 @@ static void client_io(struct dg_nic *n, struct ctl_client *k, uint64_t now)
 	client_watch(c, k);
 }
 
+/*
+ * From the loop, once in 64 iterations: a clock read, and the socket's
+ * epoll descriptor looked at once a millisecond at most. So a request
+ * waits about a millisecond however long the iterations take (under an
+ * RDMA load, or in an emulated machine, 1024 iterations can take
+ * seconds), and an idle look costs the loop one clock read per 64
+ * iterations. A sleeping loop is woken by the descriptor itself.
+ */
+void nic_ctl_tick(struct dg_nic *n)
+{
+	uint64_t now = mono_ns();
+
+	if (now - n->ctl->last_ns >= 1000000u)
+		nic_ctl_poll(n);
+}
+
 void nic_ctl_poll(struct dg_nic *n)
 {
 	struct nic_ctl *c = n->ctl;
@@ -303,6 +323,7 @@ void nic_ctl_poll(struct dg_nic *n)
 	uint64_t now = 0;
 	int k, i;
 
+	c->last_ns = mono_ns();
 	k = epoll_wait(c->efd, ev, CTL_CLIENTS + 1, 0);
 	for (i = 0; i < k; i++) {
 		uint32_t x = ev[i].data.u32;

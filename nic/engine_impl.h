@@ -556,6 +556,7 @@ void nic_ctl_handle(struct dg_nic *n, const char *line, size_t len,
 		    struct dg_buf *out);
 int nic_ctl_listen(struct dg_nic *n, const char *path);
 void nic_ctl_poll(struct dg_nic *n);
+void nic_ctl_tick(struct dg_nic *n);	/* polls once a millisecond at most */
 int nic_ctl_fd(const struct dg_nic *n); /* to sleep on; -1: none */
 void nic_ctl_close(struct dg_nic *n);
 

@@ -141,11 +141,12 @@ int dg_nic_poll(struct dg_nic *n)
 			nic_accept_rdma(n);
 		if (n->shm_fd >= 0)
 			nic_shm_accept(n);
-		if (n->ctl && (n->loops & 1023) == 0)
-			nic_ctl_poll(n);
 	}
-	if ((n->loops & 63) == 0)
+	if ((n->loops & 63) == 0) {
 		nic_peer_timers(n);
+		if (n->ctl)
+			nic_ctl_tick(n);
+	}
 	n->loops++;
 	/* Copies: freeing a tenant or a link below updates the lists. */
 	ntact = n->ntact;

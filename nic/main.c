@@ -445,6 +445,9 @@ static int reload(void *arg, char *msg, size_t len)
 	apply_policies(app.d, d, msg, len);
 	dg_deploy_free(app.d);
 	app.d = d;
+	/* The engine's copies of listen and shm (unchanged) stay ours. */
+	c.o.listen_addr = app.c.o.listen_addr;
+	c.o.shm_path = app.c.o.shm_path;
 	app.c = c;
 	k = strlen(msg);
 	if (k >= 2)
@@ -580,6 +583,16 @@ int main(int argc, char **argv)
 			usage(stderr);
 		else
 			fprintf(stderr, "dagger-nic: %s\n", err);
+		goto bad;
+	}
+	/*
+	 * The engine keeps these pointers; reload frees the description
+	 * they point into (and refuses to change them): copies of our own.
+	 */
+	if ((cf->o.listen_addr &&
+	     !(cf->o.listen_addr = strdup(cf->o.listen_addr))) ||
+	    (cf->o.shm_path && !(cf->o.shm_path = strdup(cf->o.shm_path)))) {
+		fprintf(stderr, "dagger-nic: out of memory\n");
 		goto bad;
 	}
 	o = cf->o;
