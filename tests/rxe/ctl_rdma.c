@@ -52,7 +52,7 @@ static struct {
 	pid_t nic;
 	uint16_t port;
 	char dir[64], ctl[128], yaml[128];
-	struct dg_host *srv1, *srv2, *cli;
+	struct dg_host *srv1, *srv2;
 	struct dg_server *s1, *s2;
 } E;
 
@@ -182,7 +182,6 @@ static int group_setup(void **state)
 	}
 	E.srv1 = attach(2);
 	E.srv2 = attach(1);
-	E.cli = attach(2);
 	assert_int_equal(dg_server_start(E.srv1, &echo_svc, 0, 2, &E.s1), 0);
 	assert_int_equal(dg_server_start(E.srv2, &echo_svc, 0, 1, &E.s2), 0);
 	return 0;
@@ -192,7 +191,6 @@ static int group_teardown(void **state)
 {
 	(void)state;
 	dg_server_stop(E.s1);
-	dg_host_detach(E.cli);
 	dg_host_detach(E.srv1);
 	if (E.srv2) {
 		dg_server_stop(E.s2);
@@ -208,7 +206,12 @@ static int group_teardown(void **state)
 /* ---- load: every call once, with its own bytes ----------------------------
  */
 
+/*
+ * A flow belongs to the first thread that uses it: each test attaches a
+ * client host of its own, for the threads it starts.
+ */
 struct load {
+	struct dg_host *h;
 	uint32_t flow, n;
 	uint32_t ok, bad, dup, busy; /* ok: atomic */
 	uint8_t *seen;
@@ -218,7 +221,7 @@ struct load {
 static void *load_main(void *arg)
 {
 	struct load *a = arg;
-	struct dg_flow *f = dg_host_flow(E.cli, a->flow);
+	struct dg_flow *f = dg_host_flow(a->h, a->flow);
 	uint8_t buf[512], want[512];
 	uint32_t sent = 0, done = 0, seq[4096] = {0}, again[16], nagain = 0;
 	struct dg_completion c[16];
@@ -293,7 +296,7 @@ static const struct dg_json *service(const struct dg_json *st, const char *name)
 
 static void test_stats_and_prometheus(void **state)
 {
-	struct load a = {.flow = 0, .n = 2000};
+	struct load a = {.h = attach(1), .flow = 0, .n = 2000};
 	struct dg_json *j;
 	const struct dg_json *s;
 	uint64_t before;
@@ -363,6 +366,7 @@ static void test_stats_and_prometheus(void **state)
 	snprintf(cmd, sizeof(cmd), "%s/m.prom", E.dir);
 	unlink(cmd);
 	free(a.seen);
+	dg_host_detach(a.h);
 }
 
 static void test_live_changes_under_load(void **state)
@@ -389,7 +393,9 @@ static void test_live_changes_under_load(void **state)
 		"reload",
 		"set batch 16",
 	};
-	struct load a[2] = {{.flow = 0, .n = 6000}, {.flow = 1, .n = 6000}};
+	struct dg_host *cli = attach(2);
+	struct load a[2] = {{.h = cli, .flow = 0, .n = 6000},
+			    {.h = cli, .flow = 1, .n = 6000}};
 	struct dg_json *j;
 	pthread_t t[2];
 	uint32_t round = 0, i;
@@ -439,14 +445,26 @@ static void test_live_changes_under_load(void **state)
 	       "again)\n",
 	       round, a[0].n, a[1].n, a[0].busy, a[1].busy);
 	assert_true(round >= sizeof(sets) / sizeof(sets[0]));
-	/* What reload applied: the file's policy and batch. */
+	dg_host_detach(cli);
+	/*
+	 * Reload applies what changed in the file (settings set by hand in
+	 * between stay until the file changes them): a new batch and policy.
+	 */
+	write_yaml(24, "static", E.port);
 	assert_int_equal(ctl(NULL, "reload"), 0);
 	j = ctl_json("get");
 	assert_int_equal(dg_json_uint(dg_json_get(j, "settings"), "batch", 0),
-			 32);
+			 24);
 	assert_string_equal(dg_json_str(dg_json_get(j, "policies"), "echo"),
-			    "key");
+			    "static");
 	dg_json_free(j);
+	j = ctl_json("service list");
+	assert_string_equal(
+		dg_json_str(dg_json_get(j, "services")->child, "policy"),
+		"static");
+	dg_json_free(j);
+	write_yaml(32, "key", E.port);
+	assert_int_equal(ctl(NULL, "reload"), 0);
 }
 
 static void test_refusals(void **state)
@@ -491,6 +509,7 @@ static void test_evict(void **state)
 	uint32_t victim = UINT32_MAX;
 	char buf[16] = "after", out[16];
 	size_t olen = sizeof(out);
+	struct dg_host *cli = attach(1);
 	int conn;
 
 	(void)state;
@@ -518,13 +537,14 @@ static void test_evict(void **state)
 	assert_int_equal(dg_json_get(service(j, "echo"), "servers")->n, 2);
 	dg_json_free(j);
 	/* The service goes on with the other server. */
-	conn = dg_connect(dg_host_flow(E.cli, 0), NULL, 0, "echo", 10000);
+	conn = dg_connect(dg_host_flow(cli, 0), NULL, 0, "echo", 10000);
 	assert_true(conn >= 0);
-	assert_int_equal(dg_call_sync(dg_host_flow(E.cli, 0), conn, FN_ECHO,
-				      buf, 5, out, &olen, 10000),
+	assert_int_equal(dg_call_sync(dg_host_flow(cli, 0), conn, FN_ECHO, buf,
+				      5, out, &olen, 10000),
 			 0);
 	assert_memory_equal(out, "after", 5);
-	dg_close(dg_host_flow(E.cli, 0), conn);
+	dg_close(dg_host_flow(cli, 0), conn);
+	dg_host_detach(cli);
 }
 
 int main(void)
