@@ -11,10 +11,13 @@
  * loop (--rate R: Poisson arrivals, R calls/s over all threads; latency
  * counts from each call's scheduled time, so a stalled client cannot hide
  * its queueing). Functions: echo, or --work-ns N (the server spins N ns,
- * then echoes). Latencies go into a log-linear histogram; the result is a
- * table row or a JSON line (--json) with p50/p90/p99/p99.9/max, Krps,
- * errors, and the client thread's busy cycles per RPC: cycles spent inside
- * dg_call and inside the dg_poll calls that returned completions.
+ * or with --work-sleep sleeps them, then echoes). --workers N serves on a
+ * worker pool of N threads behind the server threads (dispatch threads
+ * that only move requests and responses). Latencies go into a log-linear
+ * histogram; the result is a table row or a JSON line (--json) with
+ * p50/p90/p99/p99.9/max, Krps, errors, and the client thread's busy cycles per
+ * RPC: cycles spent inside dg_call and inside the dg_poll calls that returned
+ * completions.
  *
  * --callgrind: run under `valgrind --tool=callgrind --collect-atstart=no`;
  * collection is switched on only inside dg_call/dg_poll (client) or
@@ -35,6 +38,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <unistd.h>
 
 #include "bench_common.h"
@@ -52,6 +56,8 @@ struct cfg {
 	const char *src, *service, *label, *cdf;
 	const char *shm_path; /* --engine unix:PATH: an engine daemon */
 	bool loopback, json, quiet, callgrind, yield, server_only, pin, csum;
+	bool work_sleep;
+	uint32_t workers;
 	char listen_addr[64];
 	uint16_t listen_port;
 	uint32_t threads, sthreads, conns, size, window, work_ns, slots;
@@ -115,7 +121,22 @@ static int h_work(void *arg, const struct dg_request *req,
 	if (req->len < 4)
 		return DG_ST_APP_BASE; /* the request names the work */
 	memcpy(&ns, req->data, 4);
-	spin_ns(ns);
+	if (C.work_sleep) {
+		/* Work that waits (storage, a device): the core is free. */
+		struct timespec t;
+		uint64_t end;
+
+		clock_gettime(CLOCK_MONOTONIC, &t);
+		end = (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec +
+		      ns;
+		t.tv_sec = (time_t)(end / 1000000000u);
+		t.tv_nsec = (long)(end % 1000000000u);
+		while (clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &t,
+				       NULL) == EINTR)
+			;
+	} else {
+		spin_ns(ns);
+	}
 	return h_echo(arg, req, resp);
 }
 
@@ -233,9 +254,29 @@ static void *server_main(void *arg)
 	return NULL;
 }
 
+/* --workers: the library's worker pool behind n dispatch threads. */
+static struct dg_server *pool;
+static struct dg_service_def pool_def;
+
 static int start_servers(struct dg_host *h, struct srv_thread *s, uint32_t n)
 {
 	uint32_t i;
+
+	if (C.workers) {
+		struct dg_server_opts so = {.nthreads = n,
+					    .workers = C.workers};
+
+		/* Sleeping handlers: no timer slack on top of their time. */
+		prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
+		for (i = 0; i < n; i++)
+			s[i] = (struct srv_thread){.h = h, .flow = i};
+		pool_def = (struct dg_service_def){.name = C.service,
+						   .handlers = handlers,
+						   .nhandlers = 2};
+		return dg_server_start_opts(h, &pool_def, &so, &pool);
+	}
+	if (C.work_sleep)
+		prctl(PR_SET_TIMERSLACK, 1UL, 0, 0, 0);
 
 	for (i = 0; i < n; i++) {
 		s[i] = (struct srv_thread){.h = h,
@@ -279,6 +320,17 @@ static void join_servers(struct srv_thread *s, uint32_t n)
 	uint64_t served = 0, cyc = 0, empty = 0;
 	uint32_t i;
 
+	if (pool) {
+		dg_server_stop(pool);
+		pool = NULL;
+		for (i = 0; i < n; i++) {
+			struct dg_flow_stats fs;
+
+			dg_flow_stats(dg_host_flow(s[i].h, s[i].flow), &fs);
+			served += fs.responses;
+		}
+		n = 0;
+	}
 	for (i = 0; i < n; i++) {
 		pthread_join(s[i].thr, NULL);
 		if (s[i].rc)
@@ -289,9 +341,10 @@ static void join_servers(struct srv_thread *s, uint32_t n)
 		empty += s[i].empty;
 	}
 	printf("{\"bench\":\"dagger-server\",\"label\":\"%s\",\"threads\":%u,"
-	       "\"served\":%llu,\"cyc_rpc\":%.0f,\"polls_empty\":%llu,"
-	       "\"calib_polls\":%u}\n",
-	       C.label ? C.label : "", n, (unsigned long long)served,
+	       "\"workers\":%u,\"served\":%llu,\"cyc_rpc\":%.0f,"
+	       "\"polls_empty\":%llu,\"calib_polls\":%u}\n",
+	       C.label ? C.label : "", C.sthreads, C.workers,
+	       (unsigned long long)served,
 	       served ? (double)cyc / (double)served : 0,
 	       (unsigned long long)empty, CALIB_POLLS);
 }
@@ -758,6 +811,12 @@ static void usage(FILE *f)
 		"  --rate R            open loop: Poisson arrivals, R calls/s "
 		"in all\n"
 		"  --work-ns N         the server spins N ns per call\n"
+		"  --work-sleep        ... sleeps them instead (work that "
+		"waits)\n"
+		"  --workers N         server/local: a pool of N worker "
+		"threads runs the\n"
+		"                      handlers behind the server (dispatch) "
+		"threads\n"
 		"  --duration S        measured seconds (5)\n"
 		"  --warmup S          seconds before measuring (1)\n"
 		"  --requests N        per thread, instead of a duration\n"
@@ -840,6 +899,7 @@ int main(int argc, char **argv)
 		{"server-threads", 1, 0, 'T'}, {"conns", 1, 0, 'c'},
 		{"size", 1, 0, 's'},	       {"window", 1, 0, 'w'},
 		{"rate", 1, 0, 'R'},	       {"work-ns", 1, 0, 'W'},
+		{"work-sleep", 0, 0, 'Z'},     {"workers", 1, 0, 'Q'},
 		{"duration", 1, 0, 'd'},       {"warmup", 1, 0, 'u'},
 		{"requests", 1, 0, 'n'},       {"slots", 1, 0, 'l'},
 		{"yield", 0, 0, 'y'},	       {"json", 0, 0, 'j'},
@@ -937,6 +997,13 @@ int main(int argc, char **argv)
 			break;
 		case 'W':
 			bad |= parse_u32(optarg, &C.work_ns);
+			break;
+		case 'Z':
+			C.work_sleep = true;
+			break;
+		case 'Q':
+			bad |= parse_u32(optarg, &C.workers);
+			bad |= C.workers > 1024 ? -EINVAL : 0;
 			break;
 		case 'd':
 			bad |= parse_d(optarg, &C.duration);

@@ -6,6 +6,8 @@
  *             engine in this process), flows, detach
  *   client.c  calls, completions, control messages (OPEN, CLOSE)
  *   server.c  serving a service: dg_serve_poll, dispatch threads
+ *   workers.c worker pools behind dispatch threads
+ *   keys.c    keyed calls (DG_LB_KEY)
  *
  * and the per-RPC primitives (TX reservation and publication, RX parsing)
  * as inline functions, so that dg_call and dg_poll are one straight run of
@@ -458,5 +460,11 @@ int dg_wait_check(struct dg_flow *f, uint64_t deadline, uint64_t *next);
 int dg_ctrl_call(struct dg_flow *f, const struct dg_ctrl_msg *m, int timeout_ms,
 		 uint32_t *conn);
 int dg_status_errno(int st);
+
+/* workers.c: a server's worker pool (dg_server_start_opts). */
+struct dg_pool;
+int dg_pool_start(struct dg_host *h, const struct dg_service_def *def,
+		  const struct dg_server_opts *o, struct dg_pool **out);
+void dg_pool_stop(struct dg_pool *p);
 
 #endif /* DG_HOST_IMPL_H */

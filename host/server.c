@@ -216,7 +216,8 @@ struct dg_server {
 	int stop_fd; /* eventfd: readable once stopping (never drained) */
 	int rc;
 	pthread_t thr[DG_MAX_FLOWS];
-	int ready; /* atomic: threads registered */
+	int ready;	      /* atomic: threads registered */
+	struct dg_pool *pool; /* a worker pool's server (workers.c) */
 };
 
 struct srv_arg {
@@ -305,6 +306,11 @@ void dg_server_stop(struct dg_server *s)
 
 	if (!s)
 		return;
+	if (s->pool) {
+		dg_pool_stop(s->pool);
+		free(s);
+		return;
+	}
 	__atomic_store_n(&s->stop, 1, __ATOMIC_RELAXED);
 	/*
 	 * Sleeping threads poll stop_fd too. It stays readable: a thread
@@ -316,4 +322,28 @@ void dg_server_stop(struct dg_server *s)
 		pthread_join(s->thr[i], NULL);
 	close(s->stop_fd);
 	free(s);
+}
+
+int dg_server_start_opts(struct dg_host *h, const struct dg_service_def *def,
+			 const struct dg_server_opts *o, struct dg_server **out)
+{
+	struct dg_server *s;
+	int rc;
+
+	if (!o || !o->nthreads || o->nthreads > DG_MAX_FLOWS ||
+	    o->first_flow + o->nthreads > h->nflows || o->workers > 1024 ||
+	    o->queue > 65535)
+		return -EINVAL;
+	if (!o->workers)
+		return dg_server_start(h, def, o->first_flow, o->nthreads, out);
+	s = calloc(1, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	rc = dg_pool_start(h, def, o, &s->pool);
+	if (rc) {
+		free(s);
+		return rc;
+	}
+	*out = s;
+	return 0;
 }

@@ -861,6 +861,7 @@ static void transform(FileSet *set)
 struct method_info {
 	const MethodProto *m;
 	uint16_t id;
+	char *key;   /* the request's key hash (C expression), NULL: none */
 	char *lower; /* method name, lower_case */
 	char *upper;
 	char *in_c, *in_lower; /* request type: C type, descriptor prefix */
@@ -874,6 +875,159 @@ struct service_info {
 	struct method_info *m;
 	size_t n;
 };
+
+/* The whole set, for looking up request types (key fields). */
+static const FileSet *all_set;
+
+/* The leading comment of the element at path, or NULL. */
+static const char *comment_of(const FileProto *f, const int32_t *path, size_t n)
+{
+	const Google__Protobuf__SourceCodeInfo *sci = f->source_code_info;
+	size_t i;
+
+	for (i = 0; sci && i < sci->n_location; i++) {
+		const Google__Protobuf__SourceCodeInfo__Location *l =
+			sci->location[i];
+
+		if (l->n_path == n && !memcmp(l->path, path, n * sizeof(*path)))
+			return l->leading_comments;
+	}
+	return NULL;
+}
+
+static const MsgProto *find_in(const MsgProto *m, const char *prefix,
+			       const char *full)
+{
+	char *name = afmt("%s.%s", prefix, m->name);
+	size_t k;
+
+	if (!strcmp(name, full))
+		return m;
+	for (k = 0; k < m->n_nested_type; k++) {
+		const MsgProto *r = find_in(m->nested_type[k], name, full);
+
+		if (r)
+			return r;
+	}
+	return NULL;
+}
+
+/* The message of full name ".pkg.Msg" anywhere in the set. */
+static const MsgProto *find_message(const char *full)
+{
+	size_t i, k;
+
+	for (i = 0; all_set && i < all_set->n_file; i++) {
+		const FileProto *f = all_set->file[i];
+		const char *pkg = f->package && f->package[0]
+					  ? afmt(".%s", f->package)
+					  : "";
+
+		for (k = 0; k < f->n_message_type; k++) {
+			const MsgProto *r =
+				find_in(f->message_type[k], pkg, full);
+
+			if (r)
+				return r;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * A method's key field: its leading comment may hold a line
+ * "dagger: key=FIELD" naming a field of the request (string, bytes, an
+ * integer, bool or enum; not repeated): the stubs then make keyed calls
+ * (dg_pb_call_key) with dg_key_hash() of that field, for services
+ * balanced by key. Returns the C expression of the hash, or NULL.
+ */
+static char *method_key(const FileProto *f, const char *svc_full,
+			const MethodProto *m, const int32_t *path, int line)
+{
+	const char *c = comment_of(f, path, 4), *p;
+	const MsgProto *in;
+	const FieldProto *fl = NULL;
+	char name[128];
+	bool rename;
+	size_t k, n;
+
+	for (p = c; p && *p;) {
+		const char *eol = strchr(p, '\n');
+
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (!strncmp(p, "dagger:", 7))
+			break;
+		p = eol ? eol + 1 : NULL;
+	}
+	if (!p || !*p)
+		return NULL;
+	p += 7;
+	while (*p == ' ' || *p == '\t')
+		p++;
+	n = 0;
+	if (!strncmp(p, "key", 3)) {
+		p += 3;
+		while (*p == ' ' || *p == '\t')
+			p++;
+		if (*p == '=') {
+			p++;
+			while (*p == ' ' || *p == '\t')
+				p++;
+			while ((isalnum((unsigned char)p[n]) || p[n] == '_') &&
+			       n < sizeof(name) - 1)
+				n++;
+		}
+	}
+	memcpy(name, p, n);
+	name[n] = 0;
+	for (p += n; *p == ' ' || *p == '\t' || *p == '\r'; p++)
+		;
+	if (!n || (*p && *p != '\n')) {
+		error_at(f, line,
+			 "method %s.%s: bad dagger directive in its comment "
+			 "(the one known is \"dagger: key=FIELD\")",
+			 svc_full, m->name);
+		return NULL;
+	}
+	in = find_message(m->input_type);
+	for (k = 0; in && k < in->n_field; k++)
+		if (!strcmp(in->field[k]->name, name))
+			fl = in->field[k];
+	if (!fl) {
+		error_at(f, line,
+			 "method %s.%s: key field \"%s\" is not a field of "
+			 "%s",
+			 svc_full, m->name, name, m->input_type + 1);
+		return NULL;
+	}
+	if (fl->label ==
+		    GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__LABEL__LABEL_REPEATED ||
+	    fl->type ==
+		    GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_MESSAGE ||
+	    fl->type ==
+		    GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_GROUP ||
+	    fl->type ==
+		    GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_FLOAT ||
+	    fl->type ==
+		    GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_DOUBLE) {
+		error_at(f, line,
+			 "method %s.%s: key field \"%s\" must be a single "
+			 "string, bytes, integer, bool or enum",
+			 svc_full, m->name, name);
+		return NULL;
+	}
+	c = field_member(fl->name, &rename);
+	if (fl->type ==
+	    GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_STRING)
+		return afmt("dg_key_hash(req->%s, req->%s ? strlen(req->%s) : "
+			    "0)",
+			    c, c, c);
+	if (fl->type ==
+	    GOOGLE__PROTOBUF__FIELD_DESCRIPTOR_PROTO__TYPE__TYPE_BYTES)
+		return afmt("dg_key_hash(req->%s.data, req->%s.len)", c, c);
+	return afmt("dg_key_hash(&(uint64_t){(uint64_t)req->%s}, 8)", c);
+}
 
 static void check_method(const FileProto *f, const char *svc_full,
 			 const MethodProto *m, int line)
@@ -936,6 +1090,7 @@ static void analyse_service(const FileProto *f, size_t si,
 
 		check_method(f, full, m, line);
 		mi->m = m;
+		mi->key = method_key(f, full, m, mw->path, line);
 		mi->id = fn_id(pkg, s->name, m->name);
 		mi->lower = method_c_name(m->name);
 		mi->upper = c_name(m->name, UPPER);
@@ -1022,6 +1177,11 @@ static void emit_header(FILE *o, const FileProto *f, const char *stem,
 		for (j = 0; j < s->n; j++) {
 			const struct method_info *m = &s->m[j];
 
+			if (m->key)
+				fprintf(o,
+					"/* Keyed calls: %s, for services "
+					"balanced by key. */\n",
+					m->key);
 			fprintf(o,
 				"/* %s.%s(%s) returns (%s) */\n"
 				"int %s__%s_call(struct dg_flow *f, int conn, "
@@ -1088,6 +1248,7 @@ static void emit_source(FILE *o, const FileProto *f, const char *stem,
 
 	fprintf(o,
 		"/* Generated by dagger-idlc from %s. Do not edit. */\n"
+		"#include <string.h>\n\n"
 		"#include \"%s.dg.h\"\n",
 		f->name, stem);
 	for (i = 0; i < nsv; i++) {
@@ -1096,13 +1257,27 @@ static void emit_source(FILE *o, const FileProto *f, const char *stem,
 		for (j = 0; j < s->n; j++) {
 			const struct method_info *m = &s->m[j];
 
-			fprintf(o,
-				"\nint %s__%s_call(struct dg_flow *f, int "
-				"conn, const %s *req,\n\t\tuint32_t *rpc_id)\n"
-				"{\n\treturn dg_pb_call(f, conn, %s__%s__FN, "
-				"&req->base, rpc_id);\n}\n",
-				s->lower, m->lower, m->in_c, s->upper,
-				m->upper);
+			if (m->key)
+				fprintf(o,
+					"\nint %s__%s_call(struct dg_flow *f, "
+					"int conn, const %s "
+					"*req,\n\t\tuint32_t "
+					"*rpc_id)\n"
+					"{\n\treturn dg_pb_call_key(f, conn, "
+					"%s__%s__FN,\n\t\t\t      %s,\n"
+					"\t\t\t      &req->base, rpc_id);\n}\n",
+					s->lower, m->lower, m->in_c, s->upper,
+					m->upper, m->key);
+			else
+				fprintf(o,
+					"\nint %s__%s_call(struct dg_flow *f, "
+					"int conn, const %s "
+					"*req,\n\t\tuint32_t "
+					"*rpc_id)\n"
+					"{\n\treturn dg_pb_call(f, conn, "
+					"%s__%s__FN, &req->base, rpc_id);\n}\n",
+					s->lower, m->lower, m->in_c, s->upper,
+					m->upper);
 			fprintf(o,
 				"\nint %s__%s_take(struct dg_flow *f, const "
 				"struct dg_completion *c,\n\t\t%s **resp)\n"
@@ -1118,13 +1293,15 @@ static void emit_source(FILE *o, const FileProto *f, const char *stem,
 				"conn, const %s *req,\n\t\t%s **resp, int "
 				"timeout_ms)\n"
 				"{\n\tProtobufCMessage *m = NULL;\n"
-				"\tint rc = dg_pb_call_sync(f, conn, "
-				"%s__%s__FN, &req->base,\n"
+				"\tint rc = dg_pb_call_sync%s(f, conn, "
+				"%s__%s__FN, %s%s&req->base,\n"
 				"\t\t\t\t &%s__descriptor, &m, timeout_ms);\n\n"
 				"\t*resp = rc ? NULL : (%s *)m;\n"
 				"\treturn rc;\n}\n",
-				s->lower, m->lower, m->in_c, m->out_c, s->upper,
-				m->upper, m->out_lower, m->out_c);
+				s->lower, m->lower, m->in_c, m->out_c,
+				m->key ? "_key" : "", s->upper, m->upper,
+				m->key ? m->key : "", m->key ? ", " : "",
+				m->out_lower, m->out_c);
 			fprintf(o,
 				"\nstatic int %s__%s_serve(void *arg, const "
 				"struct dg_request *rq,\n\t\tstruct "
@@ -1426,6 +1603,7 @@ int main(int argc, char **argv)
 			set_in);
 		goto out;
 	}
+	all_set = set;
 	for (i = 0; i < nfiles; i++) {
 		FileProto *f = find_file(set, files[i], incdirs, ninc);
 		size_t s;

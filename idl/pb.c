@@ -6,6 +6,7 @@
 #include "dagger/pb.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <sched.h>
 #include <string.h>
 #include <time.h>
@@ -100,8 +101,8 @@ static int fill(void *arg, struct dg_writer *w)
 	return 0;
 }
 
-int dg_pb_call(struct dg_flow *f, int conn, uint16_t fn,
-	       const ProtobufCMessage *m, uint32_t *rpc_id)
+static int pb_call(struct dg_flow *f, int conn, uint16_t fn, bool keyed,
+		   uint32_t key, const ProtobufCMessage *m, uint32_t *rpc_id)
 {
 	struct fill_arg a = {.m = m};
 
@@ -110,7 +111,22 @@ int dg_pb_call(struct dg_flow *f, int conn, uint16_t fn,
 	a.len = protobuf_c_message_get_packed_size(m);
 	if (a.len > DG_MAX_MSG)
 		return -EMSGSIZE;
+	if (keyed)
+		return dg_call_fill_key(f, conn, fn, key, a.len, fill, &a,
+					rpc_id);
 	return dg_call_fill(f, conn, fn, a.len, fill, &a, rpc_id);
+}
+
+int dg_pb_call(struct dg_flow *f, int conn, uint16_t fn,
+	       const ProtobufCMessage *m, uint32_t *rpc_id)
+{
+	return pb_call(f, conn, fn, false, 0, m, rpc_id);
+}
+
+int dg_pb_call_key(struct dg_flow *f, int conn, uint16_t fn, uint32_t key,
+		   const ProtobufCMessage *m, uint32_t *rpc_id)
+{
+	return pb_call(f, conn, fn, true, key, m, rpc_id);
 }
 
 int dg_pb_take(struct dg_flow *f, const struct dg_completion *c,
@@ -121,10 +137,10 @@ int dg_pb_take(struct dg_flow *f, const struct dg_completion *c,
 	return dg_pb_unpack(f, d, c->data, c->len, out);
 }
 
-int dg_pb_call_sync(struct dg_flow *f, int conn, uint16_t fn,
-		    const ProtobufCMessage *m,
-		    const ProtobufCMessageDescriptor *d, ProtobufCMessage **out,
-		    int timeout_ms)
+static int pb_call_sync(struct dg_flow *f, int conn, uint16_t fn, bool keyed,
+			uint32_t key, const ProtobufCMessage *m,
+			const ProtobufCMessageDescriptor *d,
+			ProtobufCMessage **out, int timeout_ms)
 {
 	struct dg_completion c;
 	uint32_t id;
@@ -138,7 +154,7 @@ int dg_pb_call_sync(struct dg_flow *f, int conn, uint16_t fn,
 	 * TX ring full (the engine has not taken earlier frames yet): poll
 	 * and retry, within the timeout.
 	 */
-	while ((rc = dg_pb_call(f, conn, fn, m, &id)) == -EAGAIN) {
+	while ((rc = pb_call(f, conn, fn, keyed, key, m, &id)) == -EAGAIN) {
 		rc = dg_poll(f, &c, 1);
 		if (rc < 0)
 			return rc;
@@ -158,6 +174,22 @@ int dg_pb_call_sync(struct dg_flow *f, int conn, uint16_t fn,
 	if (rc)
 		return rc;
 	return dg_pb_take(f, &c, d, out);
+}
+
+int dg_pb_call_sync(struct dg_flow *f, int conn, uint16_t fn,
+		    const ProtobufCMessage *m,
+		    const ProtobufCMessageDescriptor *d, ProtobufCMessage **out,
+		    int timeout_ms)
+{
+	return pb_call_sync(f, conn, fn, false, 0, m, d, out, timeout_ms);
+}
+
+int dg_pb_call_sync_key(struct dg_flow *f, int conn, uint16_t fn, uint32_t key,
+			const ProtobufCMessage *m,
+			const ProtobufCMessageDescriptor *d,
+			ProtobufCMessage **out, int timeout_ms)
+{
+	return pb_call_sync(f, conn, fn, true, key, m, d, out, timeout_ms);
 }
 
 int dg_pb_respond(const ProtobufCMessage *m, struct dg_response *r)

@@ -57,7 +57,7 @@ bool nic_pend_full(const struct flow *fl)
 void nic_pend_push(struct flow *fl, const struct dg_frame *h, uint32_t cid)
 {
 	fl->pend[fl->pend_tail++ & fl->pend_mask] =
-		(struct pending){h->rpc_id, cid, h->fn_id};
+		(struct pending){.rpc = h->rpc_id, .conn = cid, .fn = h->fn_id};
 }
 
 /*

@@ -50,6 +50,12 @@ struct dg_nic_opts {
 	 */
 	uint32_t poll_max_us;
 	bool verbose;
+	/*
+	 * The control socket (dagger-ctl, nic/ctl.c): a unix stream socket
+	 * taking one JSON request per line; NULL: none. Created with mode
+	 * 0660: its owner and group may connect, as its directory allows.
+	 */
+	const char *ctl_path;
 };
 
 int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out);
@@ -119,5 +125,62 @@ struct dg_nic_stats {
  * when no thread runs the loop) it reads them directly.
  */
 int dg_nic_stats(struct dg_nic *n, struct dg_nic_stats *s, int timeout_ms);
+
+/*
+ * Settings that change while the engine runs (dagger-ctl set, reload).
+ * Safe from any thread (run on the loop thread, as dg_nic_stats);
+ * -ERANGE for a value out of its range (docs/DEPLOY.md), -EINVAL for an
+ * unknown setting.
+ */
+enum dg_nic_setting {
+	DG_NIC_SET_BATCH,	    /* TX slots per READ, 1..1024 */
+	DG_NIC_SET_SPIN_US,	    /* 1..10^7 */
+	DG_NIC_SET_IDLE_US,	    /* 1..10^7 */
+	DG_NIC_SET_POLL_MAX_US,	    /* 1..10^6 */
+	DG_NIC_SET_PEER_TIMEOUT_MS, /* 60..300000, links up now too */
+	DG_NIC_SET_VERBOSE,	    /* 0 or 1 */
+	DG_NIC_SET_N,
+};
+
+int dg_nic_set(struct dg_nic *n, enum dg_nic_setting what, uint32_t value);
+
+/*
+ * Opens the control socket at path (as dg_nic_opts.ctl_path does), before
+ * dg_nic_run: 0, -EADDRINUSE (a live engine's socket is there; a stale
+ * socket file is replaced), or another negative errno.
+ */
+int dg_nic_ctl_listen(struct dg_nic *n, const char *path);
+/* The control socket's path, or NULL. */
+const char *dg_nic_ctl_path(const struct dg_nic *n);
+/* The setting's name as dagger-ctl and the description spell it. */
+const char *dg_nic_setting_name(enum dg_nic_setting what);
+/* Its current value (loop thread, or while no thread runs the loop). */
+uint32_t dg_nic_setting_get(const struct dg_nic *n, enum dg_nic_setting what);
+
+/*
+ * Sets service's load-balancing policy (enum dg_lb_policy): now, if it is
+ * registered, and for every later registration of the name, over the
+ * policy its servers ask for. A negative policy forgets the setting
+ * (the service keeps the policy it has). 0, -EINVAL, -ENOSPC (too many).
+ */
+int dg_nic_set_policy(struct dg_nic *n, const char *service, int policy);
+
+/*
+ * What the control socket's "reload" runs (dagger-nic: re-read the
+ * description). On the loop thread; returns 0 with what changed in msg,
+ * or a negative errno with why nothing was applied.
+ */
+typedef int (*dg_nic_reload_fn)(void *arg, char *msg, size_t len);
+void dg_nic_set_reload(struct dg_nic *n, dg_nic_reload_fn fn, void *arg);
+
+/*
+ * Handles one control request (a JSON object, the protocol of the
+ * control socket; docs/DEPLOY.md) and writes the one-line JSON answer,
+ * newline included, into out (at most cap bytes; longer answers are
+ * refused with an error answer). Safe from any thread. Returns the
+ * answer's length.
+ */
+size_t dg_nic_ctl_request(struct dg_nic *n, const char *req, size_t len,
+			  char *out, size_t cap);
 
 #endif /* DG_NIC_ENGINE_H */

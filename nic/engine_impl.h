@@ -14,6 +14,8 @@
  *   shm.c     the engine daemon's unix socket: shared-memory attaches
  *   loop.c    the loop, idle back-off, create/destroy
  *   stats.c   counters
+ *   ctl.c     the control socket (dagger-ctl): statistics as JSON, live
+ *             settings, tenants and services, reload
  *
  * Nothing here is part of the engine's API (engine.h).
  *
@@ -34,6 +36,7 @@
 
 #include "dagger/ctrl.h"
 #include "dagger/ring.h"
+#include "dg_hist.h"
 #include "dg_rdma.h"
 #include "engine.h"
 #include "hostmem.h"
@@ -105,6 +108,8 @@ struct pending {
 	uint32_t conn; /* as delivered to the server, or the client's REMOTE
 			  connection; NO_CONN: answered */
 	uint16_t fn;
+	uint16_t svc;  /* delivered by nic_svc_deliver: its service */
+	uint64_t t_ns; /* when (nic_clock); 0: not a service's request */
 };
 
 /* A request (by rpc id) that found its server's ring full once. */
@@ -168,6 +173,7 @@ struct flow {
 struct tenant {
 	bool used;
 	bool dead;
+	bool draining;	/* its server flows take no new requests (ctl) */
 	bool direct;	/* hm->direct: rings in place, no READ/WRITE */
 	bool delivered; /* direct: some flow's delivered flag is set */
 	int *fds;	/* shm: eventfds received with the attach (closed) */
@@ -182,13 +188,38 @@ struct server_ref {
 	uint16_t tenant, flow;
 };
 
+/* Key-based load balancing: hash slots, each owned by one server flow. */
+#define KEY_SLOTS 4096u
+
+struct svc_stats {
+	uint64_t requests;    /* delivered to a server flow */
+	uint64_t busy;	      /* answered BUSY */
+	uint64_t unreachable; /* answered UNREACHABLE (no server there) */
+	struct dg_hist lat;   /* request seen -> response seen, ns */
+};
+
 struct service {
 	bool used;
 	char name[DG_NAME_MAX];
 	uint8_t lb;
+	bool lb_fixed; /* set by the operator or the description (ctl.c):
+			  registrations do not change it */
 	uint32_t rr;
 	uint32_t nservers;
 	struct server_ref servers[MAX_SERVERS];
+	/* The servers that take new requests (not draining): indices. */
+	uint32_t nact;
+	uint8_t act[MAX_SERVERS];
+	/* DG_LB_KEY: slot -> index into servers; rebuilt when dirty. */
+	bool ktab_dirty;
+	uint8_t ktab[KEY_SLOTS];
+	struct svc_stats st;
+};
+
+/* A policy the description or the operator set for a service name. */
+struct svc_conf {
+	char name[DG_NAME_MAX];
+	uint8_t lb;
 };
 
 /*
@@ -299,7 +330,34 @@ struct dg_nic {
 	bool any_direct;       /* some tenant is direct (shared memory) */
 	uint64_t
 		next_due_us; /* earliest idle-flow READ put off (tenant_poll) */
+	uint64_t clk_ns;     /* nic_clock: read once per loop iteration */
+	uint64_t start_ns;   /* when the engine was created */
+	struct nic_ctl *ctl; /* the control socket (ctl.c), NULL: none */
+	dg_nic_reload_fn reload; /* "reload" (dg_nic_set_reload) */
+	void *reload_arg;
+	struct svc_conf svc_conf[MAX_SERVICES];
+	uint32_t nsvc_conf;
 };
+
+static inline uint64_t mono_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
+/*
+ * The time for statistics (request seen, response seen): read at most
+ * once per loop iteration, when first asked for (dg_nic_poll clears it),
+ * so a batch of RPCs costs one clock read, not one per RPC.
+ */
+static inline uint64_t nic_clock(struct dg_nic *n)
+{
+	if (!n->clk_ns)
+		n->clk_ns = mono_ns();
+	return n->clk_ns;
+}
 
 static inline uint64_t mktag(enum tag_kind k, uint32_t flow, uint32_t seg)
 {
@@ -453,6 +511,32 @@ int nic_ctrl_register(struct dg_nic *n, uint32_t tid, uint32_t f,
 		      const struct dg_ctrl_msg *m);
 int nic_svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
 		    const struct msg *m, uint32_t cid);
+/* Tenant tid is gone: its flows leave every service. */
+void nic_svc_drop_tenant(struct dg_nic *n, uint32_t tid);
+/* The set of servers that take requests changed (drain, join, leave). */
+void nic_svc_rebuild(struct service *s, const struct dg_nic *n);
+/* The server flow a key maps to (index into s->servers), for tests. */
+uint32_t nic_svc_key_pick(struct service *s, const struct dg_nic *n,
+			  uint32_t key);
+/* The configured policy of a service name (svc_conf), or -1. */
+int nic_svc_conf_policy(const struct dg_nic *n, const char *name);
+
+/*
+ * A response answered p, a request a server flow was handed: the service
+ * counts it and its latency (request seen -> response seen). Called once
+ * per pending entry, before nic_pend_done.
+ */
+static inline void nic_svc_answered(struct dg_nic *n, const struct pending *p)
+{
+	struct service *s;
+	uint64_t now;
+
+	if (!p->t_ns || p->svc >= MAX_SERVICES)
+		return;
+	s = &n->services[p->svc];
+	now = nic_clock(n);
+	dg_hist_add(&s->st.lat, now > p->t_ns ? now - p->t_ns : 0);
+}
 
 /* conn.c */
 struct conn *nic_conn_alloc(struct dg_nic *n);
@@ -507,6 +591,16 @@ void nic_accept_rdma(struct dg_nic *n);
 int nic_call(struct dg_nic *n, void (*fn)(struct dg_nic *, void *), void *arg,
 	     int timeout_ms);
 void nic_wake(struct dg_nic *n);
+
+/* ctl.c: the socket; ctl_cmd.c: the commands */
+struct dg_buf;
+void nic_ctl_handle(struct dg_nic *n, const char *line, size_t len,
+		    struct dg_buf *out);
+int nic_ctl_listen(struct dg_nic *n, const char *path);
+void nic_ctl_poll(struct dg_nic *n);
+void nic_ctl_tick(struct dg_nic *n);	/* polls once a millisecond at most */
+int nic_ctl_fd(const struct dg_nic *n); /* to sleep on; -1: none */
+void nic_ctl_close(struct dg_nic *n);
 
 /* shm.c */
 int nic_shm_listen(struct dg_nic *n, const char *path);

@@ -60,29 +60,140 @@ static struct service *svc_slot(struct dg_nic *n)
 	return NULL;
 }
 
+/* splitmix64's finaliser: a well-mixed 64-bit value from any input. */
+static inline uint64_t mix64(uint64_t x)
+{
+	x ^= x >> 30;
+	x *= 0xbf58476d1ce4e5b9ull;
+	x ^= x >> 27;
+	x *= 0x94d049bb133111ebull;
+	return x ^ (x >> 31);
+}
+
+/* The hash slot of a key: mixed first, so keys 0, 1, 2... spread too. */
+static inline uint32_t key_slot(uint32_t key)
+{
+	return (uint32_t)(mix64(key) >> 52) & (KEY_SLOTS - 1);
+}
+
 /*
- * Load-balancing policies: pick the server flow for a new request. The
- * policy is per service, chosen by the server at registration.
+ * Key-based load balancing is rendezvous (highest random weight) hashing
+ * over KEY_SLOTS slots: every slot belongs to the server flow, among
+ * those that take requests, whose weight mix64(slot, flow) is highest.
+ * A flow is named by (tenant, flow) for as long as it serves, so a flow
+ * that joins takes about 1/N of the slots from the others and a flow that
+ * leaves (or drains) hands only its own slots on, each to its second
+ * best: the keys of every other flow stay where they were. The table is
+ * rebuilt on the next keyed request after the set changed (nic_svc_rebuild
+ * marks it), never on the request path otherwise.
+ */
+static void ktab_build(struct service *s)
+{
+	uint32_t slot, i;
+
+	for (slot = 0; slot < KEY_SLOTS; slot++) {
+		uint64_t best = 0, w;
+		uint32_t pick = 0;
+
+		for (i = 0; i < s->nact; i++) {
+			const struct server_ref *r = &s->servers[s->act[i]];
+
+			w = mix64((uint64_t)slot << 32 |
+				  (uint32_t)r->tenant << 16 | r->flow);
+			if (i == 0 || w > best) {
+				best = w;
+				pick = s->act[i];
+			}
+		}
+		s->ktab[slot] = (uint8_t)pick;
+	}
+	s->ktab_dirty = false;
+}
+
+void nic_svc_rebuild(struct service *s, const struct dg_nic *n)
+{
+	uint32_t i;
+
+	s->nact = 0;
+	for (i = 0; i < s->nservers; i++)
+		if (!n->tenants[s->servers[i].tenant].draining)
+			s->act[s->nact++] = (uint8_t)i;
+	s->ktab_dirty = true;
+}
+
+uint32_t nic_svc_key_pick(struct service *s, const struct dg_nic *n,
+			  uint32_t key)
+{
+	(void)n;
+	if (s->ktab_dirty)
+		ktab_build(s);
+	return s->ktab[key_slot(key)];
+}
+
+/*
+ * Load-balancing policies: pick the server flow for a new request, among
+ * the server flows that take requests (not draining). The policy is per
+ * service: chosen by the first server at registration, unless the
+ * description or the operator set one (dagger-ctl set policy).
  */
 static const struct server_ref *lb_pick(struct dg_nic *n, struct service *s,
+					const struct dg_frame *h,
 					uint32_t conn_id)
 {
 	uint32_t i;
 
-	if (!s->nservers)
+	if (!s->nact)
 		return NULL;
 	switch (s->lb) {
 	case DG_LB_STATIC:
-		i = DG_CONN_IDX(conn_id) % s->nservers;
+		i = s->act[DG_CONN_IDX(conn_id) % s->nact];
 		break;
 	case DG_LB_RANDOM:
-		i = (uint32_t)(rng_next(n) % s->nservers);
+		i = s->act[rng_next(n) % s->nact];
 		break;
+	case DG_LB_KEY:
+		if (h->flags & DG_FF_KEY) {
+			if (UNLIKELY(s->ktab_dirty))
+				ktab_build(s);
+			i = s->ktab[key_slot(h->key)];
+			break;
+		}
+		/* Requests without a key go round-robin. */
+		__attribute__((fallthrough));
 	default:
-		i = s->rr++ % s->nservers;
+		i = s->act[s->rr++ % s->nact];
 		break;
 	}
 	return &s->servers[i];
+}
+
+int nic_svc_conf_policy(const struct dg_nic *n, const char *name)
+{
+	uint32_t i;
+
+	for (i = 0; i < n->nsvc_conf; i++)
+		if (!strcmp(n->svc_conf[i].name, name))
+			return n->svc_conf[i].lb;
+	return -1;
+}
+
+void nic_svc_drop_tenant(struct dg_nic *n, uint32_t tid)
+{
+	uint32_t i, j;
+
+	for (i = 0; i < MAX_SERVICES; i++) {
+		struct service *s = &n->services[i];
+		uint32_t before = s->nservers;
+
+		for (j = 0; j < s->nservers;) {
+			if (s->servers[j].tenant == tid)
+				s->servers[j] = s->servers[--s->nservers];
+			else
+				j++;
+		}
+		if (s->nservers != before)
+			nic_svc_rebuild(s, n);
+	}
 }
 
 int nic_ctrl_register(struct dg_nic *n, uint32_t tid, uint32_t f,
@@ -98,10 +209,16 @@ int nic_ctrl_register(struct dg_nic *n, uint32_t tid, uint32_t f,
 		s = svc_slot(n);
 		if (!s)
 			return DG_ST_BUSY;
+		int conf = nic_svc_conf_policy(n, m->service);
+
 		memset(s, 0, sizeof(*s));
 		s->used = true;
 		memcpy(s->name, m->service, DG_NAME_MAX);
-		s->lb = m->lb <= DG_LB_RANDOM ? m->lb : DG_LB_ROUND_ROBIN;
+		s->lb = m->lb <= DG_LB_KEY ? m->lb : DG_LB_ROUND_ROBIN;
+		if (conf >= 0) {
+			s->lb = (uint8_t)conf;
+			s->lb_fixed = true;
+		}
 	}
 	for (i = 0; i < s->nservers; i++)
 		if (s->servers[i].tenant == tid && s->servers[i].flow == f)
@@ -110,6 +227,7 @@ int nic_ctrl_register(struct dg_nic *n, uint32_t tid, uint32_t f,
 		return DG_ST_BUSY;
 	s->servers[s->nservers++] =
 		(struct server_ref){(uint16_t)tid, (uint16_t)f};
+	nic_svc_rebuild(s, n);
 	if (n->o.verbose)
 		fprintf(stderr, "dagger-nic: tenant %u flow %u serves %s\n",
 			tid, f, s->name);
@@ -125,13 +243,16 @@ int nic_svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
 		    const struct msg *m, uint32_t cid)
 {
 	const struct server_ref *srv;
+	struct service *s;
 	struct tenant *st;
+	struct pending *p;
 	uint32_t flow;
 	bool armed;
 	int rc;
 
 	if (svc == NO_IDX || !n->services[svc].used)
 		return DG_ST_NO_SERVICE;
+	s = &n->services[svc];
 	/*
 	 * Before answering BUSY, learn the server's real credits: a request
 	 * that found the ring full is retried, on the same server flow, once
@@ -144,12 +265,19 @@ int nic_svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
 		st = &n->tenants[b->tenant];
 		flow = b->flow;
 	} else {
-		srv = lb_pick(n, &n->services[svc], cid);
+		srv = lb_pick(n, s, &m->h, cid);
 		st = srv ? &n->tenants[srv->tenant] : NULL;
 		flow = srv ? srv->flow : 0;
+		/* Servers there, all draining: none takes new requests. */
+		if (!srv && s->nservers) {
+			b->armed = false;
+			s->st.busy++;
+			return DG_ST_BUSY;
+		}
 	}
 	if (!st || !st->used || st->dead || flow >= st->nflows) {
 		b->armed = false;
+		s->st.unreachable++;
 		return DG_ST_UNREACHABLE;
 	}
 	if (armed && st->flows[flow].rx_head_pending)
@@ -167,8 +295,15 @@ int nic_svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
 	b->armed = false;
 	if (rc) {
 		st->flows[flow].st.busy++;
+		s->st.busy++;
 		return DG_ST_BUSY;
 	}
 	nic_pend_push(&st->flows[flow], &m->h, cid);
+	/* For the service's latency: one clock read per loop iteration. */
+	p = &st->flows[flow].pend[(st->flows[flow].pend_tail - 1) &
+				  st->flows[flow].pend_mask];
+	p->svc = svc;
+	p->t_ns = nic_clock(n);
+	s->st.requests++;
 	return 0;
 }

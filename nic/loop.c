@@ -297,14 +297,18 @@ int dg_nic_poll(struct dg_nic *n)
 
 	nic_take_pending(n);
 	n->next_due_us = UINT64_MAX;
+	n->clk_ns = 0; /* nic_clock: at most one read per iteration */
 	if ((n->loops & 255) == 0) {
 		if (n->listener)
 			nic_accept_rdma(n);
 		if (n->shm_fd >= 0)
 			nic_shm_accept(n);
 	}
-	if ((n->loops & 63) == 0)
+	if ((n->loops & 63) == 0) {
 		nic_peer_timers(n);
+		if (n->ctl)
+			nic_ctl_tick(n);
+	}
 	n->loops++;
 	/* Copies: freeing a tenant or a link below updates the lists. */
 	ntact = n->ntact;
@@ -467,6 +471,8 @@ static bool wait_events(struct dg_nic *n)
 	}
 	if (n->shm_fd >= 0)
 		fds[k++] = (struct pollfd){n->shm_fd, POLLIN, 0};
+	if (n->ctl)
+		fds[k++] = (struct pollfd){nic_ctl_fd(n), POLLIN, 0};
 	fds[k++] = (struct pollfd){n->wake_fd, POLLIN, 0};
 	if (n->listener)
 		fds[k++] = (struct pollfd){dg_rdma_listener_fd(n->listener),
@@ -508,6 +514,8 @@ static bool wait_events(struct dg_nic *n)
 			nic_accept_rdma(n);
 		if (n->shm_fd >= 0)
 			nic_shm_accept(n);
+		if (n->ctl)
+			nic_ctl_poll(n);
 		if (read(n->wake_fd, &v, sizeof(v)) < 0)
 			v = 0; /* not this one: EAGAIN */
 		/* A daemon's tenant hung up: it is gone, now. */
@@ -610,6 +618,7 @@ int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out)
 	if (!n->o.peer_timeout_ms)
 		n->o.peer_timeout_ms = DG_PEER_TIMEOUT_DEFAULT;
 	n->rng = 0x9E3779B97F4A7C15ull ^ n->o.engine_id;
+	n->start_ns = mono_ns();
 	n->pend_detach = -1;
 	n->shm_fd = -1;
 	n->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
@@ -632,9 +641,15 @@ int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out)
 		if (rc)
 			goto err;
 	}
+	if (n->o.ctl_path) {
+		rc = nic_ctl_listen(n, n->o.ctl_path);
+		if (rc)
+			goto err;
+	}
 	*out = n;
 	return 0;
 err:
+	nic_shm_close(n);
 	dg_rdma_listener_destroy(n->listener);
 	close(n->wake_fd);
 	pthread_mutex_destroy(&n->lock);
@@ -662,6 +677,7 @@ void dg_nic_destroy(struct dg_nic *n)
 			nic_peer_free(n, i);
 	dg_rdma_listener_destroy(n->listener);
 	nic_shm_close(n);
+	nic_ctl_close(n);
 	close(n->wake_fd);
 	pthread_mutex_destroy(&n->lock);
 	pthread_cond_destroy(&n->cond);

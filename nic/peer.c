@@ -101,6 +101,7 @@ struct dg_peer {
 	/* Liveness (dg_peer_tick). */
 	uint32_t keepalive_ms; /* ours: send after this long without a SEND */
 	uint32_t dead_ms;      /* declare dead after this long without a msg */
+	uint32_t remote_ka_ms; /* the peer's keepalive interval (its hello) */
 	uint64_t last_rx_ms, last_tx_ms; /* 0: not ticked yet */
 	uint64_t seen_rx, seen_tx; /* msgs_rx / msgs_tx at the last tick */
 
@@ -284,6 +285,7 @@ static void set_remote(struct dg_peer *p, const void *pdata)
 	p->msg_frames =
 		p->buf_frames < h.buf_frames ? p->buf_frames : h.buf_frames;
 	/* A peer that is slower to speak up is given 3 of its intervals. */
+	p->remote_ka_ms = h.keepalive_ms;
 	if ((uint32_t)h.keepalive_ms * 3 > p->dead_ms)
 		p->dead_ms = (uint32_t)h.keepalive_ms * 3;
 }
@@ -713,4 +715,29 @@ int dg_peer_arm(struct dg_peer *p)
 void dg_peer_ack(struct dg_peer *p)
 {
 	dg_rdma_ep_ack(p->ep);
+}
+
+/*
+ * A new liveness timeout for a link that is up (dagger-ctl set
+ * peer_timeout_ms). The dead time changes at once (still at least 3 of
+ * the peer's keepalive intervals); our keepalive interval only shrinks:
+ * the peer was told it at connect and declares us dead after 3 of them,
+ * so a longer one would let it time us out.
+ */
+void dg_peer_set_timeout(struct dg_peer *p, uint32_t timeout_ms)
+{
+	if (timeout_ms < DG_PEER_TIMEOUT_MIN)
+		timeout_ms = DG_PEER_TIMEOUT_MIN;
+	if (timeout_ms > DG_PEER_TIMEOUT_MAX)
+		timeout_ms = DG_PEER_TIMEOUT_MAX;
+	if (timeout_ms / 6 < p->keepalive_ms)
+		p->keepalive_ms = timeout_ms / 6;
+	p->dead_ms = timeout_ms;
+	if (p->remote_ka_ms * 3 > p->dead_ms)
+		p->dead_ms = p->remote_ka_ms * 3;
+}
+
+uint32_t dg_peer_credits(const struct dg_peer *p)
+{
+	return p->credits;
 }

@@ -222,6 +222,14 @@ struct dg_peer_stats {
 
 void dg_peer_stats(const struct dg_peer *p, struct dg_peer_stats *s);
 
+/*
+ * A new liveness timeout for a link that is up: the dead time at once,
+ * the keepalive interval only if it gets shorter (the peer knows ours).
+ */
+void dg_peer_set_timeout(struct dg_peer *p, uint32_t timeout_ms);
+/* The peer's receive buffers we may still fill (send credits). */
+uint32_t dg_peer_credits(const struct dg_peer *p);
+
 #ifdef __cplusplus
 }
 #endif

@@ -114,20 +114,11 @@ int nic_tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
 void nic_tenant_free(struct dg_nic *n, uint32_t tid)
 {
 	struct tenant *t = &n->tenants[tid];
-	uint32_t i, j;
+	uint32_t i;
 
 	nic_pend_fail(n, t);
 	/* Forget its services and connections. */
-	for (i = 0; i < MAX_SERVICES; i++) {
-		struct service *s = &n->services[i];
-
-		for (j = 0; j < s->nservers;) {
-			if (s->servers[j].tenant == tid)
-				s->servers[j] = s->servers[--s->nservers];
-			else
-				j++;
-		}
-	}
+	nic_svc_drop_tenant(n, tid);
 	for (i = 0; i < MAX_CONNS; i++) {
 		struct conn *c = &n->conns[i];
 

@@ -92,6 +92,7 @@ static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
 			fl->st.stalled++;
 			return V_RETRY;
 		}
+		nic_svc_answered(n, p);
 		nic_pend_done(fl, p);
 		if (rc)
 			fl->st.drops[DROP_BAD_CONN]++;
@@ -99,6 +100,7 @@ static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
 	}
 	ct = c && c->state == CONN_OPEN ? &n->tenants[c->tenant] : NULL;
 	if (!ct || !ct->used || ct->dead) {
+		nic_svc_answered(n, p);
 		nic_pend_done(fl, p); /* the client went away */
 		fl->st.drops[DROP_BAD_CONN]++;
 		return V_DONE;
@@ -108,6 +110,7 @@ static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
 		fl->st.stalled++;
 		return V_RETRY;
 	}
+	nic_svc_answered(n, p);
 	nic_pend_done(fl, p);
 	return V_DONE;
 }

@@ -237,6 +237,34 @@ for st in 1 2; do
 	stop_bg
 done
 
+# Threading models: dispatch threads (handlers on the thread that polls
+# the flow) against a worker pool behind them, with more connections than
+# server threads, at 1, 10 and 100 us of handler work: CPU work (spin) and
+# work that waits (sleep: storage, a device).
+log "dagger: threading models (1 server thread; dispatch vs 4 workers)"
+works="1000 10000 100000"
+for kind in spin sleep; do
+	ksw=()
+	[ "$kind" = sleep ] && ksw=(--work-sleep)
+	for model in dispatch pool; do
+		wsw=()
+		[ "$model" = pool ] && wsw=(--workers 4)
+		engine --listen "$a0" --port 7491 --id 1
+		wait_port "$a0" 7491
+		bg "$bench" server --wait 60 --engine "$a0:7491" --src "$a0" \
+			--yield --server-threads 1 "${wsw[@]}" "${ksw[@]}" \
+			--label "server-$model-$kind"
+		sleep 1
+		for w in $works; do
+			run "$bench" client --engine "$a0:7491" --src "$a1" \
+				--yield --duration "$dur" --warmup "$warm" \
+				--conns 8 --window 8 --work-ns "$w" \
+				--label "model-$model-$kind-$w"
+		done
+		stop_bg
+	done
+done
+
 log "dagger: two engines (client -> engine A -> engine B -> server)"
 engine --listen "$a0" --port 7483 --id 1
 engine --listen "$a1" --port 7484 --id 2

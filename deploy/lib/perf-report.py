@@ -338,6 +338,45 @@ def main():
                     fmt(r["p99_us"]), r["errors"], r.get("busy", 0)))
     w("")
 
+    # ---- threading models
+    models = [(k, w) for k in ("spin", "sleep")
+              for w in (1000, 10000, 100000)
+              if dg("model-dispatch-%s-%d" % (k, w)) or
+              dg("model-pool-%s-%d" % (k, w))]
+    if models:
+        w("## Threading models: dispatch threads and a worker pool")
+        w("")
+        w("One server thread (one flow); 8 connections, 8 calls in flight "
+          "(more connections than server threads); 64-byte requests whose "
+          "handler works 1, 10 or 100 us: spinning (CPU work) or sleeping "
+          "(work that waits: storage, a device). Dispatch threads run the "
+          "handler on the thread that polls the flow; the worker pool "
+          "(`--workers 4`) has that thread hand each request to one of 4 "
+          "workers and send the responses as they finish "
+          "(`dagger-bench server --workers`, `--work-sleep`).")
+        w("")
+        w("| work | handler | dispatch threads: Krps | p99 (us) | "
+          "worker pool: Krps | p99 (us) | pool / dispatch |")
+        w("|---|---|---|---|---|---|---|")
+        for k, wk in models:
+            d = dg("model-dispatch-%s-%d" % (k, wk))
+            p = dg("model-pool-%s-%d" % (k, wk))
+            ratio = (p["krps"] / d["krps"]) if d and p and d["krps"] \
+                else None
+            w("| %d us | %s | %s | %s | %s | %s | %s |" % (
+                wk // 1000, k,
+                fmt(d["krps"], 2) if d else "n/a",
+                fmt(d["p99_us"]) if d else "n/a",
+                fmt(p["krps"], 2) if p else "n/a",
+                fmt(p["p99_us"]) if p else "n/a",
+                "%.2fx" % ratio if ratio else "n/a"))
+        w("")
+        w("The hosts have one CPU here (the engine has the other): CPU work "
+          "cannot run in parallel, so there the pool can win only on "
+          "latency (no request waits behind another's handler on its "
+          "flow); work that waits runs in parallel on the workers.")
+        w("")
+
     # ---- natively: host cost and shared memory
     native = {}
 

@@ -13,6 +13,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <yaml.h>
 
 #include "dagger/ctrl.h"
@@ -354,7 +356,7 @@ static bool is_server(enum dg_deploy_app a)
 /* Placeholders a tenant's command may use (dg_deploy_tenant_argv). */
 static const char *const holders[] = {
 	"engine",  "engine_addr", "engine_port", "remote", "service",
-	"threads", "policy",	  "machine",	 "name",
+	"threads", "policy",	  "machine",	 "name",   "workers",
 };
 
 /* Checks the {...} placeholders in s; NULL or the unknown one's name. */
@@ -378,8 +380,8 @@ static int check_holders(struct ctx *c, yaml_node_t *n, const char *what,
 			return fail(c, n,
 				    "%s: unknown placeholder \"%.*s\" (known: "
 				    "{engine} {engine_addr} {engine_port} "
-				    "{remote} {service} {threads} {policy} "
-				    "{machine} {name})",
+				    "{remote} {service} {threads} {workers} "
+				    "{policy} {machine} {name})",
 				    what, (int)(q - p + 1), p);
 		p = q + 1;
 	}
@@ -531,7 +533,8 @@ static int parse_engine(struct ctx *c, yaml_node_t *n, size_t i)
 			    {.key = "peer_timeout_ms"},
 			    {.key = "poll_max_us"},
 			    {.key = "shm"},
-			    {.key = "busy_poll"}};
+			    {.key = "busy_poll"},
+			    {.key = "ctl"}};
 	const char *w = "engine";
 	uint64_t v;
 	int rc;
@@ -600,6 +603,13 @@ static int parse_engine(struct ctx *c, yaml_node_t *n, size_t i)
 			  "engine \"%s\": shm must be an absolute path of at "
 			  "most 107 bytes",
 			  e->name);
+	if (!rc)
+		rc = get_str(c, &f[14], w, &e->ctl);
+	if (!rc && e->ctl && (e->ctl[0] != '/' || strlen(e->ctl) >= 108))
+		rc = fail(c, f[14].val,
+			  "engine \"%s\": ctl must be an absolute path of at "
+			  "most 107 bytes",
+			  e->name);
 	if (rc)
 		return rc;
 	for (size_t j = 0; j < i; j++) {
@@ -619,8 +629,10 @@ static int parse_engine(struct ctx *c, yaml_node_t *n, size_t i)
 static int parse_service(struct ctx *c, yaml_node_t *n, size_t i)
 {
 	struct dg_deploy_service *s = &c->d->services[i];
-	struct field f[] = {
-		{.key = "name"}, {.key = "policy"}, {.key = "threads"}};
+	struct field f[] = {{.key = "name"},
+			    {.key = "policy"},
+			    {.key = "threads"},
+			    {.key = "workers"}};
 	const char *w = "service";
 	uint64_t v;
 	int rc, p;
@@ -642,7 +654,7 @@ static int parse_service(struct ctx *c, yaml_node_t *n, size_t i)
 			    DG_NAME_MAX - 1);
 	CHECK_DUP(c, c->d->services, i, &f[0], "service");
 	if (f[1].val) {
-		rc = want_scalar(c, &f[1], w, "rr, static or random");
+		rc = want_scalar(c, &f[1], w, "rr, static, random or key");
 		if (rc)
 			return rc;
 		p = dg_deploy_policy_parse(scalar(f[1].val));
@@ -650,13 +662,18 @@ static int parse_service(struct ctx *c, yaml_node_t *n, size_t i)
 			return fail(
 				c, f[1].val,
 				"service: unknown policy \"%s\" (known: rr, "
-				"static, random)",
+				"static, random, key)",
 				scalar(f[1].val));
 		s->policy = (uint8_t)p;
+		s->policy_set = true;
 	}
 	if (f[2].val) {
 		rc = get_uint(c, &f[2], w, 1, DG_MAX_FLOWS, &v);
 		s->threads = (uint32_t)v;
+	}
+	if (!rc && f[3].val) {
+		rc = get_uint(c, &f[3], w, 0, 1024, &v);
+		s->workers = (uint32_t)v;
 	}
 	return rc;
 }
@@ -1066,6 +1083,7 @@ void dg_deploy_free(struct dg_deploy *d)
 		free(d->engines[i].name);
 		free(d->engines[i].listen);
 		free(d->engines[i].shm);
+		free(d->engines[i].ctl);
 	}
 	for (i = 0; i < d->nservices; i++)
 		free(d->services[i].name);
@@ -1216,6 +1234,8 @@ static char *fill(const struct dg_deploy *d, size_t tenant, const char *s)
 			snprintf(val, sizeof(val), "%s", t->service_name);
 		else if (IS("threads"))
 			snprintf(val, sizeof(val), "%u", sv ? sv->threads : 1);
+		else if (IS("workers"))
+			snprintf(val, sizeof(val), "%u", sv ? sv->workers : 0);
 		else if (IS("policy"))
 			snprintf(val, sizeof(val), "%s",
 				 dg_deploy_policy_name(sv ? sv->policy : 0));
@@ -1285,6 +1305,11 @@ int dg_deploy_tenant_argv(const struct dg_deploy *d, size_t tenant, char ***out)
 			ADD(strdup(ep));
 			ADD(strdup("--lb"));
 			ADD(strdup(dg_lb_policy_name(sv ? sv->policy : 0)));
+			if (sv && sv->workers) {
+				snprintf(ep, sizeof(ep), "%u", sv->workers);
+				ADD(strdup("--workers"));
+				ADD(strdup(ep));
+			}
 		} else {
 			if (r) {
 				engine_ep(d, r, ep, sizeof(ep));
@@ -1304,4 +1329,40 @@ int dg_deploy_tenant_argv(const struct dg_deploy *d, size_t tenant, char ***out)
 nomem:
 	argv_free(v);
 	return -ENOMEM;
+}
+
+int dg_ctl_default_path(const char *name, bool create, char *buf, size_t len)
+{
+	const char *xdg = getenv("XDG_RUNTIME_DIR");
+	char dir[256];
+	struct stat st;
+	int k;
+
+	/* /run/dagger: there already, or made now (root). */
+	if ((!stat("/run/dagger", &st) && S_ISDIR(st.st_mode) &&
+	     !access("/run/dagger", W_OK | X_OK)) ||
+	    (create && !mkdir("/run/dagger", 0755)))
+		snprintf(dir, sizeof(dir), "/run/dagger");
+	else if (xdg && xdg[0] == '/' && strlen(xdg) < 200)
+		snprintf(dir, sizeof(dir), "%s/dagger", xdg);
+	else
+		snprintf(dir, sizeof(dir), "/tmp/dagger-%u",
+			 (unsigned)getuid());
+	if (create && mkdir(dir, 0700) && errno != EEXIST)
+		return -errno;
+	k = snprintf(buf, len, "%s/%s.ctl", dir, name);
+	return k < 0 || (size_t)k >= len || (size_t)k >= 108 ? -ENAMETOOLONG
+							     : 0;
+}
+
+int dg_deploy_ctl_path(const struct dg_deploy_engine *e, bool create, char *buf,
+		       size_t len)
+{
+	if (e->ctl) {
+		if (strlen(e->ctl) >= len)
+			return -ENAMETOOLONG;
+		strcpy(buf, e->ctl);
+		return 0;
+	}
+	return dg_ctl_default_path(e->name, create, buf, len);
 }

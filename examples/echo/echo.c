@@ -2,7 +2,7 @@
 /*
  * dagger-echo: an echo service and its client over a NIC engine.
  *
- *   dagger-echo server --engine ADDR[:PORT] [--threads N]
+ *   dagger-echo server --engine ADDR[:PORT] [--threads N] [--workers N]
  *   dagger-echo client --engine ADDR[:PORT] [-n RPCS] [-s SIZE]
  *
  * Both attach to the engine (dagger-nic) over RDMA; the engine polls their
@@ -70,7 +70,8 @@ static void usage(FILE *f)
 	fprintf(f,
 		"usage: dagger-echo server --engine ENGINE [--threads N] "
 		"[--delay-us US]\n"
-		"                         [--lb rr|static|random]\n"
+		"                         [--lb rr|static|random|key] "
+		"[--workers N]\n"
 		"       dagger-echo client --engine ENGINE "
 		"[--remote ADDR[:PORT]] [--wait S] [-n RPCS] [-s SIZE]\n"
 		"--mode poll|doorbell|push: how the engine learns of new "
@@ -82,7 +83,11 @@ static void usage(FILE *f)
 		"--remote names the engine the echo server is behind, when it\n"
 		"is not the client's own engine; --wait retries the "
 		"connection\n"
-		"for S seconds while the service is not registered yet.\n");
+		"for S seconds while the service is not registered yet.\n"
+		"--workers N runs the handlers on a pool of N worker "
+		"threads behind\n"
+		"the --threads dispatch threads (default: on the dispatch "
+		"threads).\n");
 }
 
 int main(int argc, char **argv)
@@ -95,6 +100,7 @@ int main(int argc, char **argv)
 		{"delay-us", required_argument, NULL, 'd'},
 		{"lb", required_argument, NULL, 'l'},
 		{"mode", required_argument, NULL, 'm'},
+		{"workers", required_argument, NULL, 'W'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -103,7 +109,7 @@ int main(int argc, char **argv)
 		.name = "echo", .handlers = hs, .nhandlers = 1};
 	int lb;
 	struct dg_host_opts ho = {.engine_port = 7471};
-	uint32_t threads = 1, n = 10000, size = 64, i, errors = 0;
+	uint32_t threads = 1, n = 10000, size = 64, i, errors = 0, workers = 0;
 	char addr[64] = "", remote[64] = "", spec[160] = "", where[200];
 	char *colon;
 	uint16_t rport = 0;
@@ -128,6 +134,14 @@ int main(int argc, char **argv)
 		case 'd':
 			delay_us = (uint32_t)strtoul(optarg, NULL, 0);
 			break;
+		case 'W':
+			workers = (uint32_t)strtoul(optarg, NULL, 0);
+			if (workers > 1024) {
+				fprintf(stderr, "dagger-echo: --workers "
+						"0..1024\n");
+				return 2;
+			}
+			break;
 		case 'w':
 			wait_s = (uint32_t)strtoul(optarg, NULL, 0);
 			break;
@@ -145,7 +159,7 @@ int main(int argc, char **argv)
 			if (lb < 0) {
 				fprintf(stderr,
 					"dagger-echo: unknown --lb \"%s\" (rr, "
-					"static or random)\n",
+					"static, random or key)\n",
 					optarg);
 				return 2;
 			}
@@ -187,20 +201,24 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	if (!strcmp(argv[1], "server")) {
+		struct dg_server_opts so = {.nthreads = threads,
+					    .workers = workers};
 		struct dg_server *s;
 
 		signal(SIGINT, on_sig);
 		signal(SIGTERM, on_sig);
-		rc = dg_server_start(h, &svc, 0, threads, &s);
+		rc = dg_server_start_opts(h, &svc, &so, &s);
 		if (rc) {
 			fprintf(stderr, "dagger-echo: serve: %s\n",
 				strerror(-rc));
 			dg_host_detach(h);
 			return 1;
 		}
-		printf("dagger-echo: serving \"echo\" with %u thread(s), load "
-		       "balancing %s\n",
-		       threads, dg_lb_policy_name(svc.lb));
+		printf("dagger-echo: serving \"echo\" with %u "
+		       "thread(s)%s%.0u%s, "
+		       "load balancing %s\n",
+		       threads, workers ? " and " : "", workers,
+		       workers ? " worker(s)" : "", dg_lb_policy_name(svc.lb));
 		fflush(stdout);
 		while (!stop)
 			pause();

@@ -3,7 +3,7 @@
  * dagger-kvs: a key-value store served over a NIC engine, with the typed
  * stubs dagger-idlc generates from kvs.proto.
  *
- *   dagger-kvs server --engine ENGINE [--threads N]
+ *   dagger-kvs server --engine ENGINE [--threads N] [--workers N]
  *   dagger-kvs client --engine ENGINE [--remote ADDR[:PORT]]
  *                     [--wait S] [-c COMMAND]...
  *   dagger-kvs local [--threads N] [-c COMMAND]...
@@ -249,8 +249,8 @@ struct kvs_server {
 };
 
 /* The generated table, and the raw echo next to it, on threads flows. */
-static int server_start(struct dg_host *h, uint32_t threads, uint8_t lb,
-			struct kvs_server *k)
+static int server_start(struct dg_host *h, uint32_t threads, uint32_t workers,
+			uint8_t lb, struct kvs_server *k)
 {
 	static const struct kvs__kvs__handlers hs = {.get = h_get,
 						     .set = h_set,
@@ -264,7 +264,10 @@ static int server_start(struct dg_host *h, uint32_t threads, uint8_t lb,
 	memcpy(k->table, k->def.handlers, k->def.nhandlers * sizeof(*k->table));
 	k->table[k->def.nhandlers++] = (struct dg_handler){ECHO_FN, raw_echo};
 	k->def.handlers = k->table;
-	rc = dg_server_start(h, &k->def, 0, threads, &k->s);
+	rc = dg_server_start_opts(h, &k->def,
+				  &(struct dg_server_opts){.nthreads = threads,
+							   .workers = workers},
+				  &k->s);
 	if (rc)
 		table_free(&k->t);
 	return rc;
@@ -276,21 +279,23 @@ static void server_stop(struct kvs_server *k)
 	table_free(&k->t);
 }
 
-static int run_server(struct dg_host *h, uint32_t threads, uint8_t lb)
+static int run_server(struct dg_host *h, uint32_t threads, uint32_t workers,
+		      uint8_t lb)
 {
 	static struct kvs_server k;
 	int rc;
 
 	signal(SIGINT, on_sig);
 	signal(SIGTERM, on_sig);
-	rc = server_start(h, threads, lb, &k);
+	rc = server_start(h, threads, workers, lb, &k);
 	if (rc) {
 		fprintf(stderr, "dagger-kvs: serve: %s\n", strerror(-rc));
 		return 1;
 	}
 	printf("dagger-kvs: serving \"%s\" (and a raw echo) with %u "
-	       "thread(s), load balancing %s\n",
-	       KVS__KVS__SERVICE, threads, dg_lb_policy_name(lb));
+	       "thread(s)%s%.0u%s, load balancing %s\n",
+	       KVS__KVS__SERVICE, threads, workers ? " and " : "", workers,
+	       workers ? " worker(s)" : "", dg_lb_policy_name(lb));
 	fflush(stdout);
 	while (!stop)
 		usleep(100000); /* any thread may take the signal */
@@ -632,7 +637,7 @@ static int run_local(uint32_t threads, char **cmds, int ncmd)
 		rc = dg_host_attach(&o, &cli);
 	}
 	if (!rc)
-		rc = server_start(srv, threads, DG_LB_ROUND_ROBIN, &k);
+		rc = server_start(srv, threads, 0, DG_LB_ROUND_ROBIN, &k);
 	if (rc) {
 		fprintf(stderr, "dagger-kvs: local: %s\n", strerror(-rc));
 		rc = 1;
@@ -651,7 +656,8 @@ static int run_local(uint32_t threads, char **cmds, int ncmd)
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: dagger-kvs server --engine ENGINE "
-		   "[--threads N] [--lb rr|static|random]\n"
+		   "[--threads N] [--lb rr|static|random|key]\n"
+		   "                         [--workers N]\n"
 		   "       dagger-kvs client --engine ENGINE "
 		   "[--remote ADDR[:PORT]] [--wait S] [-c COMMAND]...\n"
 		   "       dagger-kvs local [--threads N] [-c COMMAND]...\n"
@@ -686,12 +692,13 @@ int main(int argc, char **argv)
 		{"wait", required_argument, NULL, 'w'},
 		{"lb", required_argument, NULL, 'l'},
 		{"mode", required_argument, NULL, 'm'},
+		{"workers", required_argument, NULL, 'W'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
 	struct dg_host_opts ho = {.engine_port = 7471};
 	char addr[64] = "", remote[64] = "", spec[160] = "", **cmds;
-	uint32_t threads = 1, wait_s = 0;
+	uint32_t threads = 1, wait_s = 0, workers = 0;
 	int lb = DG_LB_ROUND_ROBIN;
 	bool server;
 	uint16_t rport = 0;
@@ -728,12 +735,20 @@ int main(int argc, char **argv)
 		case 'c':
 			cmds[ncmd++] = optarg;
 			break;
+		case 'W':
+			workers = (uint32_t)strtoul(optarg, NULL, 0);
+			if (workers > 1024) {
+				fprintf(stderr,
+					"dagger-kvs: --workers 0..1024\n");
+				return 2;
+			}
+			break;
 		case 'l':
 			lb = dg_lb_policy_parse(optarg);
 			if (lb < 0) {
 				fprintf(stderr,
 					"dagger-kvs: unknown --lb \"%s\" (rr, "
-					"static or random)\n",
+					"static, random or key)\n",
 					optarg);
 				free(cmds);
 				return 2;
@@ -783,7 +798,7 @@ int main(int argc, char **argv)
 		free(cmds);
 		return 1;
 	}
-	rc = server ? run_server(h, threads, (uint8_t)lb)
+	rc = server ? run_server(h, threads, workers, (uint8_t)lb)
 		    : run_client(h, remote, rport, wait_s, cmds, ncmd);
 	dg_host_detach(h);
 	free(cmds);

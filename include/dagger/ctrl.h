@@ -36,9 +36,21 @@ enum dg_lb_policy {
 	DG_LB_ROUND_ROBIN = 0,
 	DG_LB_STATIC = 1, /* by connection id: one server flow per conn */
 	DG_LB_RANDOM = 2,
+	/*
+	 * By the request's key (dg_call_key: DG_FF_KEY and dg_frame.key):
+	 * requests with one key always reach the same server flow while the
+	 * service's set of server flows stays the same; when a flow joins or
+	 * leaves, only the keys of that flow's share move (consistent
+	 * hashing, docs/ARCHITECTURE.md). Requests without a key are spread
+	 * round-robin.
+	 */
+	DG_LB_KEY = 3,
 };
 
-/* "rr" (or "round-robin"), "static", "random" -> the policy, or -EINVAL. */
+/*
+ * "rr" (or "round-robin"), "static", "random", "key" -> the policy, or
+ * -EINVAL.
+ */
 static inline int dg_lb_policy_parse(const char *s)
 {
 	if (!strcmp(s, "rr") || !strcmp(s, "round-robin"))
@@ -47,10 +59,12 @@ static inline int dg_lb_policy_parse(const char *s)
 		return DG_LB_STATIC;
 	if (!strcmp(s, "random"))
 		return DG_LB_RANDOM;
+	if (!strcmp(s, "key"))
+		return DG_LB_KEY;
 	return -EINVAL;
 }
 
-/* The short name of a policy ("rr", "static", "random"; "?" if unknown). */
+/* The short name of a policy ("rr", "static", "random", "key"; "?"). */
 static inline const char *dg_lb_policy_name(unsigned policy)
 {
 	switch (policy) {
@@ -60,6 +74,8 @@ static inline const char *dg_lb_policy_name(unsigned policy)
 		return "static";
 	case DG_LB_RANDOM:
 		return "random";
+	case DG_LB_KEY:
+		return "key";
 	default:
 		return "?";
 	}

@@ -120,6 +120,19 @@ int dg_close(struct dg_flow *f, int conn);
 int dg_call(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 	    size_t len, uint32_t *rpc_id);
 
+/*
+ * Keyed calls. A service whose policy is DG_LB_KEY sends every request
+ * that carries one key to the same server flow (while its set of server
+ * flows does not change; when it does, only the keys of the flows that
+ * joined or left move): a store partitioned across server threads. The
+ * key is a 32-bit hash of the application's key; dg_key_hash() is the
+ * one generated stubs use. Under other policies the key is ignored.
+ * Same errors as dg_call and dg_call_fill.
+ */
+uint32_t dg_key_hash(const void *key, size_t len);
+int dg_call_key(struct dg_flow *f, int conn, uint16_t fn, uint32_t key,
+		const void *req, size_t len, uint32_t *rpc_id);
+
 struct dg_completion {
 	uint32_t rpc_id;
 	uint32_t conn;
@@ -157,6 +170,9 @@ typedef int (*dg_fill_fn)(void *arg, struct dg_writer *w);
 
 int dg_call_fill(struct dg_flow *f, int conn, uint16_t fn, size_t len,
 		 dg_fill_fn fill, void *arg, uint32_t *rpc_id);
+/* dg_call_fill with a load-balancing key (see dg_call_key). */
+int dg_call_fill_key(struct dg_flow *f, int conn, uint16_t fn, uint32_t key,
+		     size_t len, dg_fill_fn fill, void *arg, uint32_t *rpc_id);
 /* Appends n bytes to the message; bytes past len set w->overrun. */
 void dg_writer_put(struct dg_writer *w, const void *p, size_t n);
 /*
@@ -306,6 +322,31 @@ int dg_flow_arm(struct dg_flow *f);
 void dg_flow_disarm(struct dg_flow *f);
 /* Per flow: the spin before sleeping, or never sleep (busy_poll). */
 void dg_flow_set_spin(struct dg_flow *f, uint32_t spin_us, int busy_poll);
+/*
+ * The threading model of a server. workers == 0: dispatch threads, each
+ * running the handlers of the requests on its flow itself, in order (as
+ * dg_server_start). workers > 0: a worker pool: the dispatch threads
+ * only move requests (each copied out of the RX ring at once) to
+ * `workers` worker threads shared by all of them, and write the
+ * responses as the workers finish, in any order (each carries its rpc
+ * id). A handler that waits or computes long then holds up one worker,
+ * not a flow and every request behind it.
+ *
+ * In a worker, req->flow is the worker's own: dg_flow_alloc() works on
+ * it (libdagger-pb's stubs decode into it), calls on it fail
+ * (-EMSGSIZE): make downstream calls on flows of your own.
+ */
+struct dg_server_opts {
+	uint32_t first_flow; /* dispatch threads on flows [first, first+n) */
+	uint32_t nthreads;   /* n, 1..DG_MAX_FLOWS */
+	uint32_t workers;    /* 0: none; else 1..1024 worker threads */
+	uint32_t queue;	     /* requests per dispatch thread at the workers
+				(0: 256; at most 65535) */
+};
+
+int dg_server_start_opts(struct dg_host *h, const struct dg_service_def *def,
+			 const struct dg_server_opts *o,
+			 struct dg_server **out);
 
 /* ---- statistics ------------------------------------------------------- */
 

@@ -52,6 +52,7 @@ struct dg_deploy_engine {
 	uint32_t peer_timeout_ms; /* 0: the engine's default (3000) */
 	uint32_t poll_max_us;	  /* 0: the engine's default (100) */
 	char *shm;	/* unix socket for shared-memory tenants; NULL: none */
+	char *ctl;	/* control socket (dagger-ctl); NULL: the default */
 	bool busy_poll; /* never sleep */
 	bool verbose;
 	int line;
@@ -60,7 +61,9 @@ struct dg_deploy_engine {
 struct dg_deploy_service {
 	char *name;
 	uint8_t policy;	  /* enum dg_lb_policy */
+	bool policy_set;  /* given in the file (the engine applies it) */
 	uint32_t threads; /* server threads (flows) */
+	uint32_t workers; /* worker threads behind them; 0: none */
 	int line;
 };
 
@@ -120,7 +123,7 @@ long dg_deploy_find_engine(const struct dg_deploy *d, const char *name);
 long dg_deploy_find_service(const struct dg_deploy *d, const char *name);
 long dg_deploy_find_tenant(const struct dg_deploy *d, const char *name);
 
-/* "rr", "static", "random"; parse returns -EINVAL for anything else. */
+/* "rr", "static", "random", "key"; parse returns -EINVAL otherwise. */
 const char *dg_deploy_policy_name(uint8_t policy);
 int dg_deploy_policy_parse(const char *s);
 const char *dg_deploy_app_name(enum dg_deploy_app app);
@@ -145,5 +148,17 @@ void dg_deploy_argv_free(char **argv);
 
 /* bin_dir for programs on machine m (machine's, else the file's; NULL). */
 const char *dg_deploy_bin_dir(const struct dg_deploy *d, size_t m);
+
+/*
+ * The default control socket of an engine called name (dagger-nic,
+ * dagger-ctl): RUN/NAME.ctl, RUN being /run/dagger when it exists or
+ * (create) can be made, else $XDG_RUNTIME_DIR/dagger, else
+ * /tmp/dagger-UID. 0, or a negative errno (-ENAMETOOLONG; with create,
+ * the directory could not be made).
+ */
+int dg_ctl_default_path(const char *name, bool create, char *buf, size_t len);
+/* Engine e's control socket: its ctl key, or the default for its name. */
+int dg_deploy_ctl_path(const struct dg_deploy_engine *e, bool create, char *buf,
+		       size_t len);
 
 #endif /* DG_DEPLOY_H */

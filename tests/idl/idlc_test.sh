@@ -83,6 +83,12 @@ clash.proto:15: error: enum value dg.bad.FOO.INIT: its C name DG__BAD__FOO__INIT
 clash.proto:19: error: method dg.bad.S.get: its C name DG__BAD__S__GET__FN is also that of method dg.bad.S.Get (clash.proto:18); rename one of them
 clash.proto:15: error: enum dg.bad.FOO: its C name dg__bad__foo__descriptor is also that of message dg.bad.Foo (clash.proto:14); rename one of them
 E
+expect_all key -I "$bad" --out "$work/key" "$bad/key.proto" <<'E'
+key.proto:12: error: method dg.bad.K.A: key field "nope" is not a field of dg.bad.M
+key.proto:14: error: method dg.bad.K.B: key field "tags" must be a single string, bytes, integer, bool or enum
+key.proto:16: error: method dg.bad.K.C: bad dagger directive in its comment (the one known is "dagger: key=FIELD")
+key.proto:18: error: method dg.bad.K.D: key field "sub" must be a single string, bytes, integer, bool or enum
+E
 expect_all group -I "$bad" --out "$work/group" "$bad/group.proto" <<'E'
 group.proto:5: error: field dg.bad.M.inner: groups are not supported (protoc-c cannot generate them); use a message field
 E

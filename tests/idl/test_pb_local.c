@@ -23,6 +23,7 @@
 #include <cmocka.h>
 
 #include "engine.h"
+#include "keyed.dg.h"
 #include "names/keywords_svc.dg.h"
 #include "optional.dg.h"
 #include "types2.dg.h"
@@ -1146,6 +1147,91 @@ static int raw_echo(void *arg, const struct dg_request *req,
 	return 0;
 }
 
+/* ---- keyed stubs: "dagger: key=FIELD" ------------------------------------ */
+
+static struct dg_host *shard_host;
+
+static int shard_where(struct dg_flow *f, Dg__Test__Keyed__Resp *resp)
+{
+	uint32_t i;
+
+	for (i = 0; i < dg_host_nflows(shard_host); i++)
+		if (dg_host_flow(shard_host, i) == f)
+			resp->flow = i;
+	return 0;
+}
+
+static int shard_h(void *arg, struct dg_flow *f, const Dg__Test__Keyed__Req *r,
+		   Dg__Test__Keyed__Resp *resp)
+{
+	(void)arg;
+	(void)r;
+	return shard_where(f, resp);
+}
+
+/*
+ * A service balanced by key over 4 server flows: the stubs of methods
+ * that name a key field send each key to one flow every time (string and
+ * integer keys), several flows in all; a method without a key goes
+ * round-robin.
+ */
+static void test_keyed_stubs(void **state)
+{
+	static const struct dg__test__keyed__shard__handlers hs = {
+		.by_name = shard_h, .by_id = shard_h, .any = shard_h};
+	static struct dg__test__keyed__shard__server srv;
+	struct dg_host *cli = attach(1);
+	struct dg_flow *f = dg_host_flow(cli, 0);
+	/* 15 keys, 3 calls each round: round-robin would not be sticky. */
+	uint32_t by_name[15], by_id[15], used = 0, any = 0, i, k;
+	struct dg_server *s;
+	int conn;
+
+	(void)state;
+	shard_host = attach(4);
+	assert_int_equal(
+		dg__test__keyed__shard__server_start(shard_host, &srv, &hs,
+						     NULL, DG_LB_KEY, 0, 4, &s),
+		0);
+	conn = dg_connect(f, NULL, 0, DG__TEST__KEYED__SHARD__SERVICE, 5000);
+	assert_true(conn >= 0);
+	for (i = 0; i < 15 * 6; i++) {
+		Dg__Test__Keyed__Req rq = DG__TEST__KEYED__REQ__INIT;
+		Dg__Test__Keyed__Resp *rs;
+		char name[16];
+
+		k = i % 15;
+		snprintf(name, sizeof(name), "user-%u", k);
+		rq.name = name;
+		rq.id = 1000 + k;
+		assert_int_equal(dg__test__keyed__shard__by_name_sync(
+					 f, conn, &rq, &rs, 5000),
+				 0);
+		if (i < 15)
+			by_name[k] = rs->flow;
+		assert_int_equal(rs->flow, by_name[k]);
+		used |= 1u << rs->flow;
+		/* The other key field: its own mapping, as sticky. */
+		rq.name = "same-for-all";
+		assert_int_equal(dg__test__keyed__shard__by_id_sync(
+					 f, conn, &rq, &rs, 5000),
+				 0);
+		if (i < 15)
+			by_id[k] = rs->flow;
+		assert_int_equal(rs->flow, by_id[k]);
+		assert_int_equal(dg__test__keyed__shard__any_sync(f, conn, &rq,
+								  &rs, 5000),
+				 0);
+		any |= 1u << rs->flow;
+	}
+	assert_true(__builtin_popcount(used) >= 2);
+	assert_int_equal(any, 0xf); /* no key: round-robin over all four */
+	dg_close(f, conn);
+	dg_server_stop(s);
+	dg_host_detach(cli);
+	dg_host_detach(shard_host);
+}
+
 static void test_writer_and_arena(void **state)
 {
 	static const struct dg_handler h[] = {{1, raw_echo}};
@@ -1202,6 +1288,7 @@ static void test_writer_and_arena(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
+		cmocka_unit_test(test_keyed_stubs),
 		cmocka_unit_test(test_proto2_all_fields),
 		cmocka_unit_test(test_empty_and_app_status),
 		cmocka_unit_test(test_proto3_all_fields),

@@ -407,11 +407,17 @@ static const struct bad bads[] = {
 	 "8: tenant \"t\": unknown service \"nope\""},
 	/* services */
 	{HEAD "services:\n  - name: s\n    policy: fastest\n",
-	 "9: service: unknown policy \"fastest\" (known: rr, static, random)"},
+	 "9: service: unknown policy \"fastest\" (known: rr, static, random, "
+	 "key)"},
 	{HEAD "services:\n  - name: s\n    threads: 0\n",
 	 "9: service: \"threads\" is 0, out of range 1..64"},
 	{HEAD "services:\n  - name: s\n    threads: 65\n",
 	 "9: service: \"threads\" is 65"},
+	{HEAD "services:\n  - name: s\n    workers: 1025\n",
+	 "9: service: \"workers\" is 1025, out of range 0..1024"},
+	{HEAD "    ctl: run/e.ctl\n",
+	 "7: engine \"e\": ctl must be an absolute path of at most 107 "
+	 "bytes"},
 	/* tenants */
 	{HEAD "tenants:\n  - {name: t, machine: a, engine: e, app: kvs}\n",
 	 "8: tenant: unknown app \"kvs\" (known: echo-server, echo-client, "
@@ -518,6 +524,52 @@ static void test_load(void **state)
 	unlink(path);
 }
 
+/* workers (app servers get --workers), policy key, an engine's ctl. */
+static void test_workers_ctl(void **state)
+{
+	static const char text[] =
+		"machines: [{name: a, rdma_addr: 10.0.0.1}]\n"
+		"engines: [{name: e, machine: a, ctl: /run/x/e.ctl},"
+		" {name: f, machine: a, port: 7472}]\n"
+		"services: [{name: echo, threads: 2, workers: 8, policy: "
+		"key}]\n"
+		"tenants:\n"
+		"  - {name: s, machine: a, engine: e, app: echo-server}\n"
+		"  - {name: c, machine: a, engine: e, service: echo,"
+		" command: [x, \"{workers}\"]}\n";
+	static const char *const srv[] = {
+		"dagger-echo", "server", "--engine", "10.0.0.1:7471",
+		"--threads",   "2",	 "--lb",     "key",
+		"--workers",   "8",	 NULL};
+	static const char *const cmd[] = {"x", "8", NULL};
+	struct dg_deploy *d = parse_ok(text);
+	char path[128], want[128];
+	char **v;
+
+	(void)state;
+	assert_true(d->services[0].policy_set);
+	assert_int_equal(d->services[0].policy, DG_LB_KEY);
+	assert_int_equal(dg_deploy_tenant_argv(d, 0, &v), 0);
+	assert_argv(v, srv);
+	dg_deploy_argv_free(v);
+	assert_int_equal(dg_deploy_tenant_argv(d, 1, &v), 0);
+	assert_argv(v, cmd);
+	dg_deploy_argv_free(v);
+	assert_int_equal(
+		dg_deploy_ctl_path(&d->engines[0], false, path, sizeof(path)),
+		0);
+	assert_string_equal(path, "/run/x/e.ctl");
+	/* The default: RUN/NAME.ctl, as dagger-nic and dagger-ctl agree. */
+	assert_int_equal(
+		dg_deploy_ctl_path(&d->engines[1], false, path, sizeof(path)),
+		0);
+	assert_int_equal(dg_ctl_default_path("f", false, want, sizeof(want)),
+			 0);
+	assert_string_equal(path, want);
+	assert_non_null(strstr(path, "/f.ctl"));
+	dg_deploy_free(d);
+}
+
 static void test_policy(void **state)
 {
 	(void)state;
@@ -526,6 +578,8 @@ static void test_policy(void **state)
 			 DG_LB_ROUND_ROBIN);
 	assert_int_equal(dg_deploy_policy_parse("static"), DG_LB_STATIC);
 	assert_int_equal(dg_deploy_policy_parse("random"), DG_LB_RANDOM);
+	assert_int_equal(dg_deploy_policy_parse("key"), DG_LB_KEY);
+	assert_string_equal(dg_deploy_policy_name(DG_LB_KEY), "key");
 	assert_int_equal(dg_deploy_policy_parse("RR"), -EINVAL);
 	assert_string_equal(dg_deploy_policy_name(DG_LB_RANDOM), "random");
 }
@@ -540,6 +594,7 @@ int main(void)
 		cmocka_unit_test(test_bad),
 		cmocka_unit_test(test_load),
 		cmocka_unit_test(test_policy),
+		cmocka_unit_test(test_workers_ctl),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -32,6 +32,18 @@ void dg_pb_allocator(struct dg_flow *f, ProtobufCAllocator *a);
 int dg_pb_call(struct dg_flow *f, int conn, uint16_t fn,
 	       const ProtobufCMessage *m, uint32_t *rpc_id);
 
+/*
+ * The same with a load-balancing key (dg_call_key): what the stubs of a
+ * method whose request names its key field (docs: "dagger: key=FIELD")
+ * call, with dg_key_hash() of that field.
+ */
+int dg_pb_call_key(struct dg_flow *f, int conn, uint16_t fn, uint32_t key,
+		   const ProtobufCMessage *m, uint32_t *rpc_id);
+int dg_pb_call_sync_key(struct dg_flow *f, int conn, uint16_t fn, uint32_t key,
+			const ProtobufCMessage *m,
+			const ProtobufCMessageDescriptor *d,
+			ProtobufCMessage **out, int timeout_ms);
+
 /* Decodes a completion's response as a message of type d into *out. */
 int dg_pb_take(struct dg_flow *f, const struct dg_completion *c,
 	       const ProtobufCMessageDescriptor *d, ProtobufCMessage **out);
