@@ -398,8 +398,11 @@ poll_fast(struct dg_flow *f, struct dg_completion *c, int max,
 	f->heap_used = 0;
 	s = &f->rx[pos & f->mask];
 	/* Acquire: the frame's bytes were stored before its stamp. */
-	if (!dg_slot_ready(s, pos, csum))
+	if (!dg_slot_ready(s, pos, csum)) {
+		if (csum) /* RDMA rings: an operator may ask for a mode */
+			dg_mode_req_check(f);
 		return 0;
+	}
 	memcpy(&w, &s->len, 8); /* len, fn_id, cnt: one load */
 	len = (uint32_t)w;
 	cnt = (uint32_t)(w >> 48);

@@ -79,12 +79,13 @@ struct dg_flow {
 	uint16_t last_fn; /* the handler found last (handle()) */
 	dg_handler_fn last_h;
 	/* Interface mode and sleeping. */
-	uint8_t mode;	      /* enum dg_mode (RDMA) */
-	uint32_t db_inflight; /* atomic: doorbells posted, not completed */
-	int evfd;	      /* eventfd: the engine (or waker) wakes us */
-	uint32_t sleep_seq;   /* our last sleep's (odd) */
-	uint32_t spin_us;     /* spin this long before sleeping */
-	bool busy_poll;	      /* never sleep */
+	uint8_t mode;		/* enum dg_mode (RDMA) */
+	uint32_t db_inflight;	/* atomic: doorbells posted, not completed */
+	int evfd;		/* eventfd: the engine (or waker) wakes us */
+	uint32_t sleep_seq;	/* our last sleep's (odd) */
+	uint32_t mode_req_seen; /* the engine's last mode request taken */
+	uint32_t spin_us;	/* spin this long before sleeping */
+	bool busy_poll;		/* never sleep */
 } __attribute__((aligned(64)));
 
 enum dg_kick {
@@ -435,6 +436,18 @@ static inline void dg_after_tx(struct dg_flow *f)
  * (something was there, or busy_poll); or a negative errno.
  */
 int dg_flow_sleep(struct dg_flow *f, int timeout_ms, int also_fd);
+/*
+ * An operator asked the engine to switch this flow's mode (ctrl->mode_req
+ * changed): switches it now if no call is outstanding (wake.c). Called
+ * from the idle paths of dg_poll and dg_serve_poll on RDMA rings only.
+ */
+void dg_mode_req(struct dg_flow *f);
+static inline void dg_mode_req_check(struct dg_flow *f)
+{
+	if (DG_UNLIKELY(__atomic_load_n(&f->ctrl->mode_req, __ATOMIC_RELAXED) !=
+			f->mode_req_seen))
+		dg_mode_req(f);
+}
 /* Spins up to f->spin_us for poll() to find work, then sleeps (wake.c). */
 int dg_flow_idle(struct dg_flow *f, uint64_t *idle_since_ns, int timeout_ms,
 		 int also_fd);

@@ -171,8 +171,12 @@ int dg_serve_poll(struct dg_flow *f, int max)
 	dg_rx_release(f);
 	if (DG_UNLIKELY(f->kick == DG_KICK_RDMA) && f->db_sent != f->tx_tail)
 		dg_doorbell(f);
-	if (DG_UNLIKELY(f->rflags))
-		return serve_slow(f, max, 0);
+	if (DG_UNLIKELY(f->rflags)) {
+		n = serve_slow(f, max, 0);
+		if (!n) /* idle: an operator may ask for a mode */
+			dg_mode_req_check(f);
+		return n;
+	}
 	for (pos = f->rx_tail; n < max; pos = f->rx_tail) {
 		const struct dg_frame *s = &f->rx[pos & f->mask];
 		uint32_t len, cnt;

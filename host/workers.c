@@ -325,10 +325,16 @@ static void *disp_main(void *arg)
 			work++;
 		}
 		work += take(d, f);
-		if (work)
+		if (work) {
 			idle = 0;
-		else /* never sleep while requests are at the workers */
+		} else {
+			/* Nothing at the workers: an operator may ask for a
+			 * mode (the switch serves inline while it waits). */
+			if (d->nfree == p->queue && f->rflags)
+				dg_mode_req_check(f);
+			/* never sleep while requests are at the workers */
 			idle_wait(&idle, d->nfree == p->queue);
+		}
 	}
 	return NULL;
 }

@@ -140,6 +140,13 @@ static void tenant_json(const struct dg_nic *n, struct dg_buf *o, uint32_t i,
 		      i, tenant_kind(t), t->nflows, t->slots,
 		      t->dead ? "true" : "false",
 		      t->draining ? "true" : "false", tenant_conns(n, i), pend);
+	/* The flows' interface mode: one name, or "mixed". */
+	for (j = 1; j < t->nflows && t->flows[j].mode == t->flows[0].mode; j++)
+		;
+	dg_buf_printf(o, ",\"mode\":\"%s\"",
+		      t->direct	      ? "shm"
+		      : j < t->nflows ? "mixed"
+				      : dg_mode_name(t->flows[0].mode));
 	if (flows) {
 		dg_buf_add(o, ",\"flow\":[", 9);
 		for (j = 0; j < t->nflows; j++) {
@@ -148,8 +155,10 @@ static void tenant_json(const struct dg_nic *n, struct dg_buf *o, uint32_t i,
 			dg_buf_printf(o, "%s{\"flow\":%u,", j ? "," : "", j);
 			flow_stats_json(o, &fl->st);
 			dg_buf_printf(o,
-				      ",\"pending\":%u,\"rx_credits\":%u,"
-				      "\"tx_unreported\":%u}",
+				      ",\"mode\":\"%s\",\"pending\":%u,"
+				      "\"rx_credits\":%u,\"tx_unreported\":%u}",
+				      t->direct ? "shm"
+						: dg_mode_name(fl->mode),
 				      pend_count(fl),
 				      nic_rx_room((struct tenant *)t,
 						  (struct flow *)fl),
@@ -404,19 +413,64 @@ static int get_tenant(struct dg_nic *n, const struct dg_json *rq,
 }
 
 /*
- * The tenant's interface mode (polling today). Other modes (doorbell,
- * push) are being built; once more than one exists, switching one
- * tenant's mode goes here.
+ * A tenant's interface mode (every flow's). The mode is the host's to
+ * switch (the switch travels in its TX ring, in order with its frames:
+ * DG_CTRL_MODE), so the engine asks: it writes the request into each
+ * flow's engine line (mode_req); the host switches the flow the next time
+ * it polls it idle with no call outstanding. The answer says it was
+ * asked; tenant list shows each flow's mode as the engine runs it.
  */
 static void set_mode(struct dg_nic *n, const struct dg_json *rq,
 		     struct dg_buf *o)
 {
-	uint32_t tid;
+	const char *v = dg_json_str(rq, "value");
+	struct tenant *t;
+	uint32_t tid, f;
+	int mode;
 
 	if (get_tenant(n, rq, o, &tid))
 		return;
-	fail(o, "set mode: not supported yet: tenants have one interface mode "
-		"(polling) in this engine");
+	t = &n->tenants[tid];
+	mode = v ? dg_mode_parse(v) : -EINVAL;
+	if (mode < 0) {
+		fail(o, "set mode: \"value\" must be poll, doorbell or push");
+		return;
+	}
+	if (t->direct) {
+		fail(o,
+		     "set mode: tenant %u is on shared memory, polled in "
+		     "place in every mode",
+		     tid);
+		return;
+	}
+	for (f = 0; f < t->nflows; f++) {
+		struct flow *fl = &t->flows[f];
+
+		fl->mode_req_seq++;
+		fl->ctrl->mode_req = fl->mode_req_seq << 8 | (uint32_t)mode;
+		if (t->hm->ops->write(
+			    t->hm,
+			    dg_ctrl_off(&t->lay, f) +
+				    offsetof(struct dg_flow_ctrl, mode_req),
+			    4, mktag(TAG_WRITE, f, 2))) {
+			fail(o,
+			     "set mode: tenant %u: its queue is full, try "
+			     "again",
+			     tid);
+			return;
+		}
+		/* A sleeping thread must wake to see it: the loop's next
+		 * flush sends the wake-up after this WRITE, same queue. */
+		if (fl->sleep_seq && fl->sleep_seq != fl->woken_seq)
+			fl->wake_due = true;
+	}
+	t->hm->ops->flush(t->hm);
+	ok_begin(o);
+	dg_buf_printf(o,
+		      ",\"tenant\":%u,\"mode\":\"%s\",\"requested\":true,"
+		      "\"note\":\"each flow switches when its host is idle "
+		      "with no call outstanding\"}",
+		      tid, dg_mode_name(mode));
 }
 
 static void cmd_set(struct dg_nic *n, const struct dg_json *rq,

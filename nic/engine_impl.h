@@ -129,6 +129,7 @@ struct flow {
 	 */
 	uint8_t mode;
 	uint32_t db;
+	uint32_t mode_req_seq; /* dagger-ctl set mode: requests sent */
 	/*
 	 * Sleep and wake-up: the host's sleep_seq while its thread sleeps
 	 * (odd; 0: awake), the one last woken, and (RDMA) a wake-up to send

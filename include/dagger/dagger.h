@@ -282,32 +282,6 @@ void dg_server_stop(struct dg_server *s);
 int dg_flow_set_mode(struct dg_flow *f, int mode, int timeout_ms);
 int dg_flow_mode(const struct dg_flow *f);
 
-/* "poll", "doorbell", "push" -> enum dg_mode, or -EINVAL. */
-static inline int dg_mode_parse(const char *s)
-{
-	if (!strcmp(s, "poll"))
-		return DG_MODE_POLL;
-	if (!strcmp(s, "doorbell"))
-		return DG_MODE_DOORBELL;
-	if (!strcmp(s, "push"))
-		return DG_MODE_PUSH;
-	return -EINVAL;
-}
-
-static inline const char *dg_mode_name(int mode)
-{
-	switch (mode) {
-	case DG_MODE_POLL:
-		return "poll";
-	case DG_MODE_DEFAULT:
-	case DG_MODE_DOORBELL:
-		return "doorbell";
-	case DG_MODE_PUSH:
-		return "push";
-	default:
-		return "?";
-	}
-}
 /*
  * Putting a flow into the application's own event loop: dg_flow_fd() is
  * readable once the engine has delivered to the flow after dg_flow_arm()

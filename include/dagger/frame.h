@@ -42,6 +42,7 @@
 #include <errno.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define DG_SLOT_SIZE	 64u
 #define DG_FRAME_HDR	 32u
@@ -180,7 +181,7 @@ static inline int dg_msg_contig(uint32_t pos, uint32_t mask)
  *   [dg_region_hdr][flow 0 ctrl][flow 1 ctrl]...[flow 0 TX][flow 0 RX]...
  */
 #define DG_REGION_MAGIC	  0x44474731u /* "DGG1" */
-#define DG_REGION_VERSION 3u
+#define DG_REGION_VERSION 4u
 #define DG_MAX_FLOWS	  64u
 #define DG_MIN_SLOTS	  64u
 #define DG_MAX_SLOTS	  65536u
@@ -238,7 +239,13 @@ static_assert(offsetof(struct dg_region_hdr, engine_sleep) == 20, "sleep");
 struct dg_flow_ctrl {
 	uint32_t tx_head;
 	uint32_t engine_epoch;
-	uint8_t pad0[DG_SLOT_SIZE - 8];
+	/*
+	 * An operator's request (dagger-ctl set mode): sequence << 8 | enum
+	 * dg_mode, written by the engine; the host switches the flow the
+	 * next time it is idle with no call outstanding, once per sequence.
+	 */
+	uint32_t mode_req;
+	uint8_t pad0[DG_SLOT_SIZE - 12];
 	uint32_t rx_head;
 	uint32_t host_epoch;
 	uint8_t pad1[DG_SLOT_SIZE - 8];
@@ -251,6 +258,7 @@ struct dg_flow_ctrl {
 
 static_assert(sizeof(struct dg_flow_ctrl) == 3 * DG_SLOT_SIZE, "three lines");
 static_assert(DG_MAX_FLOWS <= 256, "a flow fits an immediate's low byte");
+static_assert(offsetof(struct dg_flow_ctrl, mode_req) == 8, "mode_req");
 static_assert(offsetof(struct dg_flow_ctrl, rx_head) == DG_SLOT_SIZE,
 	      "rx_head on its own line");
 static_assert(offsetof(struct dg_flow_ctrl, tx_db) == 2 * DG_SLOT_SIZE,
@@ -269,6 +277,33 @@ enum dg_mode {
 	DG_MODE_PUSH = 3,     /* host WRITEs the frames into the engine */
 	DG_MODE_COUNT,
 };
+
+/* "poll", "doorbell", "push" -> enum dg_mode, or -EINVAL. */
+static inline int dg_mode_parse(const char *s)
+{
+	if (!strcmp(s, "poll"))
+		return DG_MODE_POLL;
+	if (!strcmp(s, "doorbell"))
+		return DG_MODE_DOORBELL;
+	if (!strcmp(s, "push"))
+		return DG_MODE_PUSH;
+	return -EINVAL;
+}
+
+static inline const char *dg_mode_name(int mode)
+{
+	switch (mode) {
+	case DG_MODE_POLL:
+		return "poll";
+	case DG_MODE_DEFAULT:
+	case DG_MODE_DOORBELL:
+		return "doorbell";
+	case DG_MODE_PUSH:
+		return "push";
+	default:
+		return "?";
+	}
+}
 
 /*
  * The immediate value of a host's or an engine's WRITE WITH IMMEDIATE:

@@ -16,7 +16,10 @@
  *    policy changed. Two client threads check that every call completes
  *    exactly once with its own bytes;
  *  - reload refuses a changed port (nothing applied, exit 1, the reason);
- *    set mode answers "not supported yet"; bad commands exit 2;
+ *    set mode with a bad mode or tenant exits 1; bad commands exit 2;
+ *  - set mode: the server tenants' flows switch poll/doorbell/push under
+ *    load (in the cycle above) and, idle and asleep, are woken to switch;
+ *    tenant list shows each tenant's mode;
  *  - tenant evict: an RDMA server tenant is cut off (its host sees
  *    -ENOTCONN), the service goes on with the other server.
  */
@@ -388,6 +391,12 @@ static void test_live_changes_under_load(void **state)
 		"set policy echo random",
 		"set policy echo static",
 		"set policy echo rr",
+		"set mode 0 push",
+		"set mode 1 poll",
+		"set mode 0 doorbell",
+		"set mode 1 push",
+		"set mode 0 poll",
+		"set mode 1 doorbell",
 		"tenant drain 0",
 		"tenant drain 0 --off",
 		"reload",
@@ -467,6 +476,65 @@ static void test_live_changes_under_load(void **state)
 	assert_int_equal(ctl(NULL, "reload"), 0);
 }
 
+/* The tenants' mode as tenant list shows it: "poll", "push", "mixed"... */
+static int tenant_mode_is(uint32_t tid, const char *mode)
+{
+	struct dg_json *j = ctl_json("tenant list");
+	const struct dg_json *t;
+	int ok = 0;
+
+	for (t = dg_json_get(j, "tenants")->child; t; t = t->next)
+		if (dg_json_uint(t, "id", 999) == tid)
+			ok = !strcmp(dg_json_str(t, "mode"), mode);
+	dg_json_free(j);
+	return ok;
+}
+
+/*
+ * Idle server tenants (their dispatch threads asleep) are asked for a
+ * mode: the engine wakes them, each flow switches, and calls still work.
+ */
+static void test_set_mode_idle(void **state)
+{
+	static const char *const modes[] = {"push", "poll", "doorbell"};
+	struct dg_host *cli = attach(1);
+	struct dg_flow *f = dg_host_flow(cli, 0);
+	char out[16];
+	size_t olen;
+	uint32_t m, t;
+	int conn = dg_connect(f, NULL, 0, "echo", 10000);
+
+	(void)state;
+	assert_true(conn >= 0);
+	for (m = 0; m < 3; m++) {
+		uint64_t until;
+
+		usleep(200000); /* long enough for the servers to sleep */
+		for (t = 0; t < 2; t++)
+			assert_int_equal(
+				ctl(NULL, "set mode %u %s", t, modes[m]), 0);
+		until = now_ms() + 20000;
+		while (!(tenant_mode_is(0, modes[m]) &&
+			 tenant_mode_is(1, modes[m])) &&
+		       now_ms() < until)
+			usleep(10000);
+		printf("# server tenants asked for %s: %s\n", modes[m],
+		       tenant_mode_is(0, modes[m]) &&
+				       tenant_mode_is(1, modes[m])
+			       ? "switched"
+			       : "NOT switched");
+		assert_true(tenant_mode_is(0, modes[m]));
+		assert_true(tenant_mode_is(1, modes[m]));
+		olen = sizeof(out);
+		assert_int_equal(dg_call_sync(f, conn, FN_ECHO, "mode", 4, out,
+					      &olen, 20000),
+				 0);
+		assert_memory_equal(out, "mode", 4);
+	}
+	dg_close(f, conn);
+	dg_host_detach(cli);
+}
+
 static void test_refusals(void **state)
 {
 	struct dg_json *j;
@@ -495,7 +563,8 @@ static void test_refusals(void **state)
 		assert_non_null(strstr(line, "nothing applied"));
 	}
 	write_yaml(32, "key", E.port);
-	assert_int_equal(ctl(NULL, "set mode 0 doorbell"), 1);
+	assert_int_equal(ctl(NULL, "set mode 0 warp"), 1);
+	assert_int_equal(ctl(NULL, "set mode 63 push"), 1);
 	assert_int_equal(ctl(NULL, "set batch 0"), 1);
 	assert_int_equal(ctl(NULL, "frobnicate"), 2);
 	assert_int_equal(ctl(NULL, "set policy echo fastest"), 1);
@@ -552,6 +621,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_stats_and_prometheus),
 		cmocka_unit_test(test_live_changes_under_load),
+		cmocka_unit_test(test_set_mode_idle),
 		cmocka_unit_test(test_refusals),
 		cmocka_unit_test(test_evict),
 	};

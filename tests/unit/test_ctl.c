@@ -851,7 +851,12 @@ static void test_drain_evict(void **state)
 		 "{\"v\":1,\"cmd\":\"set\",\"name\":\"mode\",\"tenant\":%u,"
 		 "\"value\":\"push\"}",
 		 ta);
-	expect_error(fd, rq, "not supported yet");
+	expect_error(fd, rq, "is on shared memory, polled in place");
+	snprintf(rq, sizeof(rq),
+		 "{\"v\":1,\"cmd\":\"set\",\"name\":\"mode\",\"tenant\":%u,"
+		 "\"value\":\"warp\"}",
+		 ta);
+	expect_error(fd, rq, "must be poll, doorbell or push");
 	dg_close(f, conn);
 	dg_server_stop(a);
 	dg_server_stop(b);
