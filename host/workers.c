@@ -16,16 +16,29 @@
  * number per cell says whose turn the cell is), sized so that they never
  * fill: a dispatch thread has at most `queue` slots out. Per request: two
  * copies (request in, response out), two queue hand-overs, no
- * allocation, no lock, no system call. Idle threads yield, and sleep
- * briefly after a long idle spell (as dispatch threads do).
+ * allocation, no lock, no system call while busy.
+ *
+ * Idle threads sleep, as dispatch threads do (docs/ARCHITECTURE.md,
+ * "Sleeping and waking"): after their spin a worker counts itself in
+ * `sleepers`, fences, looks at the work queue once more and blocks on the
+ * pool's eventfd (a semaphore); a dispatch thread that queued work fences
+ * and writes one count per sleeper it saw. A dispatch thread with
+ * nothing at the workers sleeps on its flow (the engine wakes it); with
+ * requests out it sets `sleeping`, fences, looks at its done queue once
+ * more and sleeps on its flow and its own eventfd, which a worker writes
+ * after queueing a response if it saw the flag. Each side's store comes
+ * before its load in the fences' order: one of them sees the other.
  */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <sched.h>
 #include <stdlib.h>
 #include <string.h>
+#include <poll.h>
+#include <sys/eventfd.h>
 #include <sys/mman.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "host_impl.h"
 
@@ -142,6 +155,8 @@ struct disp {
 	uint32_t *free; /* free slot numbers: the dispatch thread's alone */
 	uint32_t nfree;
 	struct queue done; /* workers -> this dispatch thread */
+	int wake_fd;	   /* eventfd: a response queued while it slept */
+	int sleeping;	   /* atomic: waits for responses, asleep */
 };
 
 struct worker {
@@ -161,6 +176,8 @@ struct dg_pool {
 	struct worker *w;
 	uint32_t nw, nw_started;
 	struct queue work; /* dispatch threads -> workers */
+	int work_fd;	   /* eventfd (semaphore): work for a sleeping worker */
+	int sleepers;	   /* atomic: workers asleep or about to be */
 	int stop;	   /* atomic */
 	int ready;	   /* atomic: dispatch threads registered */
 	int rc;
@@ -176,26 +193,71 @@ static dg_handler_fn find_handler(const struct dg_service_def *d, uint16_t fn)
 	return NULL;
 }
 
-/* A short wait while idle: yield, and after a long spell sleep a little. */
-static void idle_wait(uint32_t *idle, bool may_sleep)
+/* Whether the queue holds nothing (a look, not a take). */
+static bool q_empty(struct queue *q)
 {
-	if (++*idle < 1024)
-		return;
-	if (*idle < 1000000 || !may_sleep) {
-		sched_yield();
-	} else {
-		struct timespec ts = {0, 200000};
+	uint64_t pos = __atomic_load_n(&q->tail, __ATOMIC_RELAXED);
 
-		nanosleep(&ts, NULL);
-		*idle = 999000;
+	return (int64_t)(__atomic_load_n(&q->c[pos & q->mask].seq,
+					 __ATOMIC_ACQUIRE) -
+			 (pos + 1)) < 0;
+}
+
+static uint64_t now_ns(void)
+{
+	struct timespec t;
+
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000000000ull + (uint64_t)t.tv_nsec;
+}
+
+/* Whether a thread idle since *since (0: just now) spun long enough. */
+static bool spun(uint64_t *since, uint32_t spin_us)
+{
+	uint64_t now = now_ns();
+
+	if (!*since) {
+		*since = now;
+		return false;
 	}
+	return now - *since >= spin_us * 1000ull;
+}
+
+/* A worker with nothing to do: sleeps until work is queued (or stop). */
+static void worker_sleep(struct dg_pool *p)
+{
+	struct pollfd pf = {.fd = p->work_fd, .events = POLLIN};
+	uint64_t v;
+
+	/* Counted before the last look: a dispatch thread that queues work
+	 * after our look fences, then sees us counted and writes. */
+	__atomic_add_fetch(&p->sleepers, 1, __ATOMIC_SEQ_CST);
+	if (q_empty(&p->work) && !__atomic_load_n(&p->stop, __ATOMIC_RELAXED) &&
+	    poll(&pf, 1, -1) == 1 && read(p->work_fd, &v, sizeof(v)) < 0)
+		v = 0; /* another worker took the count: look again */
+	__atomic_sub_fetch(&p->sleepers, 1, __ATOMIC_RELAXED);
+}
+
+/* After queueing n requests: wake as many sleeping workers. */
+static void wake_workers(struct dg_pool *p, int n)
+{
+	uint64_t one = 1;
+	int s;
+
+	/* The queued cells before our look at the sleepers (see above). */
+	__atomic_thread_fence(__ATOMIC_SEQ_CST);
+	s = __atomic_load_n(&p->sleepers, __ATOMIC_RELAXED);
+	for (; n > 0 && s > 0; n--, s--)
+		if (write(p->work_fd, &one, sizeof(one)) < 0)
+			break;
 }
 
 static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct dg_pool *p = w->p;
-	uint32_t idle = 0, v;
+	uint64_t idle = 0;
+	uint32_t v, spins = 0;
 
 	while (!__atomic_load_n(&p->stop, __ATOMIC_RELAXED)) {
 		struct disp *d;
@@ -206,7 +268,9 @@ static void *worker_main(void *arg)
 		int st;
 
 		if (!q_pop(&p->work, &v)) {
-			idle_wait(&idle, true);
+			if (!(++spins & 63) &&
+			    spun(&idle, p->h->flows[p->d[0].flow].spin_us))
+				worker_sleep(p);
 			continue;
 		}
 		idle = 0;
@@ -236,6 +300,14 @@ static void *worker_main(void *arg)
 		s->status = st;
 		s->resp_len = resp.len;
 		q_push(&d->done, v & 0xffff);
+		/* The cell before our look at the flag (see the top). */
+		__atomic_thread_fence(__ATOMIC_SEQ_CST);
+		if (__atomic_load_n(&d->sleeping, __ATOMIC_RELAXED)) {
+			uint64_t one = 1;
+
+			if (write(d->wake_fd, &one, sizeof(one)) < 0)
+				continue; /* full: it is awake anyway */
+		}
 	}
 	return NULL;
 }
@@ -302,6 +374,8 @@ static int take(struct disp *d, struct dg_flow *f)
 		q_push(&d->p->work, d->idx << 16 | i);
 		n++;
 	}
+	if (n)
+		wake_workers(d->p, n);
 	return n;
 }
 
@@ -310,7 +384,8 @@ static void *disp_main(void *arg)
 	struct disp *d = arg;
 	struct dg_pool *p = d->p;
 	struct dg_flow *f = dg_host_flow(p->h, d->flow);
-	uint32_t idle = 0, v;
+	uint64_t idle = 0, v64;
+	uint32_t v, spins = 0;
 	int rc;
 
 	rc = dg_serve(f, p->def, 10000);
@@ -324,17 +399,30 @@ static void *disp_main(void *arg)
 			respond(d, f, v);
 			work++;
 		}
+		/* The responses are told (or the engine kicked) once. */
+		if (work)
+			dg_after_tx(f);
 		work += take(d, f);
 		if (work) {
 			idle = 0;
-		} else {
-			/* Nothing at the workers: an operator may ask for a
-			 * mode (the switch serves inline while it waits). */
-			if (d->nfree == p->queue && f->rflags)
-				dg_mode_req_check(f);
-			/* never sleep while requests are at the workers */
-			idle_wait(&idle, d->nfree == p->queue);
+			continue;
 		}
+		/* Nothing at the workers: an operator may ask for a mode
+		 * (the switch serves inline while it waits). */
+		if (d->nfree == p->queue && f->rflags)
+			dg_mode_req_check(f);
+		if ((++spins & 63) || !spun(&idle, f->spin_us) || f->busy_poll)
+			continue;
+		/* Asleep for the workers too (see the top), then the engine's
+		 * wake-up, a response, or stop (which writes wake_fd). */
+		__atomic_store_n(&d->sleeping, 1, __ATOMIC_SEQ_CST);
+		if (q_empty(&d->done) &&
+		    !__atomic_load_n(&p->stop, __ATOMIC_RELAXED))
+			dg_flow_sleep(f, -1, d->wake_fd);
+		__atomic_store_n(&d->sleeping, 0, __ATOMIC_RELAXED);
+		while (read(d->wake_fd, &v64, sizeof(v64)) > 0)
+			;
+		idle = 0;
 	}
 	return NULL;
 }
@@ -351,12 +439,16 @@ static void pool_free(struct dg_pool *p)
 		free(d->slots);
 		free(d->free);
 		free(d->done.c);
+		if (d->wake_fd >= 0)
+			close(d->wake_fd);
 	}
 	for (i = 0; p->w && i < p->nw; i++) {
 		if (p->w[i].own)
 			free(p->w[i].own->heap);
 		free(p->w[i].own);
 	}
+	if (p->work_fd >= 0)
+		close(p->work_fd);
 	free(p->d);
 	free(p->w);
 	free(p->work.c);
@@ -365,11 +457,20 @@ static void pool_free(struct dg_pool *p)
 
 void dg_pool_stop(struct dg_pool *p)
 {
+	uint64_t one = 1;
 	uint32_t i;
 
 	if (!p)
 		return;
+
 	__atomic_store_n(&p->stop, 1, __ATOMIC_RELAXED);
+	/* Sleepers look at stop when woken: wake every one. */
+	for (i = 0; i < p->nd_started; i++)
+		if (write(p->d[i].wake_fd, &one, sizeof(one)) < 0)
+			continue;
+	for (i = 0; i < p->nw_started; i++)
+		if (write(p->work_fd, &one, sizeof(one)) < 0)
+			continue;
 	for (i = 0; i < p->nd_started; i++)
 		pthread_join(p->d[i].thr, NULL);
 	for (i = 0; i < p->nw_started; i++)
@@ -417,11 +518,19 @@ int dg_pool_start(struct dg_host *h, const struct dg_service_def *def,
 	p->nw = o->workers;
 	p->d = calloc(p->nd, sizeof(*p->d));
 	p->w = calloc(p->nw, sizeof(*p->w));
-	if (!p->d || !p->w || q_init(&p->work, p->queue * p->nd + 1) < 0)
+	p->work_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK | EFD_SEMAPHORE);
+	for (i = 0; p->d && i < p->nd; i++)
+		p->d[i].wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+	if (!p->d || !p->w || p->work_fd < 0 ||
+	    q_init(&p->work, p->queue * p->nd + 1) < 0)
 		goto fail;
 	for (i = 0; i < p->nd; i++) {
 		struct disp *d = &p->d[i];
 
+		if (d->wake_fd < 0) {
+			rc = -EMFILE;
+			goto fail;
+		}
 		d->p = p;
 		d->idx = i;
 		d->flow = o->first_flow + i;
