@@ -153,10 +153,14 @@ static void *client_main(void *arg)
 /*
  * An engine and hosts that sleep after 1 us without work, 2 clients, each
  * with a server thread of its own (a service each), 2 x 6000 synchronous
- * calls with pauses between them.
+ * calls with pauses between them. *state: worker threads per server (0:
+ * dispatch threads run the handlers; else a worker pool, whose workers
+ * and dispatch threads sleep too).
  */
 static void test_sleep_wake_stress(void **state)
 {
+	struct dg_server_opts so = {.nthreads = 1,
+				    .workers = *(const uint32_t *)*state};
 	struct dg_nic_opts no = {.spin_us = 1};
 	struct dg_nic *nic;
 	struct dg_host_opts o = {.detach_local = dg_nic_detach_cb,
@@ -172,16 +176,16 @@ static void test_sleep_wake_stress(void **state)
 	uint64_t ssleeps = 0, csleeps = 0, missed = 0;
 	int i;
 
-	(void)state;
 	assert_int_equal(dg_nic_create(&no, &nic), 0);
 	assert_int_equal(pthread_create(&et, NULL, engine_main, nic), 0);
 	o.local_arg = nic;
 	o.nflows = NCLIENTS;
 	assert_int_equal(dg_host_attach(&o, &srv), 0);
-	for (i = 0; i < NCLIENTS; i++)
-		assert_int_equal(dg_server_start(srv, &pair_svc[i], (uint32_t)i,
-						 1, &s[i]),
-				 0);
+	for (i = 0; i < NCLIENTS; i++) {
+		so.first_flow = (uint32_t)i;
+		assert_int_equal(
+			dg_server_start_opts(srv, &pair_svc[i], &so, &s[i]), 0);
+	}
 	o.nflows = 1;
 	for (i = 0; i < NCLIENTS; i++) {
 		assert_int_equal(dg_host_attach(&o, &cli[i]), 0);
@@ -304,10 +308,15 @@ static void test_flow_fd(void **state)
 	dg_nic_destroy(nic);
 }
 
+static const uint32_t no_workers = 0, two_workers = 2;
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_sleep_wake_stress),
+		cmocka_unit_test_prestate(test_sleep_wake_stress,
+					  (void *)&no_workers),
+		cmocka_unit_test_prestate(test_sleep_wake_stress,
+					  (void *)&two_workers),
 		cmocka_unit_test(test_flow_fd),
 	};
 
