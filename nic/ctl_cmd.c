@@ -93,14 +93,16 @@ static void flow_stats_json(struct dg_buf *o, const struct flow_stats *s)
 		"\"rpcs_tx\":%llu,\"frames_tx\":%llu,\"bytes_tx\":%llu,"
 		"\"rpcs_rx\":%llu,\"frames_rx\":%llu,\"reads\":%llu,"
 		"\"read_slots\":%llu,\"writes\":%llu,\"busy\":%llu,"
-		"\"stalled\":%llu,\"drops\":{",
+		"\"stalled\":%llu,\"doorbells\":%llu,\"wakes\":%llu,"
+		"\"drops\":{",
 		(unsigned long long)s->rpcs_tx,
 		(unsigned long long)s->frames_tx,
 		(unsigned long long)s->bytes_tx, (unsigned long long)s->rpcs_rx,
 		(unsigned long long)s->frames_rx, (unsigned long long)s->reads,
 		(unsigned long long)s->read_slots,
 		(unsigned long long)s->writes, (unsigned long long)s->busy,
-		(unsigned long long)s->stalled);
+		(unsigned long long)s->stalled,
+		(unsigned long long)s->doorbells, (unsigned long long)s->wakes);
 	for (r = 0; r < DROP_NREASONS; r++)
 		dg_buf_printf(o, "%s\"%s\":%llu", r ? "," : "", drop_names[r],
 			      (unsigned long long)s->drops[r]);
@@ -121,6 +123,8 @@ static void flow_stats_sum(struct flow_stats *d, const struct flow_stats *s)
 	d->writes += s->writes;
 	d->busy += s->busy;
 	d->stalled += s->stalled;
+	d->doorbells += s->doorbells;
+	d->wakes += s->wakes;
 	for (r = 0; r < DROP_NREASONS; r++)
 		d->drops[r] += s->drops[r];
 }
@@ -291,11 +295,14 @@ static void cmd_stats(struct dg_nic *n, const struct dg_json *rq,
 	ok_begin(o);
 	dg_buf_printf(o,
 		      ",\"engine\":{\"id\":%u,\"uptime_s\":%.3f,\"loops\":%llu,"
-		      "\"tenants\":%u,\"shm_tenants\":%u,\"services\":%u,"
+		      "\"sleeps\":%llu,\"missed_wakes\":%llu,\"tenants\":%u,"
+		      "\"shm_tenants\":%u,\"services\":%u,"
 		      "\"peers\":%u,\"attach_refused\":%llu,\"conns\":{",
 		      n->o.engine_id, (double)(mono_ns() - n->start_ns) / 1e9,
-		      (unsigned long long)n->loops, ntenants, nshm, nsvc, npeer,
-		      (unsigned long long)n->attach_refused);
+		      (unsigned long long)n->loops,
+		      (unsigned long long)n->sleeps,
+		      (unsigned long long)n->missed_wakes, ntenants, nshm, nsvc,
+		      npeer, (unsigned long long)n->attach_refused);
 	for (i = 1, k = 0; i < 6; i++) {
 		dg_buf_printf(o, "\"%s\":%u,", states[i], cs[i]);
 		k += cs[i];

@@ -71,7 +71,7 @@ static void usage(FILE *f)
 		"usage: dagger-echo server --engine ENGINE [--threads N] "
 		"[--delay-us US]\n"
 		"                         [--lb rr|static|random|key] "
-		"[--workers N]\n"
+		"[--workers N] [--wait S]\n"
 		"       dagger-echo client --engine ENGINE "
 		"[--remote ADDR[:PORT]] [--wait S] [-n RPCS] [-s SIZE]\n"
 		"--mode poll|doorbell|push: how the engine learns of new "
@@ -81,9 +81,11 @@ static void usage(FILE *f)
 		"unix:PATH (an\n"
 		"engine daemon on this machine: dagger-nic --shm PATH).\n"
 		"--remote names the engine the echo server is behind, when it\n"
-		"is not the client's own engine; --wait retries the "
-		"connection\n"
-		"for S seconds while the service is not registered yet.\n"
+		"is not the client's own engine; --wait retries the attach "
+		"(server\n"
+		"and client) and the connection for S seconds while the "
+		"engine is\n"
+		"not up or the service not registered yet.\n"
 		"--workers N runs the handlers on a pool of N worker "
 		"threads behind\n"
 		"the --threads dispatch threads (default: on the dispatch "
@@ -194,7 +196,13 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	ho.nflows = strcmp(argv[1], "server") ? 1 : threads;
-	rc = dg_host_attach(&ho, &h);
+	/* The engine may still be starting: retry within --wait. */
+	{
+		uint64_t until = now_ns() + wait_s * 1000000000ull;
+
+		while ((rc = dg_host_attach(&ho, &h)) != 0 && now_ns() < until)
+			usleep(200000);
+	}
 	if (rc) {
 		fprintf(stderr, "dagger-echo: cannot attach to %s: %s\n", spec,
 			strerror(-rc));
