@@ -61,7 +61,8 @@ struct cfg {
 	char listen_addr[64];
 	uint16_t listen_port;
 	uint32_t threads, sthreads, conns, size, window, work_ns, slots;
-	int iface; /* --mode: enum dg_mode (0: the library's default) */
+	int iface;	/* --mode: enum dg_mode (0: the library's default) */
+	uint32_t trace; /* --trace N: every Nth call is traced (0: none) */
 	uint32_t spin_us;
 	bool busy_poll;
 	double rate, duration, warmup, wait;
@@ -397,6 +398,7 @@ struct cli_thread {
 	struct dg_host *h;
 	uint32_t flow;
 	struct bench_hist hist;
+	struct bench_hist *thist; /* --trace: the traced calls' latency */
 	uint64_t rpcs, errors, busy_cyc, empty, busy;
 	int first_err;
 	pthread_t thr;
@@ -431,6 +433,7 @@ static void *client_main(void *arg)
 	struct cli_thread *t = arg;
 	struct dg_flow *f = dg_host_flow(t->h, t->flow);
 	uint64_t *ts = calloc(TS_MASK + 1, sizeof(*ts));
+	uint8_t *traced = C.trace ? calloc(TS_MASK + 1, 1) : NULL;
 	uint8_t *buf = calloc(1, C.size ? C.size : 1);
 	int *conns = calloc(C.conns, sizeof(*conns));
 	uint64_t seed = 0x9e3779b97f4a7c15ull * (t->flow + 1), next = 0;
@@ -446,7 +449,7 @@ static void *client_main(void *arg)
 	uint64_t *again = calloc(C.window, sizeof(*again));
 	uint32_t nagain = 0;
 
-	if (!ts || !buf || !conns || !again) {
+	if (!ts || !buf || !conns || !again || (C.trace && !traced)) {
 		t->live.rc = -ENOMEM;
 		goto out;
 	}
@@ -492,8 +495,16 @@ static void *client_main(void *arg)
 			cg = C.callgrind && ph == 1;
 			sz = C.size;
 			t0 = bench_cycles();
-			rc = cg ? cg_call(f, cn, fn, buf, sz, &id)
-				: dg_call(f, cn, fn, buf, sz, &id);
+			if (C.trace && rr % C.trace == 0) {
+				rc = dg_call_traced(f, cn, fn, buf, sz, &id);
+				if (!rc)
+					traced[id & TS_MASK] = 1;
+			} else {
+				rc = cg ? cg_call(f, cn, fn, buf, sz, &id)
+					: dg_call(f, cn, fn, buf, sz, &id);
+				if (!rc && traced)
+					traced[id & TS_MASK] = 0;
+			}
 			if (rc == -EAGAIN)
 				break; /* ring full: completions first */
 			if (rc) {
@@ -554,6 +565,8 @@ static void *client_main(void *arg)
 			if (ph != 1)
 				continue;
 			hist_add(&t->hist, now - s);
+			if (traced && traced[c[i].rpc_id & TS_MASK])
+				hist_add(t->thist, now - s);
 			t->rpcs++;
 			if (c[i].status != 0 || c[i].len != C.size) {
 				t->errors++;
@@ -590,10 +603,56 @@ static void *client_main(void *arg)
 			dg_close(f, conns[i]);
 out:
 	free(ts);
+	free(traced);
 	free(buf);
 	free(conns);
 	free(again);
 	return NULL;
+}
+
+/* The in-process engine (local mode): its trace is printed with ours. */
+static struct dg_nic *local_nic;
+
+/*
+ * --trace: the traced calls' end-to-end latency, and (local mode) the
+ * engine's hops for them; engines in other processes give theirs through
+ * dagger-ctl stats ("trace").
+ */
+static void print_trace(struct cli_thread *t)
+{
+	struct bench_hist *h = malloc(sizeof(*h));
+	struct dg_nic_stats ns = {0};
+	bool eng = local_nic && !dg_nic_stats(local_nic, &ns, 5000);
+	uint32_t i;
+
+	if (!h)
+		return;
+	hist_init(h);
+	for (i = 0; i < C.threads; i++)
+		hist_merge(h, t[i].thist);
+	if (C.json)
+		printf("{\"bench\":\"dagger-trace\",\"label\":\"%s\","
+		       "\"every\":%u,\"n\":%llu,\"total_p50_us\":%.2f,"
+		       "\"total_p99_us\":%.2f,\"engine_n\":%llu,"
+		       "\"server_p50_us\":%.2f,\"remote_p50_us\":%.2f}\n",
+		       C.label ? C.label : "", C.trace,
+		       (unsigned long long)h->n, hist_pct(h, 0.5) / 1e3,
+		       hist_pct(h, 0.99) / 1e3,
+		       (unsigned long long)ns.trace_server_n,
+		       ns.trace_server_p50_ns / 1e3,
+		       ns.trace_remote_p50_ns / 1e3);
+	else
+		printf("# trace (every %u%s call): %llu calls, p50 %.2f us end "
+		       "to end%s",
+		       C.trace, C.trace == 1 ? "st" : "th",
+		       (unsigned long long)h->n, hist_pct(h, 0.5) / 1e3,
+		       eng ? "" : "\n");
+	if (!C.json && eng)
+		printf("; engine: request in the server's RX ring -> response "
+		       "out of its TX ring p50 %.2f us (%llu calls)\n",
+		       ns.trace_server_p50_ns / 1e3,
+		       (unsigned long long)ns.trace_server_n);
+	free(h);
 }
 
 /* Runs the client threads on host h; prints the result. */
@@ -622,6 +681,10 @@ static int run_clients(struct dg_host *h)
 		t[i].h = h;
 		t[i].flow = i;
 		hist_init(&t[i].hist);
+		t[i].thist = malloc(sizeof(*t[i].thist));
+		if (!t[i].thist)
+			return 1;
+		hist_init(t[i].thist);
 		pthread_create(&t[i].thr, NULL, client_main, &t[i]);
 		if (C.pin)
 			pin_thread(t[i].thr, (int)i);
@@ -663,6 +726,8 @@ static int run_clients(struct dg_host *h)
 			"interval\n",
 			r.bench);
 	bench_print(&r, C.json, true);
+	if (C.trace)
+		print_trace(t);
 	if (C.cdf) {
 		FILE *f = fopen(C.cdf, "w");
 
@@ -674,6 +739,8 @@ static int run_clients(struct dg_host *h)
 				strerror(errno));
 		}
 	}
+	for (i = 0; i < C.threads; i++)
+		free(t[i].thist);
 	free(t);
 	free(all);
 	return rc || !r.rpcs;
@@ -741,6 +808,7 @@ static int run_local(void)
 			C.listen_addr, C.listen_port);
 		return 1;
 	}
+	local_nic = nic;
 	pthread_create(&et, NULL, engine_main, nic);
 	if (C.pin)
 		pin_thread(et, (int)sysconf(_SC_NPROCESSORS_ONLN) - 1);
@@ -842,6 +910,11 @@ static void usage(FILE *f)
 		"  --spin-us N         spin N us before a waiting thread "
 		"sleeps\n"
 		"  --busy-poll         never sleep\n"
+		"  --trace N           every Nth call is traced: its latency, "
+		"and (local\n"
+		"                      mode) the engine's hops; other engines "
+		"give theirs\n"
+		"                      in dagger-ctl stats\n"
 		"local mode: the engine runs in this process and its hosts "
 		"reach it by shared\n"
 		"memory; with --listen it also takes peer links on "
@@ -892,24 +965,41 @@ static int parse_d(const char *s, double *v)
 
 int main(int argc, char **argv)
 {
-	static const struct option lo[] = {
-		{"engine", 1, 0, 'e'},	       {"src", 1, 0, 'S'},
-		{"remote", 1, 0, 'r'},	       {"service", 1, 0, 'N'},
-		{"loopback", 0, 0, 'L'},       {"threads", 1, 0, 't'},
-		{"server-threads", 1, 0, 'T'}, {"conns", 1, 0, 'c'},
-		{"size", 1, 0, 's'},	       {"window", 1, 0, 'w'},
-		{"rate", 1, 0, 'R'},	       {"work-ns", 1, 0, 'W'},
-		{"work-sleep", 0, 0, 'Z'},     {"workers", 1, 0, 'Q'},
-		{"duration", 1, 0, 'd'},       {"warmup", 1, 0, 'u'},
-		{"requests", 1, 0, 'n'},       {"slots", 1, 0, 'l'},
-		{"yield", 0, 0, 'y'},	       {"json", 0, 0, 'j'},
-		{"label", 1, 0, 'b'},	       {"cdf", 1, 0, 'C'},
-		{"quiet", 0, 0, 'q'},	       {"callgrind", 0, 0, 'g'},
-		{"csum", 0, 0, 'K'},	       {"listen", 1, 0, 'A'},
-		{"server-only", 0, 0, 'O'},    {"pin", 0, 0, 'P'},
-		{"wait", 1, 0, 'X'},	       {"mode", 1, 0, 'M'},
-		{"spin-us", 1, 0, 'U'},	       {"busy-poll", 0, 0, 'B'},
-		{"help", 0, 0, 'h'},	       {0, 0, 0, 0}};
+	static const struct option lo[] = {{"engine", 1, 0, 'e'},
+					   {"src", 1, 0, 'S'},
+					   {"remote", 1, 0, 'r'},
+					   {"service", 1, 0, 'N'},
+					   {"loopback", 0, 0, 'L'},
+					   {"threads", 1, 0, 't'},
+					   {"server-threads", 1, 0, 'T'},
+					   {"conns", 1, 0, 'c'},
+					   {"size", 1, 0, 's'},
+					   {"window", 1, 0, 'w'},
+					   {"rate", 1, 0, 'R'},
+					   {"work-ns", 1, 0, 'W'},
+					   {"work-sleep", 0, 0, 'Z'},
+					   {"workers", 1, 0, 'Q'},
+					   {"duration", 1, 0, 'd'},
+					   {"warmup", 1, 0, 'u'},
+					   {"requests", 1, 0, 'n'},
+					   {"slots", 1, 0, 'l'},
+					   {"yield", 0, 0, 'y'},
+					   {"json", 0, 0, 'j'},
+					   {"label", 1, 0, 'b'},
+					   {"cdf", 1, 0, 'C'},
+					   {"quiet", 0, 0, 'q'},
+					   {"callgrind", 0, 0, 'g'},
+					   {"csum", 0, 0, 'K'},
+					   {"listen", 1, 0, 'A'},
+					   {"server-only", 0, 0, 'O'},
+					   {"pin", 0, 0, 'P'},
+					   {"wait", 1, 0, 'X'},
+					   {"mode", 1, 0, 'M'},
+					   {"spin-us", 1, 0, 'U'},
+					   {"busy-poll", 0, 0, 'B'},
+					   {"trace", 1, 0, 'E'},
+					   {"help", 0, 0, 'h'},
+					   {0, 0, 0, 0}};
 	uint32_t frames, need;
 	int o, bad = 0;
 
@@ -970,6 +1060,9 @@ int main(int argc, char **argv)
 			break;
 		case 'B':
 			C.busy_poll = true;
+			break;
+		case 'E':
+			bad |= parse_u32(optarg, &C.trace);
 			break;
 		case 'N':
 			C.service = optarg;

@@ -36,10 +36,9 @@ int dg_flow_claim(struct dg_flow *f)
 
 /* ---- TX ------------------------------------------------------------------ */
 
-/* dg_call beyond one or two frames, and its errors. */
-static __attribute__((noinline)) int call_slow(struct dg_flow *f, int conn,
-					       uint16_t fn, const void *req,
-					       size_t len, uint32_t *rpc_id)
+/* A call with these frame flags (a request's), in general. */
+static int call_flags(struct dg_flow *f, int conn, uint16_t fn, const void *req,
+		      size_t len, uint32_t *rpc_id, uint8_t flags)
 {
 	uint32_t cnt, id;
 	int rc = dg_own(f);
@@ -56,12 +55,26 @@ static __attribute__((noinline)) int call_slow(struct dg_flow *f, int conn,
 		return -EAGAIN;
 	}
 	id = f->next_rpc++;
-	dg_tx_put(f, DG_FF_REQ, 0, id, (uint32_t)conn, fn, req, (uint32_t)len,
-		  cnt);
+	dg_tx_put(f, flags, 0, id, (uint32_t)conn, fn, req, (uint32_t)len, cnt);
 	*rpc_id = id;
 	f->st.calls++;
 	dg_after_tx(f);
 	return 0;
+}
+
+/* dg_call beyond one or two frames, and its errors. */
+static __attribute__((noinline)) int call_slow(struct dg_flow *f, int conn,
+					       uint16_t fn, const void *req,
+					       size_t len, uint32_t *rpc_id)
+{
+	return call_flags(f, conn, fn, req, len, rpc_id, DG_FF_REQ);
+}
+
+int dg_call_traced(struct dg_flow *f, int conn, uint16_t fn, const void *req,
+		   size_t len, uint32_t *rpc_id)
+{
+	return call_flags(f, conn, fn, req, len, rpc_id,
+			  DG_FF_REQ | DG_FF_TRACE);
 }
 
 /*

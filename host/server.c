@@ -95,6 +95,8 @@ static inline bool serve_one(struct dg_flow *f, const struct dg_frame *s,
 {
 	struct dg_request req;
 	struct dg_response resp;
+	/* A traced request's response is traced too. */
+	uint8_t flags = DG_FF_RESP | (s->flags & DG_FF_TRACE);
 	uint32_t cnt;
 	int st;
 
@@ -123,7 +125,7 @@ static inline bool serve_one(struct dg_flow *f, const struct dg_frame *s,
 		f->st.bad_frames++;
 		return false;
 	}
-	dg_tx_put(f, DG_FF_RESP, (uint8_t)st, req.rpc_id, req.conn, req.fn,
+	dg_tx_put(f, flags, (uint8_t)st, req.rpc_id, req.conn, req.fn,
 		  resp.data, resp.len, cnt);
 	f->st.requests++;
 	f->st.responses++;

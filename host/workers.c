@@ -140,6 +140,7 @@ static bool q_pop(struct queue *q, uint32_t *v)
 struct pslot {
 	uint32_t rpc_id, conn, len, resp_len;
 	uint16_t fn;
+	uint8_t trace; /* the request's DG_FF_TRACE */
 	int status;
 	uint8_t *req;  /* DG_MAX_MSG bytes */
 	uint8_t *resp; /* DG_MAX_MSG bytes */
@@ -331,8 +332,8 @@ static void respond(struct disp *d, struct dg_flow *f, uint32_t i)
 			break;
 	}
 	if (!dg_tx_reserve(f, cnt)) {
-		dg_tx_put(f, DG_FF_RESP, (uint8_t)s->status, s->rpc_id, s->conn,
-			  s->fn, s->resp, s->resp_len, cnt);
+		dg_tx_put(f, DG_FF_RESP | s->trace, (uint8_t)s->status,
+			  s->rpc_id, s->conn, s->fn, s->resp, s->resp_len, cnt);
 		f->st.responses++;
 	} else {
 		f->st.bad_frames++;
@@ -368,6 +369,7 @@ static int take(struct disp *d, struct dg_flow *f)
 		s->rpc_id = h->rpc_id;
 		s->conn = h->conn;
 		s->fn = h->fn_id;
+		s->trace = h->flags & DG_FF_TRACE;
 		s->len = m.len;
 		memcpy(s->req, m.data, m.len);
 		f->st.requests++;

@@ -309,6 +309,11 @@ static void cmd_stats(struct dg_nic *n, const struct dg_json *rq,
 	}
 	dg_buf_printf(o, "\"total\":%u},\"totals\":{", k);
 	flow_stats_json(o, &tot);
+	/* Sampled calls' hops (dg_call_traced, dagger-bench --trace). */
+	dg_buf_add(o, "},\"trace\":{\"server\":", 20);
+	latency_json(o, &n->trace_server, false);
+	dg_buf_add(o, ",\"remote\":", 10);
+	latency_json(o, &n->trace_remote, false);
 	dg_buf_add(o, "}},\"tenants\":[", 14);
 	for (i = 0, k = 0; i < MAX_TENANTS; i++) {
 		if (!n->tenants[i].used)

@@ -116,6 +116,15 @@ struct dg_nic_stats {
 	 * sleep protocol is broken.
 	 */
 	uint64_t missed_wakes;
+	/*
+	 * The per-hop trace of sampled calls (dg_call_traced), ns: server,
+	 * a request delivered to its server's RX ring -> the response taken
+	 * from the server's TX ring; remote, a request sent to a peer engine
+	 * -> its response back at this engine.
+	 */
+	uint64_t trace_server_n, trace_remote_n;
+	double trace_server_p50_ns, trace_server_p99_ns;
+	double trace_remote_p50_ns, trace_remote_p99_ns;
 };
 
 /*

@@ -337,6 +337,13 @@ struct dg_nic {
 	dg_nic_reload_fn reload; /* "reload" (dg_nic_set_reload) */
 	void *reload_arg;
 	struct svc_conf svc_conf[MAX_SERVICES];
+	/*
+	 * The per-hop trace of sampled RPCs (DG_FF_TRACE), ns: server, a
+	 * request delivered to its server's RX ring -> the response taken
+	 * from its TX ring (the server host and both detections); remote, a
+	 * client's request sent to a peer engine -> its response back here.
+	 */
+	struct dg_hist trace_server, trace_remote;
 	uint32_t nsvc_conf;
 };
 

@@ -375,6 +375,8 @@ static enum verdict peer_response(struct dg_nic *n, uint32_t pi,
 	/* No room: the FIFO holds it, then the link's credits stop. */
 	if (nic_rx_put(ct, c->flow, m, m->h.conn, 0))
 		return V_RETRY;
+	if (UNLIKELY(m->h.flags & DG_FF_TRACE) && pd->t_ns)
+		dg_hist_add(&n->trace_remote, nic_clock(n) - pd->t_ns);
 	nic_pend_done(&ct->flows[c->flow], pd);
 	return V_DONE;
 }

@@ -134,6 +134,18 @@ static void stats_take(struct dg_nic *n, void *arg)
 	s->attach_refused = n->attach_refused;
 	s->sleeps = n->sleeps;
 	s->missed_wakes = n->missed_wakes;
+	s->trace_server_n = n->trace_server.n;
+	s->trace_server_p50_ns = dg_hist_quantile(
+		n->trace_server.b, n->trace_server.n, n->trace_server.max, 0.5);
+	s->trace_server_p99_ns =
+		dg_hist_quantile(n->trace_server.b, n->trace_server.n,
+				 n->trace_server.max, 0.99);
+	s->trace_remote_n = n->trace_remote.n;
+	s->trace_remote_p50_ns = dg_hist_quantile(
+		n->trace_remote.b, n->trace_remote.n, n->trace_remote.max, 0.5);
+	s->trace_remote_p99_ns =
+		dg_hist_quantile(n->trace_remote.b, n->trace_remote.n,
+				 n->trace_remote.max, 0.99);
 }
 
 int dg_nic_stats(struct dg_nic *n, struct dg_nic_stats *s, int timeout_ms)

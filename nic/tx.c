@@ -47,8 +47,18 @@ static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
 		st = nic_peer_send(n, c->peer, m, cid);
 		if (st == -EAGAIN)
 			return V_RETRY; /* the link's credits: back-pressure */
-		if (!st)		/* tracked: answered if the link dies */
+		if (!st) {		/* tracked: answered if the link dies */
 			nic_pend_push(fl, &m->h, cid);
+			/* A sampled call: when it left (not a service's). */
+			if (UNLIKELY(m->h.flags & DG_FF_TRACE)) {
+				struct pending *p =
+					&fl->pend[(fl->pend_tail - 1) &
+						  fl->pend_mask];
+
+				p->svc = NO_IDX;
+				p->t_ns = nic_clock(n);
+			}
+		}
 		st = st ? DG_ST_UNREACHABLE : 0;
 	} else if (c->svc == SVC_LOOPBACK) {
 		/* Back to the caller as its own response; no room: retry. */
@@ -86,6 +96,8 @@ static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
 		fl->st.drops[DROP_NO_REQUEST]++;
 		return V_DONE;
 	}
+	if (UNLIKELY(m->h.flags & DG_FF_TRACE) && p->t_ns)
+		dg_hist_add(&n->trace_server, nic_clock(n) - p->t_ns);
 	if (c && c->state == CONN_INBOUND) {
 		rc = nic_peer_send(n, c->peer, m, c->remote);
 		if (rc == -EAGAIN) {
@@ -123,12 +135,17 @@ static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
  */
 int nic_frame_check(const struct dg_frame *h)
 {
-	/* Valid flag bytes: one kind, and the key only on a request. */
+	/*
+	 * Valid flag bytes: one kind, the key only on a request, the trace
+	 * mark only on a request or a response.
+	 */
 	static const uint16_t ok = 1u << DG_FF_REQ | 1u << DG_FF_RESP |
 				   1u << DG_FF_CTRL |
 				   1u << (DG_FF_REQ | DG_FF_KEY);
+	uint8_t f = h->flags & (uint8_t)~DG_FF_TRACE;
 
-	if (h->flags >= 16 || !(ok >> h->flags & 1))
+	if (f >= 16 || !(ok >> f & 1) ||
+	    (h->flags & DG_FF_TRACE && (f & DG_FF_CTRL)))
 		return DROP_BAD_FLAGS;
 	if (h->len <= DG_FRAME_PAYLOAD
 		    ? h->cnt != 1

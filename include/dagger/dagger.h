@@ -119,6 +119,14 @@ int dg_close(struct dg_flow *f, int conn);
  */
 int dg_call(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 	    size_t len, uint32_t *rpc_id);
+/*
+ * dg_call, and the call is sampled for the engines' per-hop trace
+ * (DG_FF_TRACE on the request and its response; dg_nic_stats and
+ * dagger-ctl stats give each hop's median). A few instructions more than
+ * dg_call; plain calls pay nothing for it.
+ */
+int dg_call_traced(struct dg_flow *f, int conn, uint16_t fn, const void *req,
+		   size_t len, uint32_t *rpc_id);
 
 /*
  * Keyed calls. A service whose policy is DG_LB_KEY sends every request

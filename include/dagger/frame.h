@@ -61,6 +61,11 @@ enum dg_frame_flags {
 	DG_FF_RESP = 1u << 1, /* response (server -> client) */
 	DG_FF_CTRL = 1u << 2, /* engine <-> host control (no RPC) */
 	DG_FF_KEY = 1u << 3,  /* request: key carries a load-balancing key */
+	/*
+	 * A sampled RPC whose hops the engines time (dg_call_traced,
+	 * dagger-bench --trace): on a request and on its response.
+	 */
+	DG_FF_TRACE = 1u << 4,
 };
 #define DG_FF_KIND (DG_FF_REQ | DG_FF_RESP | DG_FF_CTRL)
 

@@ -592,6 +592,91 @@ static void test_register_race(void **state)
  * The engine's own loopback service answers every request with its bytes,
  * 1 B to 64 KiB; no server can register that name.
  */
+/*
+ * Traced calls (DG_FF_TRACE): the engine times exactly those (the
+ * server's hop, per call), plain calls not; the mark goes only on a
+ * request or a response (on a control message it is a malformed frame,
+ * dropped and counted).
+ */
+static void test_trace(void **state)
+{
+	struct dg_host *srv = attach(1, 256), *cli = attach(1, 256);
+	struct dg_flow *f = dg_host_flow(cli, 0);
+	struct dg_nic_stats before, after;
+	struct dg_server *s;
+	struct raw r = {0};
+	struct dg_frame fr = {0};
+	const struct dg_frame *got;
+	uint32_t i, id;
+	char out[8];
+	size_t olen;
+	int conn;
+
+	(void)state;
+	assert_int_equal(dg_server_start(srv, &echo_svc, 0, 1, &s), 0);
+	conn = dg_connect(f, NULL, 0, "echo", 5000);
+	assert_true(conn >= 0);
+	assert_int_equal(dg_nic_stats(E.nic, &before, 5000), 0);
+	for (i = 0; i < 100; i++) {
+		struct dg_completion c;
+
+		if (i % 2)
+			assert_int_equal(dg_call_traced(f, conn, FN_ECHO, &i,
+							sizeof(i), &id),
+					 0);
+		else
+			assert_int_equal(
+				dg_call(f, conn, FN_ECHO, &i, sizeof(i), &id),
+				0);
+		assert_int_equal(dg_wait(f, id, &c, 5000), 0);
+		assert_int_equal(c.status, 0);
+		assert_int_equal(c.len, sizeof(i));
+		assert_memory_equal(c.data, &i, sizeof(i));
+	}
+	assert_int_equal(dg_nic_stats(E.nic, &after, 5000), 0);
+	assert_int_equal(after.trace_server_n - before.trace_server_n, 50);
+	assert_true(after.trace_server_p50_ns > 0);
+
+	/* A control message with the mark: dropped, counted. */
+	assert_int_equal(dg_region_layout(1, 64, &r.lay), 0);
+	r.region = aligned_alloc(4096, dg_region_bytes(&r.lay));
+	memset(r.region, 0, dg_region_bytes(&r.lay));
+	*(struct dg_region_hdr *)r.region =
+		(struct dg_region_hdr){.magic = DG_REGION_MAGIC,
+				       .version = DG_REGION_VERSION,
+				       .nflows = 1,
+				       .slots = 64};
+	r.tenant =
+		dg_nic_attach_local(E.nic, r.region, dg_region_bytes(&r.lay));
+	assert_true(r.tenant >= 0);
+	fr = (struct dg_frame){
+		.rpc_id = 1, .cnt = 1, .len = 1, .flags = DG_FF_CTRL | 16};
+	raw_put(&r, &fr);
+	/* A marked request on no connection: taken, answered NO_CONN. */
+	fr = (struct dg_frame){.rpc_id = 2,
+			       .conn = 1234,
+			       .cnt = 1,
+			       .len = 1,
+			       .flags = DG_FF_REQ | DG_FF_TRACE};
+	raw_put(&r, &fr);
+	got = raw_get(&r);
+	assert_non_null(got);
+	assert_int_equal(got->rpc_id, 2);
+	assert_int_equal(got->status, DG_ST_NO_CONN);
+	assert_int_equal(dg_nic_stats(E.nic, &after, 5000), 0);
+	assert_int_equal(after.drops[DG_NIC_DROP_BAD_FLAGS] -
+				 before.drops[DG_NIC_DROP_BAD_FLAGS],
+			 1);
+	dg_nic_detach_local(E.nic, r.tenant);
+	free(r.region);
+	olen = sizeof(out);
+	assert_int_equal(
+		dg_call_sync(f, conn, FN_ECHO, "ok", 2, out, &olen, 5000), 0);
+	dg_server_stop(s);
+	dg_host_detach(cli);
+	dg_host_detach(srv);
+}
+
 static void test_loopback(void **state)
 {
 	struct dg_host *h = attach(2, 4096);
@@ -633,6 +718,7 @@ int main(void)
 		cmocka_unit_test(test_ring_full),
 		cmocka_unit_test(test_malformed_frames),
 		cmocka_unit_test(test_register_race),
+		cmocka_unit_test(test_trace),
 		cmocka_unit_test(test_loopback),
 	};
 
