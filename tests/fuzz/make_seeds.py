@@ -1,0 +1,197 @@
+#!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
+"""Writes the hand-made seed inputs of the fuzz harnesses into
+tests/fuzz/corpus/NAME/seed-*: short scripts in each harness's input
+format (see the comment at the top of each fuzz_*.c), one per behaviour
+a seed should start the fuzzer near. Inputs the fuzzer found and that
+are worth keeping (reproducers above all) live next to them under other
+names; this script does not touch those.
+
+usage: tests/fuzz/make_seeds.py [HARNESS...]
+"""
+import os
+import struct
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+REQ, RESP, CTRL, KEY = 1, 2, 4, 8
+OP_REGISTER, OP_OPEN, OP_CLOSE = 1, 2, 3
+
+
+def frame(stamp=0, csum=0, rpc=0, conn=0, length=0, fn=0, cnt=1, flags=0,
+          status=0, flow=0, key=0, data=b""):
+    return struct.pack("<IIIIIHHBBBBI", stamp, csum, rpc, conn, length, fn,
+                       cnt, flags, status, flow, 0, key) + \
+        data[:32].ljust(32, b"\0")
+
+
+def ctrl_msg(op=0, lb=0, port=0, conn=0, service=b"", peer=b""):
+    return struct.pack("<BBHI", op, lb, port, conn) + \
+        service.ljust(48, b"\0") + peer.ljust(48, b"\0")
+
+
+# ---- engine_tx ---------------------------------------------------------------
+
+def tx_slot(f, fix, fr, payload=b""):
+    """fix 64 (a whole message) reads min(len, 256) payload bytes."""
+    b = bytes([0 | f << 3, fix]) + fr
+    if fix & 64:
+        n = min(struct.unpack_from("<I", fr, 16)[0] % (64 * 56), 256)
+        b += payload[:n].ljust(n, b"\x5a")
+    return b
+
+
+def tx_ctrl(f, sel, msg, name=0, peer=False, length=None):
+    aux = name | (8 if peer else 0) | (16 if length is not None else 0)
+    b = bytes([1 | f << 3, sel, aux]) + msg
+    if length is not None:
+        b += bytes([length])
+    return b
+
+
+def tx_poll(n=1):
+    return bytes([2 | (n - 1) << 4])
+
+
+S_SERVE, C_DRAIN = bytes([3]), bytes([4])
+
+
+def t_drain(f, release=True):
+    return bytes([5 | f << 3 | (16 if release else 0)])
+
+
+def rx_head(f, v):
+    return bytes([6 | f << 3]) + struct.pack("<I", v)
+
+
+def c_call(to_t, length):
+    return bytes([7 | (16 if to_t else 0)]) + struct.pack("<H", length)
+
+
+def engine_tx():
+    seeds = {}
+    # T calls S through A (fix 4) and the loopback through L (fix 8), whole
+    # messages of one, two and many frames; S serves, T reads.
+    s = b"\0"
+    for n, ln in enumerate((5, 60, 700)):
+        s += tx_slot(0, 64 | 4, frame(rpc=100 + n, length=ln, fn=1,
+                                      flags=REQ), bytes(range(64)) * 4)
+        s += tx_slot(0, 64 | 8, frame(rpc=200 + n, length=ln * 3, fn=2,
+                                      flags=REQ | KEY, key=7))
+    s += tx_poll(4) + S_SERVE + tx_poll(4) + t_drain(0)
+    seeds["calls"] = s
+    # The same on a checksummed ring.
+    seeds["calls-csum"] = b"\1" + s[1:]
+    # T answers C's calls it holds (fix 16), once and then again, and a
+    # response to nothing; C reads.
+    s = b"\0"
+    s += tx_slot(1, 16 | 32 | 1, frame(rpc=0, length=3, flags=RESP,
+                                       data=b"abc"))
+    s += tx_slot(1, 16 | 32 | 1, frame(rpc=0, length=3, flags=RESP))
+    s += tx_slot(1, 16 | 64, frame(rpc=1, length=90, flags=RESP))
+    s += tx_slot(1, 32 | 1, frame(rpc=77, conn=5, length=1, flags=RESP))
+    s += tx_poll(3) + C_DRAIN + c_call(True, 10) + tx_poll(2) + t_drain(1)
+    seeds["responses"] = s
+    # Control messages: OPEN (local, remote, unknown), CLOSE of A and of
+    # a stranger's id, REGISTER of the loopback name and a new one, a bad
+    # op, a truncated one.
+    s = b"\0"
+    s += tx_ctrl(0, 16 | 2, ctrl_msg(), name=0)
+    s += tx_ctrl(0, 16 | 2, ctrl_msg(port=7471, peer=b"192.0.2.9"), name=0,
+                 peer=True)
+    s += tx_ctrl(0, 16 | 2, ctrl_msg(), name=4)
+    s += tx_ctrl(0, 4 | 8 | 3, ctrl_msg())
+    s += tx_ctrl(0, 3, ctrl_msg(conn=0x10005))
+    s += tx_ctrl(1, 16 | 1, ctrl_msg(lb=9), name=2)
+    s += tx_ctrl(1, 1, ctrl_msg(lb=2, service=b"other"))
+    s += tx_ctrl(0, 0, ctrl_msg(op=99))
+    s += tx_ctrl(0, 2, ctrl_msg(service=b"echo"), length=20)
+    s += tx_poll(8) + t_drain(0) + t_drain(1)
+    seeds["ctrl"] = s
+    # Malformed first frames, sealed for their position: no kind, two
+    # kinds, unknown flags, len over the maximum, cnt not matching, more
+    # slots than the ring, a continuation frame where a first one goes,
+    # and an unsealed slot.
+    s = b"\0"
+    for fl, ln, cnt in ((0, 1, 1), (REQ | RESP, 1, 1), (REQ | 0x80, 1, 1),
+                        (REQ, 65537, 1172), (REQ, 1, 2), (REQ, 3584, 65),
+                        (RESP | KEY, 1, 1)):
+        s += tx_slot(0, 4 | 1, frame(rpc=9, length=ln, cnt=cnt, flags=fl))
+    s += tx_slot(0, 2, frame(rpc=10, length=1, flags=REQ))
+    s += tx_slot(0, 0, frame(rpc=11, length=1, flags=REQ))
+    s += tx_poll(4) + t_drain(0)
+    seeds["malformed"] = s
+    # A message whose continuation frames come late, one at a time.
+    s = b"\0"
+    s += tx_slot(0, 4 | 1, frame(rpc=12, length=100, cnt=3, flags=REQ))
+    s += tx_poll(2) + tx_slot(0, 2, bytes(64)) + tx_poll(2)
+    s += tx_slot(0, 2, bytes(64)) + tx_poll(2) + S_SERVE + tx_poll(2)
+    seeds["late-frames"] = s
+    # T floods S and never reads its answers, lies about its credits;
+    # C calls S meanwhile.
+    s = b"\0"
+    for n in range(40):
+        s += tx_slot(0, 64 | 4, frame(rpc=300 + n, length=20, fn=1,
+                                      flags=REQ))
+        if n % 8 == 7:
+            s += tx_poll(2) + S_SERVE + c_call(False, 50)
+    s += rx_head(0, 0xffffffff) + tx_poll(4) + S_SERVE + C_DRAIN
+    s += rx_head(0, 12345) + tx_poll(4) + C_DRAIN
+    seeds["flood"] = s
+    # C alone: calls of every size class to S and to T.
+    s = b"\0"
+    for ln in (0, 1, 32, 33, 88, 89, 500, 3000):
+        s += c_call(False, ln) + c_call(True, ln)
+    s += tx_poll(4) + S_SERVE + tx_poll(4) + C_DRAIN + t_drain(1, False)
+    seeds["client"] = s
+    return seeds
+
+
+GENERATORS = {"engine_tx": engine_tx}
+
+
+# ---- reproducers of what FZ_STRICT=1 reports (tests/fuzz/repro/) -------------
+
+def repro_engine_tx():
+    seeds = {}
+    # T registers as a server of "echo", S's service; C's calls to S then
+    # reach T in turn, which answers one with other bytes and never the
+    # next.
+    s = b"\0" + tx_ctrl(0, 16 | 1, ctrl_msg(), name=0) + tx_poll(2)
+    s += t_drain(0) + c_call(False, 8) + c_call(False, 8) + tx_poll(2)
+    s += S_SERVE + tx_poll(2) + C_DRAIN
+    seeds["service-hijack"] = s
+    # T calls S through A without ever reading its RX ring: once it is
+    # full, the engine holds S's TX ring, and S cannot answer C either.
+    s = b"\0"
+    for n in range(150):
+        s += tx_slot(0, 64 | 4, frame(rpc=1000 + n, length=8, fn=1,
+                                      flags=REQ))
+        s += tx_poll(1) + S_SERVE
+    s += c_call(False, 8) + tx_poll(4) + S_SERVE + tx_poll(4) + C_DRAIN
+    seeds["held-server"] = s
+    return seeds
+
+
+def write_repros():
+    d = os.path.join(HERE, "repro")
+    os.makedirs(d, exist_ok=True)
+    for name, data in repro_engine_tx().items():
+        with open(os.path.join(d, "engine_tx-" + name), "wb") as f:
+            f.write(data)
+
+
+def main():
+    names = sys.argv[1:] or sorted(GENERATORS)
+    write_repros()
+    for name in names:
+        d = os.path.join(HERE, "corpus", name)
+        os.makedirs(d, exist_ok=True)
+        for seed, data in GENERATORS[name]().items():
+            with open(os.path.join(d, "seed-" + seed), "wb") as f:
+                f.write(data)
+
+
+if __name__ == "__main__":
+    main()
