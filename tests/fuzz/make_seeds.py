@@ -148,7 +148,77 @@ def engine_tx():
     return seeds
 
 
-GENERATORS = {"engine_tx": engine_tx}
+# ---- attach -----------------------------------------------------------------
+
+def shm(kind, nflows=1, slots_sel=6, flags=0, fix=0xe0, close_early=False,
+        magic=None, version=None, length=None, fd_size=None, raw=None):
+    """fix: 0x20 magic, 0x40 version, 0x80 length fixed up."""
+    if raw is not None:
+        return b"\0" + bytes([1 | kind << 1]) + bytes([len(raw)]) + raw
+    form = kind << 1 | fix | (16 if close_early else 0)
+    b = b"\0" + bytes([form, nflows, slots_sel])
+    if slots_sel >= 192:
+        b += struct.pack("<I", 100)
+    b += struct.pack("<II", flags, 0)
+    if not fix & 0x20:
+        b += struct.pack("<I", magic)
+    if not fix & 0x40:
+        b += struct.pack("<I", version)
+    if not fix & 0x80:
+        b += struct.pack("<I", length)
+    if kind == 2:
+        b += struct.pack("<I", fd_size)
+    return b
+
+
+def rdma(form, plen, pd, host_len=100):
+    return b"\1" + bytes([form, plen]) + pd.ljust(56, b"\0") + \
+        struct.pack("<H", host_len)
+
+
+def attach_req(magic=0, version=0, addr=0x10000, rkey=7, length=0, nflows=0,
+               slots=0, flags=1):
+    return struct.pack("<IIQIIIIII", magic, version, addr, rkey, length,
+                       nflows, slots, flags, 0)
+
+
+def hello(recv_bufs=64, buf_frames=64):
+    return struct.pack("<IHHIII", 0, 0, 500, 9, recv_bufs, buf_frames)
+
+
+def attach():
+    return {
+        "shm-valid": shm(1),
+        "shm-valid-csum": shm(1, flags=1, nflows=3, slots_sel=7),
+        "shm-none": shm(0),
+        "shm-wrong-size": shm(2, fd_size=4096),
+        "shm-unsealed": shm(3),
+        "shm-shrink-only": shm(4),
+        "shm-pipe": shm(5),
+        "shm-two-fds": shm(6),
+        "shm-plain-file": shm(7),
+        "shm-version": shm(1, fix=0xa0, version=1),
+        "shm-magic": shm(1, fix=0xc0, magic=0x44475331 ^ 1),
+        "shm-length": shm(1, fix=0x60, length=4096),
+        "shm-no-layout": shm(1, nflows=0),
+        "shm-odd-slots": shm(1, slots_sel=200),
+        "shm-closed-early": shm(1, close_early=True),
+        "shm-short": shm(1, raw=bytes(10)),
+        "shm-empty": shm(1, raw=b""),
+        "rdma-valid": rdma(2 | 4 | 8 | 16 | 64, 40, attach_req()),
+        "rdma-valid-plain": rdma(2 | 4 | 8 | 16 | 64, 40,
+                                 attach_req(flags=0), 3000),
+        "rdma-dropped": rdma(2 | 4 | 8 | 16 | 32 | 64, 56, attach_req()),
+        "rdma-big": rdma(2 | 4 | 8, 40, attach_req(nflows=64, slots=65536)),
+        "rdma-short": rdma(2 | 4 | 8 | 64, 20, attach_req()),
+        "rdma-length": rdma(2 | 4 | 64, 40, attach_req(length=12345)),
+        "rdma-garbage": rdma(0, 56, bytes(range(56))),
+        "rdma-hello": rdma(1, 20, hello()),
+        "rdma-bad-hello": rdma(1, 20, hello(recv_bufs=2)),
+    }
+
+
+GENERATORS = {"engine_tx": engine_tx, "attach": attach}
 
 
 # ---- reproducers of what FZ_STRICT=1 reports (tests/fuzz/repro/) -------------
