@@ -150,19 +150,30 @@ static void attach(struct env *e, struct fz_raw *r, uint32_t nflows,
 		fz_fail("setup: attach %d", r->tenant);
 }
 
-/* C calls on conn: tracked by rpc id. false: no room or no slot. */
-static bool c_call(struct env *e, uint32_t conn, uint32_t len)
+/*
+ * C calls on conn, tracked by rpc id; ids whose slot still holds a call in
+ * flight (T may never answer its own) are skipped. false: no TX room.
+ */
+static bool c_call(struct env *e, uint32_t conn, uint32_t len, uint32_t *rpc)
 {
-	uint32_t id = e->c_next;
-	struct call *k = &e->calls[id % MAX_OUT];
+	struct call *k;
+	uint32_t id, i;
 
-	if (k->out)
+	for (i = 0; i < MAX_OUT; i++, e->c_next++) {
+		k = &e->calls[e->c_next % MAX_OUT];
+		if (!k->out)
+			break;
+	}
+	if (i == MAX_OUT)
 		return false;
+	id = e->c_next;
 	fill(e->pay, len, id);
 	if (fz_raw_send(&e->c, 0, DG_FF_REQ, 0, id, conn, FN_ECHO, e->pay, len))
 		return false;
 	*k = (struct call){true, conn, len, id};
 	e->c_next++;
+	if (rpc)
+		*rpc = id;
 	return true;
 }
 
@@ -276,7 +287,7 @@ static void setup(struct env *e, unsigned t_rflags)
 	/* C's rpc ids follow its control messages' (one counter per flow). */
 	e->c_next = e->rpc_c;
 	for (i = 0; i < 2; i++)
-		if (!c_call(e, e->conn_f, 4 + i * 40))
+		if (!c_call(e, e->conn_f, 4 + i * 40, NULL))
 			fz_fail("setup: C's call");
 	poll_engine(e, 2);
 	while (fz_raw_recv(&e->t, 1, &m, e->buf) == 1 && e->ntpend < 4) {
@@ -385,8 +396,7 @@ static void final_check(struct env *e)
 		s_serve(e);
 		c_drain(e);
 		if (!sent) {
-			id = e->c_next;
-			sent = c_call(e, e->conn_e, 40);
+			sent = c_call(e, e->conn_e, 40, &id);
 		} else if (!e->calls[id % MAX_OUT].out) {
 			break;
 		}
@@ -449,7 +459,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		case 7:
 			c_call(e, op & 16 ? e->conn_f : e->conn_e,
-			       fz_u16(&in) % (4 * DG_CONT_PAYLOAD));
+			       fz_u16(&in) % (4 * DG_CONT_PAYLOAD), NULL);
 			break;
 		}
 	}
