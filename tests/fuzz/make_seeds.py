@@ -218,7 +218,98 @@ def attach():
     }
 
 
-GENERATORS = {"engine_tx": engine_tx, "attach": attach}
+# ---- peer -----------------------------------------------------------------
+
+def pmsg(frames, hfix=0, declared=None, credits=None, seq=None, magic=None,
+         n=None):
+    """frames: (fix, frame bytes) pairs; fix 16 makes a whole BIND, fix 128
+    repeats a frame up to n frames."""
+    b = bytes([0, hfix, len(frames) if n is None else n])
+    for fix, fr in frames:
+        b += bytes([fix]) + fr
+    if hfix & 8:
+        b += bytes([declared])
+    if hfix & 2:
+        b += struct.pack("<I", credits)
+    if hfix & 1:
+        b += struct.pack("<I", seq)
+    if hfix & 4:
+        b += struct.pack("<I", magic)
+    return b
+
+
+def ppoll(n=1):
+    return bytes([1 | (n - 1) << 4])
+
+
+P_SERVE, P_DRAIN, P_TAKE, P_CREDIT = bytes([2]), bytes([3]), bytes([5]), \
+    bytes([6])
+
+
+def pcall(to_s, length):
+    return bytes([4 | (16 if to_s else 0)]) + struct.pack("<H", length)
+
+
+def praw(data):
+    return bytes([7]) + struct.pack("<H", len(data)) + data[:256]
+
+
+def peer():
+    seeds = {}
+    req = frame(rpc=1, length=10, fn=1, flags=REQ)
+    # The peer's client calls S over Y, one-, two- and many-frame
+    # requests; S serves; the answers go back on the link.
+    fr = [(1 | 4, frame(rpc=10, length=10, fn=1, flags=REQ)),
+          (1 | 4, frame(rpc=11, length=60, fn=1, flags=REQ)), (0, bytes(64)),
+          (1 | 4, frame(rpc=12, length=300, fn=1, flags=REQ))] + \
+        [(0, bytes(64))] * 5
+    s = b"\x20\x10" + pmsg(fr) + ppoll(2) + P_SERVE + ppoll(2) + P_TAKE
+    s += P_CREDIT + ppoll(2) + P_TAKE
+    seeds["requests"] = s
+    # The peer answers C's calls on X, one of them twice; C reads.
+    s = b"\x20\x10" + pmsg([(3, frame(rpc=0, length=3, flags=RESP))]) + \
+        pmsg([(3, frame(rpc=0, length=3, flags=RESP))]) + \
+        pmsg([(3 | 4, frame(rpc=1, length=100, flags=RESP)), (0, bytes(64)),
+              (0, bytes(64))]) + ppoll(2) + P_DRAIN + pcall(False, 20) + \
+        ppoll(2) + P_TAKE + P_DRAIN
+    seeds["answers"] = s
+    # UNBIND of Y, a request on it, BIND again (a whole one), BIND_ACK
+    # for nothing, BIND of an unknown service, a control op of no kind.
+    s = b"\x20\x10" + pmsg([(1 | 8, frame(rpc=2, length=1, cnt=1))])
+    s += pmsg([(1 | 4, req)]) + ppoll(2) + P_TAKE
+    s += pmsg([(16 | 32 | 64, frame(rpc=30))]) + ppoll(2) + P_TAKE
+    s += pmsg([(2 | 8, frame(rpc=1, length=1, cnt=1))])
+    s += pmsg([(16, frame(rpc=31, conn=0x20002))])
+    s += pmsg([(1, frame(rpc=40, length=1, cnt=1, flags=CTRL,
+                         data=bytes([99])))])
+    s += ppoll(4) + P_TAKE + P_SERVE + ppoll(2) + P_TAKE
+    seeds["binds"] = s
+    # Headers that break the link: a sequence gap, a wrong magic, credits
+    # the engine never spent, more frames declared than sent, a message
+    # longer than the engine's buffers.
+    for name, m in (("seq", pmsg([(1 | 4, req)], hfix=1, seq=7)),
+                    ("magic", pmsg([(1 | 4, req)], hfix=4, magic=1)),
+                    ("credits", pmsg([(1 | 4, req)], hfix=2,
+                                     credits=1000)),
+                    ("nframes", pmsg([(1 | 4, req)], hfix=8, declared=3)),
+                    ("too-long", pmsg([(128 | 1 | 4, req)], n=70))):
+        seeds["broken-" + name] = b"\x20\x10" + pcall(False, 5) + m + \
+            ppoll(2) + P_DRAIN + pcall(False, 5) + ppoll(2) + P_DRAIN
+    seeds["garbage"] = b"\x20\x10" + praw(bytes(range(200))) + ppoll(2) + \
+        praw(b"") + ppoll(2) + P_DRAIN
+    # A peer whose buffers hold one frame each and that never returns
+    # credits: the engine's answers to it stall, its requests pile up in
+    # the FIFO while it sends full 64-frame messages.
+    s = b"\x00\x00"
+    for n in range(80):
+        s += pmsg([(128 | 1 | 4, frame(rpc=100 + n * 64, length=8, fn=1,
+                                        flags=REQ))], n=64)
+        s += ppoll(1)
+    seeds["repro-fifo-overflow"] = s + ppoll(4)
+    return seeds
+
+
+GENERATORS = {"engine_tx": engine_tx, "attach": attach, "peer": peer}
 
 
 # ---- reproducers of what FZ_STRICT=1 reports (tests/fuzz/repro/) -------------
@@ -259,7 +350,9 @@ def main():
         d = os.path.join(HERE, "corpus", name)
         os.makedirs(d, exist_ok=True)
         for seed, data in GENERATORS[name]().items():
-            with open(os.path.join(d, "seed-" + seed), "wb") as f:
+            if not seed.startswith("repro-"):
+                seed = "seed-" + seed
+            with open(os.path.join(d, seed), "wb") as f:
                 f.write(data)
 
 
