@@ -16,6 +16,7 @@
 #define CQ_CAP	     4096
 #define FAKE_PORT    7471
 #define FAKE_RKEY_LO 0x1000u
+#define MAX_EPS	     256 /* alive at once */
 
 struct dg_rdma_mr {
 	struct dg_rdma_ep *ep;
@@ -85,6 +86,7 @@ static struct {
 	uint8_t reply[DG_RDMA_ACCEPT_PDATA_MAX];
 	size_t rlen;
 	struct dg_rdma_ep *last;
+	struct dg_rdma_ep *eps[MAX_EPS];
 	int live;
 	uint32_t next_rkey;
 } F;
@@ -131,6 +133,16 @@ int fake_rdma_live_eps(void)
 	return F.live;
 }
 
+bool fake_ep_alive(const struct dg_rdma_ep *ep)
+{
+	int i;
+
+	for (i = 0; ep && i < F.live; i++)
+		if (F.eps[i] == ep)
+			return true;
+	return false;
+}
+
 size_t fake_ep_accept_pdata(const struct dg_rdma_ep *ep, void *buf, size_t cap)
 {
 	size_t n = ep->accept_plen < cap ? ep->accept_plen : cap;
@@ -143,8 +155,11 @@ size_t fake_ep_accept_pdata(const struct dg_rdma_ep *ep, void *buf, size_t cap)
 
 static struct dg_rdma_ep *ep_new(const struct dg_rdma_ep_attr *attr)
 {
-	struct dg_rdma_ep *ep = calloc(1, sizeof(*ep));
+	struct dg_rdma_ep *ep;
 
+	if (F.live == MAX_EPS)
+		return NULL;
+	ep = calloc(1, sizeof(*ep));
 	if (!ep)
 		return NULL;
 	ep->cq = calloc(CQ_CAP, sizeof(*ep->cq));
@@ -158,7 +173,7 @@ static struct dg_rdma_ep *ep_new(const struct dg_rdma_ep_attr *attr)
 	ep->sq_depth = attr && attr->sq_depth ? attr->sq_depth : 16;
 	if (ep->sq_depth > 1024)
 		ep->sq_depth = 1024;
-	F.live++;
+	F.eps[F.live++] = ep;
 	return ep;
 }
 
@@ -279,8 +294,12 @@ void dg_rdma_ep_destroy(struct dg_rdma_ep *ep)
 		free(ep->sends[i % MAX_SENDS].buf);
 	free(ep->cq);
 	free(ep->rq);
+	for (i = 0; i < (uint32_t)F.live; i++)
+		if (F.eps[i] == ep) {
+			F.eps[i] = F.eps[--F.live];
+			break;
+		}
 	free(ep);
-	F.live--;
 }
 
 int dg_rdma_ep_check(struct dg_rdma_ep *ep)

@@ -25,6 +25,7 @@
 #ifndef DG_FAKE_RDMA_H
 #define DG_FAKE_RDMA_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -75,5 +76,11 @@ void fake_ep_disconnect(struct dg_rdma_ep *ep);
 
 /* Endpoints alive now (created and not destroyed), for leak checks. */
 int fake_rdma_live_eps(void);
+/*
+ * Whether ep is alive: the engine destroys a link's endpoint when the link
+ * dies, and a harness must stop using its pointer then. Compares the
+ * pointer only, never dereferences it.
+ */
+bool fake_ep_alive(const struct dg_rdma_ep *ep);
 
 #endif

@@ -438,7 +438,8 @@ static void rdma_case(struct fz_in *in)
 			/* The host goes away: the engine frees its tenant. */
 			uint32_t i;
 
-			fake_ep_disconnect(ep);
+			if (fake_ep_alive(ep))
+				fake_ep_disconnect(ep);
 			for (i = 0; i < 2100 && stats(n).tenants; i++)
 				poll_engine(n, 1);
 			if (stats(n).tenants)

@@ -198,6 +198,8 @@ static void take_sends(struct env *e)
 	struct msg_hdr h;
 	int len, i;
 
+	if (!fake_ep_alive(e->ep))
+		return; /* the link died and the engine destroyed it */
 	while ((len = fake_ep_take_send(e->ep, m, sizeof(m))) >= 0) {
 		if (len < (int)sizeof(h))
 			fz_fail("link: a message of %d bytes", len);
@@ -234,7 +236,8 @@ static void take_sends(struct env *e)
  */
 static void deliver(struct env *e, size_t len, bool counts)
 {
-	int rc = fake_ep_deliver(e->ep, e->msg, len);
+	int rc = fake_ep_alive(e->ep) ? fake_ep_deliver(e->ep, e->msg, len)
+				      : -ENOTCONN;
 
 	if (rc == 0 && counts) {
 		e->tx_seq++;
