@@ -309,7 +309,85 @@ def peer():
     return seeds
 
 
-GENERATORS = {"engine_tx": engine_tx, "attach": attach, "peer": peer}
+# ---- host_rx ----------------------------------------------------------------
+
+def hraw(f, fix, fr):
+    return bytes([0 | f << 3, fix]) + fr
+
+
+def hwhole(f, length, fn=1, status=None, conn=None, key=False):
+    sel = (1 if conn is None else 0) | 2 | (4 if status is not None else 0) \
+        | (8 if key else 0)
+    b = bytes([1 | f << 3, sel]) + struct.pack("<H", length)
+    if conn is not None:
+        b += struct.pack("<I", conn)
+    if status is not None:
+        b += bytes([status])
+    # sel & 2: fn = 1 + sel % 3
+    return b
+
+
+def hpoll(n):
+    return bytes([2 | (n - 1) << 4])
+
+
+H_SERVE = bytes([3])
+
+
+def hcall(length):
+    return bytes([4]) + struct.pack("<H", length)
+
+
+def host_rx():
+    seeds = {}
+    sizes = (0, 1, 32, 33, 88, 89, 144, 145, 500, 1700)
+    s = b""
+    for k, ln in enumerate(sizes * 3):
+        s += hwhole(0, ln, status=(0, 3, 64)[k % 3]) + \
+            hpoll(1 if k % 2 else 16)
+    seeds["client"] = b"\0" + s + hpoll(16)
+    seeds["client-csum"] = b"\1" + s + hpoll(16)
+    s = b""
+    for k, ln in enumerate(sizes * 3):
+        s += hwhole(1, ln) + H_SERVE
+    s += hwhole(1, 10, conn=7) + H_SERVE
+    seeds["server"] = b"\0" + s
+    seeds["server-csum"] = b"\1" + s
+    # Several whole messages before one poll takes them all, wrapping.
+    s = b"".join(hwhole(0, ln) for ln in (40, 100, 300, 700, 20, 60)) + \
+        hpoll(16) + b"".join(hwhole(0, ln) for ln in (1000, 10, 89)) + \
+        hpoll(16) + hcall(50) + hcall(2000)
+    seeds["batch"] = b"\0" + s
+    # Raw slots: a header whose cnt does not match its len, len over the
+    # maximum, more slots than the ring, a continuation frame where a
+    # first one goes, an unsealed one, a control reply, a request on the
+    # client's ring and a response on the server's, a first frame whose
+    # continuation never comes, then whole messages again.
+    s = b""
+    for f in (0, 1):
+        for fix, fr in ((1, frame(rpc=1, length=100, cnt=1, flags=RESP)),
+                        (1, frame(rpc=2, length=70000, cnt=1252,
+                                  flags=RESP)),
+                        (1, frame(rpc=3, length=3584, cnt=65, flags=RESP)),
+                        (1, frame(rpc=6, flags=CTRL, conn=9)),
+                        (1, frame(rpc=7, length=5, flags=REQ)),
+                        (1, frame(rpc=8, length=5, flags=RESP))):
+            s += hraw(f, fix, fr) + (hpoll(4) if f == 0 else H_SERVE)
+        s += hwhole(f, 50) + (hpoll(4) if f == 0 else H_SERVE)
+        # A first frame whose continuation frames never come, a
+        # continuation frame in a first frame's place, an unsealed slot:
+        # the host waits there for good.
+        for fix, fr in ((1 | 4 | 8 | 16, frame(rpc=9, length=200)),
+                        (2, frame(rpc=4, length=1, flags=RESP)),
+                        (0, frame(rpc=5, length=1, flags=RESP))):
+            s += hraw(f, fix, fr) + (hpoll(4) if f == 0 else H_SERVE)
+    seeds["raw"] = b"\0" + s
+    seeds["raw-csum"] = b"\1" + s
+    return seeds
+
+
+GENERATORS = {"engine_tx": engine_tx, "attach": attach, "peer": peer,
+              "host_rx": host_rx}
 
 
 # ---- reproducers of what FZ_STRICT=1 reports (tests/fuzz/repro/) -------------
