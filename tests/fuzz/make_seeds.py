@@ -386,8 +386,106 @@ def host_rx():
     return seeds
 
 
+# ---- idl --------------------------------------------------------------------
+
+def varint(v):
+    out = b""
+    v &= (1 << 64) - 1
+    while True:
+        b = v & 0x7f
+        v >>= 7
+        if v:
+            out += bytes([b | 0x80])
+        else:
+            return out + bytes([b])
+
+
+def zz(v):
+    return (v << 1) ^ (v >> 63)
+
+
+def fv(n, v):
+    return varint(n << 3) + varint(v)
+
+
+def fl(n, data):
+    return varint(n << 3 | 2) + varint(len(data)) + data
+
+
+def f64(n, data):
+    return varint(n << 3 | 1) + data
+
+
+def f32(n, data):
+    return varint(n << 3 | 5) + data
+
+
+def point(x, y, label):
+    return fv(1, zz(x)) + fv(2, zz(y)) + fl(3, label)
+
+
+def entry(key, value, state):
+    return fl(1, key) + fl(2, value) + fv(3, state)
+
+
+def bag(big=False):
+    b = fv(1, 2**32 - 5) + fv(2, 2**63 + 3) + fv(3, 7) + fv(4, 2**64 - 1)
+    b += fv(5, zz(-9)) + fv(6, zz(-2**40)) + f32(7, b"\1\2\3\4")
+    b += f64(8, bytes(8)) + f32(9, b"\xff" * 4) + f64(10, b"\x80" * 8)
+    b += f32(11, struct.pack("<f", 1.5)) + f64(12, struct.pack("<d", -2.25))
+    b += fv(13, 1) + fl(14, b"str") + fl(15, b"\0raw" * (2500 if big else 1))
+    b += fv(16, 2) + fl(17, b"".join(varint(i) for i in (1, 300, 2**31)))
+    b += fl(18, b"a") + fl(18, b"") + fl(19, b"\xff")
+    b += fl(20, entry(b"k", b"v", 1)) + fl(20, b"")
+    b += fl(21, fl(1, b"n") + fv(2, 5)) + fl(21, fl(1, b"n") + fv(2, 6))
+    b += fl(22, fv(1, 3) + fl(2, entry(b"x", b"", 2)))
+    b += fl(23, fl(1, b"p") + fl(2, point(-1, 2, b"l")))
+    b += fl(24, b"name")
+    return b
+
+
+def record(with_id=True, depth=3):
+    inner = fl(1, b"leaf")
+    for k in range(depth):
+        inner = fl(1, b"n%d" % k) + f64(2, bytes(8)) + fl(3, inner)
+    r = fv(1, 42) if with_id else b""
+    r += fv(2, 1) + fl(3, b"note") + fl(4, b"blob")
+    r += fl(5, b"".join(varint(zz(v)) for v in (-1, 1, -2**62)))
+    r += fl(6, b"t1") + fl(6, b"t2") + fl(7, inner) + fl(8, inner)
+    r += f64(9, struct.pack("<d", 0.5)) + f32(10, struct.pack("<f", 2))
+    r += fv(11, 1) + fv(12, 2**63) + f32(13, b"\xfe\xff\xff\xff")
+    r += fl(14, point(3, -4, b"w")) + fv(15, 1) + fv(15, 9) + fv(17, 12345)
+    return r
+
+
+def idl():
+    # sel: bit 0 server side, bits 1-3 the method (Echo, EchoList,
+    # Count, Put, Ping), bit 7 checksummed rings.
+    def sel(server, method, csum=False):
+        return bytes([(1 if server else 0) | method << 1 |
+                      (128 if csum else 0)])
+    seeds = {}
+    for side in (0, 1):
+        name = ("client", "server")[side]
+        seeds[name + "-bag"] = sel(side, 0) + bag()
+        seeds[name + "-bag-big-csum"] = sel(side, 0, True) + bag(True)
+        seeds[name + "-baglist"] = sel(side, 1) + fl(1, bag()) + fl(1, b"")
+        seeds[name + "-count"] = sel(side, 2) + bag()
+        seeds[name + "-point"] = sel(side, 2) + point(5, 6, b"p")
+        seeds[name + "-record"] = sel(side, 3) + record()
+        seeds[name + "-record-deep"] = sel(side, 3) + record(depth=60)
+        seeds[name + "-record-no-id"] = sel(side, 3) + record(False)
+        seeds[name + "-empty-unknown"] = sel(side, 4) + fv(9, 1) + \
+            fl(10, b"x")
+        seeds[name + "-truncated"] = sel(side, 0) + bag()[:-3]
+        seeds[name + "-overlong"] = sel(side, 0) + varint(15 << 3 | 2) + \
+            varint(2**40) + b"x"
+        seeds[name + "-bad-wiretype"] = sel(side, 3) + bytes([0x0f, 1])
+    return seeds
+
+
 GENERATORS = {"engine_tx": engine_tx, "attach": attach, "peer": peer,
-              "host_rx": host_rx}
+              "host_rx": host_rx, "idl": idl}
 
 
 # ---- reproducers of what FZ_STRICT=1 reports (tests/fuzz/repro/) -------------
