@@ -149,7 +149,9 @@ static bool rx_put(struct env *e, uint32_t f, uint8_t flags, uint8_t status,
 	s->flags = flags;
 	s->status = status;
 	s->flow = (uint8_t)f;
-	memcpy(s->data, p, len < DG_FRAME_PAYLOAD ? len : DG_FRAME_PAYLOAD);
+	if (len)
+		memcpy(s->data, p,
+		       len < DG_FRAME_PAYLOAD ? len : DG_FRAME_PAYLOAD);
 	dg_slot_publish(s, pos, e->rflags);
 	e->rxw[f] = pos + cnt;
 	return true;
