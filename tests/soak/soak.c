@@ -143,6 +143,7 @@ struct counts {
 	uint64_t lost_remote; /* of lost: on connections through the link */
 	uint64_t failed[MAX_STATUS];
 	uint64_t reattach, reconnect;
+	uint64_t answers; /* every answer taken, for the progress lines */
 };
 
 struct client {
@@ -268,6 +269,7 @@ static void answer(struct client *c, const struct dg_completion *a)
 	}
 	s->live = false;
 	c->inflight--;
+	__atomic_add_fetch(&c->c.answers, 1, __ATOMIC_RELAXED);
 	if (a->status == DG_ST_OK) {
 		if (a->len == s->len && dg_track_check(a->data, a->len, s->seq))
 			c->c.ok++;
@@ -488,12 +490,13 @@ static int run_main(double minutes)
 	nic_a.argv[2] = (char *)G.addr0;
 	nic_a.argv[3] = "--port";
 	nic_a.argv[4] = pa;
+	nic_a.argv[5] = "--verbose";
 	nic_b = nic_a;
 	nic_b.name = "engine B";
 	nic_b.argv[2] = (char *)G.addr1;
 	nic_b.argv[4] = pb;
-	nic_b.argv[5] = "--id";
-	nic_b.argv[6] = "2";
+	nic_b.argv[6] = "--id";
+	nic_b.argv[7] = "2";
 	srv_a.argv[0] = (char *)self_bin;
 	srv_a.argv[1] = "server";
 	srv_a.argv[2] = "--engine";
@@ -516,6 +519,30 @@ static int run_main(double minutes)
 	next_kill = t0 + PERIOD_S * 1000;
 	while (now_ms() < end) {
 		msleep(200);
+		/*
+		 * Progress, once a second when answers stop, every 10 s
+		 * otherwise: where a stall starts and ends next to the kills.
+		 */
+		{
+			static uint64_t last_n, last_t, last_print;
+			uint64_t n = 0, t = now_ms();
+
+			for (i = 0; i < NCLIENTS; i++)
+				n += __atomic_load_n(&G.cl[i].c.answers,
+						     __ATOMIC_RELAXED);
+			if (t - last_t >= 1000) {
+				if (n == last_n || t - last_print >= 10000) {
+					printf("# %.1f s: %llu answers in the "
+					       "last %.1f s\n",
+					       (t - t0) / 1e3,
+					       (unsigned long long)(n - last_n),
+					       (t - last_t) / 1e3);
+					last_print = t;
+				}
+				last_n = n;
+				last_t = t;
+			}
+		}
 		/* Servers exit when their engine dies; start them again. */
 		ensure(&srv_a);
 		ensure(&srv_b);
