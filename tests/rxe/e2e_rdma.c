@@ -8,10 +8,13 @@
  *    2 server threads, both hosts on one engine;
  *  - client -> engine A -> engine B -> server, and the error cases there
  *    (unknown remote service, unknown function);
- *  - a client host whose engine is on another device (when routable);
- *  - full rings over RDMA: BUSY and -EAGAIN, then success;
- *  - a server process killed mid-load: callers get errors within a bound;
- *  - an engine process killed: calls fail with an error, no hang;
+ *  - a client host whose engine is on another device;
+ *  - full rings over RDMA: BUSY and -EAGAIN, the stall shown by the
+ *    engine's counters, then success;
+ *  - a server process killed mid-load: callers get UNREACHABLE within a
+ *    bound;
+ *  - an engine process killed: a blocking call gets -ENOTCONN within a
+ *    bound;
  *  - adaptive polling: idle flows are READ no more often than poll_max_us
  *    allows (the engine's counters, dg_nic_stats), and a call on a flow
  *    that has been idle still completes;
