@@ -145,6 +145,25 @@ def engine_tx():
         s += c_call(False, ln) + c_call(True, ln)
     s += tx_poll(4) + S_SERVE + tx_poll(4) + C_DRAIN + t_drain(1, False)
     seeds["client"] = s
+    # T forges S's answer to C. T answers the call of C's it holds with a
+    # two-frame response whose continuation frame, at C's RX position 3,
+    # carries in its first bytes the stamp of position 3 + 64 and a
+    # header: an OK answer on C's connection to S (0x10003) for rpc 67.
+    # Once C has read 63 one-frame answers from S, its next position is
+    # 67 and that slot, not yet written in this lap, still holds T's
+    # bytes: read as a first frame, they pass the stamp check (offset 0
+    # of a continuation frame is payload, not a stamp). C takes T's bytes
+    # as S's answer to its call 67, made just before.
+    cont = struct.pack("<II", 3 + 64 + 1, 0) + struct.pack(
+        "<IIIHHBBBBI", 67, 0x10003, 4, 1, 1, RESP, 0, 0, 0, 0) + b"evil"
+    s = b"\0" + tx_slot(1, 16 | 64, frame(rpc=0, length=88),
+                        bytes(32) + cont.ljust(56, b"\0"))
+    s += tx_poll(2) + C_DRAIN
+    for n in range(62):
+        s += c_call(False, 8) + tx_poll(1) + S_SERVE + tx_poll(1) + C_DRAIN
+    s += c_call(False, 8) + tx_poll(1) + S_SERVE + tx_poll(1)
+    s += c_call(False, 8) + C_DRAIN
+    seeds["repro-stale-continuation"] = s
     return seeds
 
 
