@@ -263,6 +263,24 @@ int main(int argc, char **argv)
 				errors++;
 		}
 		t1 = now_ns();
+		/*
+		 * dg_call_sync drops answers to calls other than the one it
+		 * waits for: a duplicated answer passes unseen there, but
+		 * counts here. One completion per call, or an error.
+		 */
+		{
+			struct dg_flow_stats st;
+
+			dg_flow_stats(f, &st);
+			if (st.completions != st.calls) {
+				fprintf(stderr,
+					"dagger-echo: %llu answers to %llu "
+					"calls\n",
+					(unsigned long long)st.completions,
+					(unsigned long long)st.calls);
+				errors++;
+			}
+		}
 		qsort(lat, n, sizeof(*lat), cmp);
 		printf("# echo over the NIC engine at %s, %u-byte "
 		       "requests, synchronous\n"

@@ -8,12 +8,16 @@
  *    2 server threads, both hosts on one engine;
  *  - client -> engine A -> engine B -> server, and the error cases there
  *    (unknown remote service, unknown function);
- *  - a client host whose engine is on another device (when routable);
- *  - full rings over RDMA: BUSY and -EAGAIN, then success;
- *  - a server process killed mid-load: callers get errors within a bound;
- *  - an engine process killed: calls fail with an error, no hang;
+ *  - a client host whose engine is on another device;
+ *  - full rings over RDMA: BUSY and -EAGAIN, the stall shown by the
+ *    engine's counters, then success;
+ *  - a server process killed mid-load: callers get UNREACHABLE within a
+ *    bound;
+ *  - an engine process killed: a blocking call gets -ENOTCONN within a
+ *    bound;
  *  - adaptive polling: idle flows are READ no more often than poll_max_us
- *    allows, and a call on a flow that has been idle still completes;
+ *    allows (the engine's counters, dg_nic_stats), and a call on a flow
+ *    that has been idle still completes;
  *  - a peer engine that stops (SIGSTOP: its device still acknowledges,
  *    nothing answers): calls in flight through it and later ones complete
  *    UNREACHABLE once its link times out, without any caller deadline.
@@ -37,10 +41,33 @@
 #include <cmocka.h>
 
 #include "dagger/dagger.h"
+#include "dg_track.h"
 #include "engine.h"
 #include "rxe_env.h"
 
 extern char **environ;
+
+/*
+ * How soon callers learn of a death, from the kill to the last answer.
+ *
+ * ENGINE_KILLED_MS: a blocking call looks at its connection every 100 ms
+ * (dg_wait_check, dg_host_check); the kernel tears the dead engine's
+ * connection down at once (rdma_cm's DISCONNECTED). So -ENOTCONN comes
+ * within ~100 ms on a machine; the bound leaves 20 times that for the
+ * emulated VM the rxe tests run in, whose system calls and scheduling are
+ * slow (TCG).
+ *
+ * SERVER_KILLED_MS: the engine notices the server tenant's dropped
+ * connection (its next READ fails, or the DISCONNECTED event it looks at
+ * every 1024 loop iterations) and answers the requests the tenant held
+ * UNREACHABLE at once. Measured in the rxe VM (TCG): every call in flight
+ * answered by the time the test first polls after reaping the server
+ * (0 ms at millisecond resolution). The bound allows for a detection that
+ * has to wait for the periodic check and for a loaded emulator (and the
+ * ASan build), not for seconds of retries.
+ */
+#define ENGINE_KILLED_MS 2000u
+#define SERVER_KILLED_MS 1000u
 
 enum { FN_ECHO = 1 };
 
@@ -153,81 +180,73 @@ static uint32_t pick_size(uint32_t *s)
 	return DG_MAX_MSG;
 }
 
-static void fill(uint8_t *p, uint32_t len, uint32_t seed)
-{
-	uint32_t i;
-
-	for (i = 0; i < len; i++)
-		p[i] = (uint8_t)(seed * 7u + i * 31u + (i >> 7));
-}
-
 struct client_arg {
 	struct dg_host *h;
 	const struct engine *peer; /* NULL: service behind our engine */
 	uint32_t flow, n, window;
-	uint32_t ok, bad, busy, err;
+	struct dg_track t;
+	int err;
 	uint64_t bytes;
 };
 
+/*
+ * Pipelined client: up to window calls in flight, each answer matched to
+ * the call in flight with its rpc id (dg_track.h): a duplicate, an answer
+ * to no call, wrong bytes or a lost call are each counted. A call
+ * answered BUSY is sent again.
+ */
 static void *client_main(void *arg)
 {
 	struct client_arg *a = arg;
 	struct dg_flow *f = dg_host_flow(a->h, a->flow);
-	uint8_t *buf = malloc(DG_MAX_MSG), *want = malloc(DG_MAX_MSG);
-	uint32_t sizes[256], seeds[256];
-	uint32_t sent = 0, done = 0, s = 99u + a->flow;
+	uint8_t *buf = malloc(DG_MAX_MSG);
+	uint32_t sizes[256], next = 0, resend[64], nresend = 0, i;
+	uint32_t s = 99u + a->flow;
 	struct dg_completion c[16];
-	uint64_t deadline = now_ms() + 600000;
+	/* Stop after this long without an answer (a lost call). */
+	uint64_t quiet = now_ms() + 60000;
 	int conn = connect_wait(f, a->peer);
 
-	if (conn < 0 || !buf || !want) {
-		a->err = 1;
-		goto out;
+	if (conn < 0 || !buf || dg_track_init(&a->t, a->n)) {
+		a->err = conn < 0 ? conn : -ENOMEM;
+		free(buf);
+		return NULL;
 	}
-	while (done < a->n && now_ms() < deadline) {
-		int k, i;
+	for (i = 0; i < 256; i++)
+		sizes[i] = pick_size(&s);
+	while (a->t.ok + a->t.failed + a->t.corrupt < a->n &&
+	       now_ms() < quiet) {
+		int k;
 
-		if (sent < a->n && sent - done < a->window) {
-			uint32_t id, len = pick_size(&s);
+		if ((next < a->n || nresend) && a->t.inflight < a->window) {
+			uint32_t seq = nresend ? resend[nresend - 1] : next;
+			uint32_t len = sizes[seq % 256], id;
 
-			fill(buf, len, sent);
+			dg_track_fill(buf, len, seq);
 			if (dg_call(f, conn, FN_ECHO, buf, len, &id) == 0) {
-				sizes[id % 256] = len;
-				seeds[id % 256] = sent;
-				sent++;
+				if (!dg_track_sent(&a->t, id, seq, len))
+					a->err = -EOVERFLOW;
+				if (nresend)
+					nresend--;
+				else
+					next++;
+				a->bytes += len;
 			}
 		}
 		k = dg_poll(f, c, 16);
-		for (i = 0; i < k; i++) {
-			uint32_t slot = c[i].rpc_id % 256, len = sizes[slot];
+		if (k > 0)
+			quiet = now_ms() + 60000;
+		for (i = 0; i < (uint32_t)k; i++) {
+			uint32_t seq;
 
-			if (c[i].status == DG_ST_BUSY) {
-				uint32_t id;
-
-				/* Server ring full: back-pressure, resend. */
-				a->busy++;
-				fill(buf, len, seeds[slot]);
-				while (dg_call(f, conn, FN_ECHO, buf, len,
-					       &id) == -EAGAIN)
-					dg_poll(f, c + i, 0);
-				sizes[id % 256] = len;
-				seeds[id % 256] = seeds[slot];
-				continue;
-			}
-			fill(want, len, seeds[slot]);
-			if (c[i].status == 0 && c[i].len == len &&
-			    !memcmp(c[i].data, want, len))
-				a->ok++;
-			else
-				a->bad++;
-			a->bytes += len;
-			done++;
+			if (dg_track_answer(&a->t, &c[i], &seq) ==
+				    DG_TRACK_BUSY &&
+			    nresend < 64)
+				resend[nresend++] = seq;
 		}
 	}
 	dg_close(f, conn);
-out:
 	free(buf);
-	free(want);
 	return NULL;
 }
 
@@ -244,13 +263,27 @@ static void run_clients(struct client_arg *a, int n)
 	for (i = 0; i < n; i++)
 		pthread_join(t[i], NULL);
 	for (i = 0; i < n; i++) {
-		printf("# client %d: %u ok, %u bad, %u resent after BUSY, "
-		       "%.1f MB in %.1f s\n",
-		       i, a[i].ok, a[i].bad, a[i].busy, a[i].bytes / 1e6,
+		struct dg_track *tr = &a[i].t;
+
+		printf("# client %d: %llu ok, %llu resent after BUSY, %llu "
+		       "failed (last status %d), %llu lost, %llu duplicated, "
+		       "%llu unknown, %llu corrupt, %.1f MB in %.1f s\n",
+		       i, (unsigned long long)tr->ok,
+		       (unsigned long long)tr->busy,
+		       (unsigned long long)tr->failed, tr->last_status,
+		       (unsigned long long)dg_track_lost(tr),
+		       (unsigned long long)tr->dup,
+		       (unsigned long long)tr->unknown,
+		       (unsigned long long)tr->corrupt, a[i].bytes / 1e6,
 		       (now_ms() - t0) / 1e3);
 		assert_int_equal(a[i].err, 0);
-		assert_int_equal(a[i].bad, 0);
-		assert_int_equal(a[i].ok, a[i].n);
+		assert_int_equal(tr->dup, 0);
+		assert_int_equal(tr->unknown, 0);
+		assert_int_equal(tr->corrupt, 0);
+		assert_int_equal(tr->failed, 0);
+		assert_int_equal(dg_track_lost(tr), 0);
+		assert_int_equal(tr->ok, a[i].n);
+		dg_track_free(tr);
 	}
 }
 
@@ -318,7 +351,12 @@ static void test_two_engines(void **state)
 	engine_stop(&eb);
 }
 
-/* A client host bound to the other device than its engine's. */
+/*
+ * A client host bound to the other device than its engine's: its
+ * connection leaves from DG_RXE_ADDR1's device and reaches the engine's
+ * (rxe-run's topology routes it across the veth pair, as between two
+ * hosts). Skipped only where there is no second device.
+ */
 static void test_client_other_device(void **state)
 {
 	struct engine e;
@@ -326,9 +364,18 @@ static void test_client_other_device(void **state)
 	struct dg_host_opts o;
 	struct dg_server *s;
 	struct client_arg a = {.flow = 0, .n = 300, .window = 4};
+	const char *dev1 = getenv("DG_RXE_DEV1");
+	char path[128];
 	int rc;
 
 	(void)state;
+	snprintf(path, sizeof(path), "/sys/class/infiniband/%s",
+		 dev1 ? dev1 : "");
+	if (!dev1 || access(path, F_OK)) {
+		printf("# no second RDMA device (DG_RXE_DEV1=%s)\n",
+		       dev1 ? dev1 : "");
+		skip();
+	}
 	engine_start(&e, dg_rxe_addr(0), 1);
 	o = (struct dg_host_opts){.engine_addr = e.addr,
 				  .engine_port = e.port,
@@ -336,18 +383,11 @@ static void test_client_other_device(void **state)
 				  .nflows = 1,
 				  .timeout_ms = 20000};
 	rc = dg_host_attach(&o, &cli);
-	if (rc == -EHOSTUNREACH) {
-		/*
-		 * Both addresses are local to one kernel: rdma_cm cannot
-		 * route between them on some kernels. Two machines (or
-		 * VMs) exercise this; report it rather than hide it.
-		 */
-		printf("# SKIP-CASE: %s -> %s not routable by rdma_cm here\n",
-		       dg_rxe_addr(1), e.addr);
-		engine_stop(&e);
-		return;
-	}
-	assert_int_equal(rc, 0);
+	if (rc == -ETIMEDOUT) /* the first resolution after boot */
+		rc = dg_host_attach(&o, &cli);
+	if (rc)
+		fail_msg("attach from %s (%s) to %s: %s", dg_rxe_addr(1), dev1,
+			 e.addr, strerror(-rc));
 	srv = attach_to(&e, NULL, 1, 2048);
 	assert_int_equal(dg_server_start(srv, &echo_svc, 0, 1, &s), 0);
 	a.h = cli;
@@ -358,60 +398,121 @@ static void test_client_other_device(void **state)
 	engine_stop(&e);
 }
 
-/* Full rings over RDMA: BUSY from the engine, -EAGAIN at the host. */
+static struct dg_nic_stats nic_stats(struct dg_nic *n)
+{
+	struct dg_nic_stats st;
+
+	assert_int_equal(dg_nic_stats(n, &st, 20000), 0);
+	return st;
+}
+
+/*
+ * Full rings over RDMA, proven by the rings' and the engine's state, not
+ * by time. A server flow that does not poll, S slots per ring: the engine
+ * hands it S - 1 requests (its RX ring, less the slot of the REGISTER
+ * reply that dg_serve read and has not released yet), answers the next
+ * S - 1 BUSY into the client's RX ring (less the OPEN reply's slot), then
+ * cannot answer the next one and stops taking from the client's TX ring,
+ * which fills: S more. So exactly 3S - 2 calls go in; then every call is
+ * -EAGAIN and the engine, loop iteration after loop iteration, takes and
+ * delivers nothing. After draining, each call has exactly one answer,
+ * BUSY or its echo, and calls succeed again.
+ */
 static void test_ring_full(void **state)
 {
+	enum { S = 64 };
 	struct engine e;
 	struct dg_host *srv, *cli;
 	struct dg_flow *sf, *f;
+	struct dg_nic_stats s0, s1 = {0}, s2;
+	struct dg_flow_stats fa, fb;
 	struct dg_completion c[64];
-	uint32_t calls = 0, done = 0, busy = 0, ok = 0, id, i;
+	static uint8_t answered[3 * S];
+	uint32_t calls = 0, done = 0, busy = 0, ok = 0, id, first = 0, i;
+	bool stalled = false;
 	uint64_t until;
-	int conn, rc = 0, k;
+	int conn, rc, k;
 
 	(void)state;
 	engine_start(&e, dg_rxe_addr(0), 1);
-	srv = attach_to(&e, NULL, 1, 64);
-	cli = attach_to(&e, NULL, 1, 64);
+	srv = attach_to(&e, NULL, 1, S);
+	cli = attach_to(&e, NULL, 1, S);
 	sf = dg_host_flow(srv, 0);
 	f = dg_host_flow(cli, 0);
 	assert_int_equal(dg_serve(sf, &echo_svc, 20000), 0);
 	conn = connect_wait(f, NULL);
 	assert_true(conn >= 0);
-	/* Call without polling until -EAGAIN persists for 2 s. */
+	s0 = nic_stats(e.nic);
+	/*
+	 * Call until the engine's counters show the stall, and once more
+	 * after that (the -EAGAIN before may predate its last tx_head).
+	 */
 	until = now_ms() + 120000;
-	while (now_ms() < until) {
+	for (;;) {
 		rc = dg_call(f, conn, FN_ECHO, "abc", 3, &id);
-		if (rc == -EAGAIN) {
-			uint64_t t = now_ms() + 2000;
-
-			while ((rc = dg_call(f, conn, FN_ECHO, "abc", 3,
-					     &id)) == -EAGAIN &&
-			       now_ms() < t)
-				;
-			if (rc == -EAGAIN)
-				break;
+		if (rc == 0) {
+			if (!calls++)
+				first = id;
+			assert_true(calls <= 3 * S - 2);
+			stalled = false;
+			continue;
 		}
-		assert_int_equal(rc, 0);
-		calls++;
+		assert_int_equal(rc, -EAGAIN);
+		if (stalled)
+			break;
+		s1 = nic_stats(e.nic);
+		stalled = s1.rpcs_rx - s0.rpcs_rx == 2 * S - 2 &&
+			  s1.rpcs_tx - s0.rpcs_tx == 2 * S - 2;
+		if (!stalled && now_ms() > until)
+			fail_msg("no stall after %u calls: %llu delivered, "
+				 "%llu taken",
+				 calls,
+				 (unsigned long long)(s1.rpcs_rx - s0.rpcs_rx),
+				 (unsigned long long)(s1.rpcs_tx - s0.rpcs_tx));
 	}
-	assert_int_equal(rc, -EAGAIN);
+	printf("# -EAGAIN after %u calls; the engine refused %llu times\n",
+	       calls, (unsigned long long)(s1.busy - s0.busy));
+	assert_int_equal(calls, 3 * S - 2);
+	assert_true(s1.busy - s0.busy >= S - 1);
+	/* Stalled: dg_nic_stats runs on the loop thread; nothing moves. */
+	dg_flow_stats(f, &fa);
+	for (i = 0; i < 100; i++)
+		assert_int_equal(dg_call(f, conn, FN_ECHO, "abc", 3, &id),
+				 -EAGAIN);
+	(void)nic_stats(e.nic);
+	s2 = nic_stats(e.nic);
+	dg_flow_stats(f, &fb);
+	assert_int_equal(fb.eagain - fa.eagain, 100);
+	assert_int_equal(fb.calls, calls);
+	assert_int_equal(s2.rpcs_tx, s1.rpcs_tx);
+	assert_int_equal(s2.rpcs_rx, s1.rpcs_rx);
+	assert_int_equal(s2.frames_tx, s1.frames_tx);
+
+	/* Drain: each call answered once, BUSY or echoed. */
 	until = now_ms() + 120000;
 	while (done < calls && now_ms() < until) {
 		dg_serve_poll(sf, 64);
 		k = dg_poll(f, c, 64);
 		for (i = 0; i < (uint32_t)k; i++) {
-			if (c[i].status == DG_ST_BUSY)
+			uint32_t n = c[i].rpc_id - first;
+
+			assert_true(n < calls);
+			assert_int_equal(answered[n], 0);
+			answered[n] = 1;
+			if (c[i].status == DG_ST_BUSY) {
 				busy++;
-			else if (c[i].status == 0 && c[i].len == 3)
+			} else {
+				assert_int_equal(c[i].status, 0);
+				assert_int_equal(c[i].len, 3);
+				assert_memory_equal(c[i].data, "abc", 3);
 				ok++;
+			}
 			done++;
 		}
 	}
-	printf("# -EAGAIN after %u calls: %u ok, %u busy\n", calls, ok, busy);
+	printf("# %u ok, %u busy\n", ok, busy);
 	assert_int_equal(done, calls);
-	assert_int_equal(ok + busy, calls);
-	assert_true(busy > 0);
+	assert_true(busy >= S - 1);
 	assert_int_equal(dg_call(f, conn, FN_ECHO, "abc", 3, &id), 0);
 	until = now_ms() + 60000;
 	for (k = 0; k == 0 && now_ms() < until;) {
@@ -419,6 +520,7 @@ static void test_ring_full(void **state)
 		k = dg_poll(f, c, 1);
 	}
 	assert_int_equal(k, 1);
+	assert_int_equal(c[0].rpc_id, id);
 	assert_int_equal(c[0].status, 0);
 	dg_host_detach(cli);
 	dg_host_detach(srv);
@@ -506,22 +608,33 @@ static void test_server_killed(void **state)
 		inflight++;
 	reap_children(NULL); /* SIGKILL, then wait */
 	t_kill = now_ms();
-	/* Every outstanding call ends, with an error, within 30 s. */
+	/*
+	 * Every outstanding call ends: answered before the death, or
+	 * UNREACHABLE once the engine noticed it (the server's RDMA
+	 * connection dropped) and failed the requests that tenant held.
+	 * Waited for up to 30 s so that a slow case is measured, then
+	 * bounded (SERVER_KILLED_MS).
+	 */
 	until = t_kill + 30000;
 	while (inflight && now_ms() < until) {
 		k = dg_poll(f, c, 16);
 		for (i = 0; i < k; i++, inflight--) {
-			if (c[i].status == 0)
+			if (c[i].status == 0) {
 				ok++;
-			else
+			} else {
+				assert_int_equal(c[i].status,
+						 DG_ST_UNREACHABLE);
 				errs++;
+			}
 		}
 	}
-	printf("# server killed: %u ok before, %u errors after, all in "
-	       "%.2f s\n",
-	       ok, errs, (now_ms() - t_kill) / 1e3);
+	t_kill = now_ms() - t_kill;
+	printf("# server killed: %u ok before, %u UNREACHABLE after, all in "
+	       "%llu ms (bound %u)\n",
+	       ok, errs, (unsigned long long)t_kill, SERVER_KILLED_MS);
 	assert_int_equal(inflight, 0);
 	assert_true(errs > 0);
+	assert_true(t_kill <= SERVER_KILLED_MS);
 	/* A new call fails with a status, not silence. */
 	{
 		char out[8];
@@ -576,45 +689,28 @@ static void test_engine_killed(void **state)
 		reap_children(NULL);
 		t0 = now_ms();
 		rc = dg_call_sync(f, conn, FN_ECHO, "x", 1, out, &olen, 20000);
-		printf("# engine killed: call returned %d (%s) after %.2f s\n",
-		       rc, strerror(rc < 0 ? -rc : 0), (now_ms() - t0) / 1e3);
-		assert_true(rc < 0);
-		assert_true(now_ms() - t0 < 25000);
+		t0 = now_ms() - t0;
+		printf("# engine killed: call returned %d (%s) after %llu ms "
+		       "(bound %u)\n",
+		       rc, strerror(rc < 0 ? -rc : 0), (unsigned long long)t0,
+		       ENGINE_KILLED_MS);
+		assert_int_equal(rc, -ENOTCONN);
+		assert_true(t0 <= ENGINE_KILLED_MS);
 		assert_int_equal(dg_host_check(c2), -ENOTCONN);
 		dg_host_detach(c2);
 	}
 	dg_host_detach(h);
 }
 
-/* Sums the "reads" counters of the engine's statistics, per flow. */
-static void flow_reads(struct dg_nic *nic, uint64_t *reads, uint32_t nflows)
-{
-	char *buf = NULL, *line;
-	size_t len = 0;
-	FILE *m = open_memstream(&buf, &len);
-	unsigned t, fl;
-	unsigned long long r;
-
-	assert_non_null(m);
-	dg_nic_stats_print(nic, m);
-	fclose(m);
-	memset(reads, 0, nflows * sizeof(*reads));
-	for (line = strtok(buf, "\n"); line; line = strtok(NULL, "\n")) {
-		const char *p = strstr(line, " reads ");
-
-		if (sscanf(line, "tenant %u flow %u:", &t, &fl) == 2 && p &&
-		    sscanf(p, " reads %llu", &r) == 1 && fl < nflows)
-			reads[fl] += r;
-	}
-	free(buf);
-}
-
 /*
- * A tenant with 4 flows, one of them used, then everything idle for 1.5 s:
- * with poll_max_us = 10 ms an idle flow is READ at most ~150 times in
- * that span (plus its first doubling steps), where READs back to back
- * would number thousands. Then a call on a flow that was idle all along
- * completes: backing off costs latency, never a lost request.
+ * Idle flows back off: a server tenant with 1 flow and a client with 4,
+ * flow 0 used for 50 calls, then everything idle for 1.5 s. With
+ * poll_max_us = 10 ms an idle flow is READ at most ~150 times in that
+ * span (plus its first doubling steps), where READs back to back would
+ * number thousands per flow. The engine's READ counter (dg_nic_stats, all
+ * 5 flows) is taken at both ends of the idle span. Then a call on a flow
+ * that was idle all along completes: backing off costs latency, never a
+ * lost request.
  */
 static void test_idle_flows_backoff(void **state)
 {
@@ -624,7 +720,8 @@ static void test_idle_flows_backoff(void **state)
 	struct engine e = {.addr = dg_rxe_addr(0)};
 	struct dg_host *srv, *cli;
 	struct dg_server *s;
-	uint64_t reads[4], t0, bound;
+	struct dg_nic_stats s0, s1;
+	uint64_t t0, span, bound;
 	char out[8];
 	size_t olen;
 	int conn, i;
@@ -634,7 +731,6 @@ static void test_idle_flows_backoff(void **state)
 	e.port = dg_nic_port(e.nic);
 	assert_int_equal(pthread_create(&e.thr, NULL, engine_main, e.nic), 0);
 	srv = attach_to(&e, NULL, 1, 256);
-	t0 = now_ms();
 	cli = attach_to(&e, NULL, 4, 256);
 	assert_int_equal(dg_server_start(srv, &echo_svc, 0, 1, &s), 0);
 	conn = connect_wait(dg_host_flow(cli, 0), NULL);
@@ -646,22 +742,19 @@ static void test_idle_flows_backoff(void **state)
 					      20000),
 				 0);
 	}
+	/* The span measured: nothing is waited for, the engine just runs. */
+	s0 = nic_stats(e.nic);
+	t0 = now_ms();
 	usleep(1500000);
-	dg_nic_stop(e.nic);
-	pthread_join(e.thr, NULL);
-	flow_reads(e.nic, reads, 4);
-	/* Twice the READs one per 10 ms would make, and the ramp up. */
-	bound = (now_ms() - t0) / 10 * 2 + 50;
-	printf("# READs per flow (client's, flow 0 with the server's) in "
-	       "%.2f s: %llu %llu %llu %llu; bound for idle flows %llu\n",
-	       (now_ms() - t0) / 1e3, (unsigned long long)reads[0],
-	       (unsigned long long)reads[1], (unsigned long long)reads[2],
-	       (unsigned long long)reads[3], (unsigned long long)bound);
-	/* Flows 1..3 of the client did nothing at all. */
-	for (i = 1; i < 4; i++)
-		assert_true(reads[i] <= bound);
-	dg_nic_resume(e.nic);
-	assert_int_equal(pthread_create(&e.thr, NULL, engine_main, e.nic), 0);
+	s1 = nic_stats(e.nic);
+	span = now_ms() - t0;
+	/* Per flow: twice one READ per 10 ms, and the ramp up; 5 flows. */
+	bound = 5 * (span / 10 * 2 + 50);
+	printf("# READs of 5 idle flows in %.2f s: %llu; bound %llu\n",
+	       span / 1e3, (unsigned long long)(s1.reads - s0.reads),
+	       (unsigned long long)bound);
+	assert_true(s1.reads - s0.reads <= bound);
+	assert_int_equal(s1.rpcs_tx, s0.rpcs_tx); /* idle indeed */
 	/* Flow 3, idle since the attach, calls. */
 	i = connect_wait(dg_host_flow(cli, 3), NULL);
 	assert_true(i >= 0);

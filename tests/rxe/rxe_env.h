@@ -17,11 +17,11 @@ static inline const char *dg_rxe_addr(int i)
 }
 
 /*
- * Source address for active endpoints. In the one-VM topology both device
- * addresses are local and rdma_cm cannot route from rxe1's address to
- * rxe0's (-EHOSTUNREACH), so by default routing picks the source and the
- * connection runs over one device in loopback. DG_RXE_BIND_SRC=1 binds to
- * DG_RXE_ADDR1 (two real machines or VMs).
+ * Source address for active endpoints: by default routing picks it (in
+ * rxe-run's topology policy routing sends traffic between the two
+ * addresses across the veth pair, so a connection to DG_RXE_ADDR0 leaves
+ * from rxe1). DG_RXE_BIND_SRC=1 binds to DG_RXE_ADDR1 explicitly;
+ * e2e_rdma's test_client_other_device always does.
  */
 static inline const char *dg_rxe_src(void)
 {

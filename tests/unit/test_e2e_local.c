@@ -24,6 +24,7 @@
 #include "dagger/ctrl.h"
 #include "dagger/dagger.h"
 #include "dagger/ring.h"
+#include "dg_track.h"
 #include "engine.h"
 
 enum { FN_ECHO = 1, FN_FAIL = 2 };
@@ -120,7 +121,8 @@ struct client_arg {
 	struct dg_host *h;
 	uint32_t flow;
 	uint32_t n;
-	uint32_t ok, bad, busy;
+	struct dg_track t;
+	int err;
 };
 
 static void fill(uint8_t *p, uint32_t len, uint32_t seed)
@@ -131,61 +133,81 @@ static void fill(uint8_t *p, uint32_t len, uint32_t seed)
 		p[i] = (uint8_t)(seed + i * 31u + (i >> 7));
 }
 
-/* Pipelined client: up to 8 calls in flight, every response checked. */
+/*
+ * Pipelined client: up to 8 calls in flight. Every answer is matched to
+ * the call in flight with its rpc id (dg_track.h): a duplicate, an answer
+ * to no call, wrong bytes or a lost call are each counted.
+ */
 static void *client_main(void *arg)
 {
 	struct client_arg *a = arg;
 	struct dg_flow *f = dg_host_flow(a->h, a->flow);
-	static __thread uint8_t buf[DG_MAX_MSG], want[DG_MAX_MSG];
-	uint32_t sizes[1024], seeds[1024];
-	uint32_t sent = 0, done = 0, s = 12345u + a->flow;
+	static __thread uint8_t buf[DG_MAX_MSG];
+	uint32_t sizes[256], next = 0, resend[16], nresend = 0;
+	uint32_t s = 12345u + a->flow, i;
 	struct dg_completion c[8];
-	uint64_t spins = 0;
+	time_t quiet = time(NULL) + 30; /* no answer for this long: stop */
 	int conn = dg_connect(f, NULL, 0, "echo", 5000);
 
-	if (conn < 0)
+	if (conn < 0 || dg_track_init(&a->t, a->n)) {
+		a->err = conn < 0 ? conn : -ENOMEM;
 		return NULL;
-	while (done < a->n && spins++ < 4000000000ull) {
-		int k, i;
+	}
+	for (i = 0; i < 256; i++)
+		sizes[i] = pick_size(&s);
+	while (a->t.ok + a->t.failed + a->t.corrupt < a->n &&
+	       time(NULL) < quiet) {
+		int k;
 
-		if (sent < a->n && sent - done < 8) {
-			uint32_t id, len = pick_size(&s);
+		/* New calls, and calls answered BUSY (sent again). */
+		if ((next < a->n || nresend) && a->t.inflight < 8) {
+			uint32_t seq = nresend ? resend[nresend - 1] : next;
+			uint32_t len = sizes[seq % 256], id;
 
-			fill(buf, len, sent);
+			dg_track_fill(buf, len, seq);
 			if (dg_call(f, conn, FN_ECHO, buf, len, &id) == 0) {
-				sizes[id % 1024] = len;
-				seeds[id % 1024] = sent;
-				sent++;
+				if (!dg_track_sent(&a->t, id, seq, len))
+					a->err = -EOVERFLOW;
+				if (nresend)
+					nresend--;
+				else
+					next++;
 			}
 		}
 		k = dg_poll(f, c, 8);
-		for (i = 0; i < k; i++) {
-			uint32_t len = sizes[c[i].rpc_id % 1024];
+		if (k > 0)
+			quiet = time(NULL) + 30;
+		for (i = 0; i < (uint32_t)k; i++) {
+			uint32_t seq;
 
-			fill(want, len, seeds[c[i].rpc_id % 1024]);
-			if (c[i].status == DG_ST_BUSY) {
-				/* Server ring full: back-pressure, resend. */
-				uint32_t id;
-
-				a->busy++;
-				fill(buf, len, seeds[c[i].rpc_id % 1024]);
-				while (dg_call(f, conn, FN_ECHO, buf, len,
-					       &id) == -EAGAIN)
-					;
-				sizes[id % 1024] = len;
-				seeds[id % 1024] = seeds[c[i].rpc_id % 1024];
-				continue;
-			}
-			if (c[i].status == 0 && c[i].len == len &&
-			    !memcmp(c[i].data, want, len))
-				a->ok++;
-			else
-				a->bad++;
-			done++;
+			if (dg_track_answer(&a->t, &c[i], &seq) ==
+				    DG_TRACK_BUSY &&
+			    nresend < 16)
+				resend[nresend++] = seq;
 		}
 	}
 	dg_close(f, conn);
 	return NULL;
+}
+
+/* What a client's book-keeping must show: every call once, intact. */
+static void check_client(struct client_arg *a, int i)
+{
+	printf("# client %d: %llu ok, %llu resent after BUSY, %llu failed, "
+	       "%llu lost, %llu duplicated, %llu unknown, %llu corrupt\n",
+	       i, (unsigned long long)a->t.ok, (unsigned long long)a->t.busy,
+	       (unsigned long long)a->t.failed,
+	       (unsigned long long)dg_track_lost(&a->t),
+	       (unsigned long long)a->t.dup, (unsigned long long)a->t.unknown,
+	       (unsigned long long)a->t.corrupt);
+	assert_int_equal(a->err, 0);
+	assert_int_equal(a->t.dup, 0);
+	assert_int_equal(a->t.unknown, 0);
+	assert_int_equal(a->t.corrupt, 0);
+	assert_int_equal(a->t.failed, 0);
+	assert_int_equal(dg_track_lost(&a->t), 0);
+	assert_int_equal(a->t.ok, a->n);
+	dg_track_free(&a->t);
 }
 
 /* 2 client threads x 2 server threads, 5,000 mixed-size RPCs each. */
@@ -204,10 +226,7 @@ static void test_echo_mixed(void **state)
 		pthread_create(&t[i], NULL, client_main, &a[i]);
 	for (i = 0; i < 2; i++) {
 		pthread_join(t[i], NULL);
-		assert_int_equal(a[i].bad, 0);
-		assert_int_equal(a[i].ok, 5000);
-		printf("# client %d: %u ok, %u resent after BUSY\n", i, a[i].ok,
-		       a[i].busy);
+		check_client(&a[i], i);
 	}
 	dg_server_stop(s);
 	dg_host_detach(cli);
@@ -332,74 +351,134 @@ static void test_wrong_thread(void **state)
 	dg_host_detach(cli);
 }
 
+static struct dg_nic_stats nic_stats(void)
+{
+	struct dg_nic_stats st;
+
+	assert_int_equal(dg_nic_stats(E.nic, &st, 5000), 0);
+	return st;
+}
+
 /*
- * Full rings: a server flow that does not poll fills up; requests beyond
- * its ring come back BUSY; a client that does not poll sees -EAGAIN. After
- * draining, calls succeed again. Nothing is lost: every call completes.
+ * Full rings, proven by the rings' and the engine's state, not by time.
+ * A server flow that does not poll, S slots per ring: the engine hands it
+ * S - 1 requests (its RX ring, less the slot of the REGISTER reply that
+ * dg_serve read and has not released yet), answers the next S - 1 BUSY
+ * into the client's RX ring (less the OPEN reply's slot), then cannot
+ * answer the next one and stops taking from the client's TX ring, which
+ * fills: S more. So exactly 3S - 2 calls go in; from then on every call is
+ * -EAGAIN and the engine, iteration after iteration, moves nothing. After
+ * draining, every call has had exactly one answer, OK or BUSY, and calls
+ * succeed again.
  */
 static void test_ring_full(void **state)
 {
-	struct dg_host *srv = attach(1, 64), *cli = attach(1, 64);
+	enum { S = 64 };
+	struct dg_host *srv = attach(1, S), *cli = attach(1, S);
 	struct dg_flow *sf = dg_host_flow(srv, 0), *f = dg_host_flow(cli, 0);
+	struct dg_nic_stats s0, s1 = {0}, s2;
+	struct dg_flow_stats a, b;
 	struct dg_completion c[64];
-	uint32_t calls = 0, done = 0, busy = 0, ok = 0, id, i;
-	uint64_t spins = 0;
-	int conn, rc = 0, k;
+	static uint8_t answered[3 * S];
+	uint32_t calls = 0, done = 0, busy = 0, ok = 0, id, first = 0, i;
+	bool stalled;
+	time_t until;
+	int conn, rc, k;
 
 	(void)state;
 	assert_int_equal(dg_serve(sf, &echo_svc, 5000), 0);
 	conn = dg_connect(f, NULL, 0, "echo", 5000);
 	assert_true(conn >= 0);
+	s0 = nic_stats();
 	/*
-	 * Call without polling until the TX ring pushes back and keeps
-	 * pushing back for 200 ms: by then the engine has filled the
-	 * server's RX ring, answered BUSY into ours until it was full, and
-	 * stopped consuming our TX ring.
+	 * Call until the engine's counters show the stall, and once more
+	 * after that (the -EAGAIN before may predate the engine's last
+	 * tx_head).
 	 */
-	while (spins++ < 2000000000ull) {
+	until = time(NULL) + 30;
+	for (stalled = false;;) {
 		rc = dg_call(f, conn, FN_ECHO, "abc", 3, &id);
-		if (rc == -EAGAIN) {
-			struct timespec t0, t1;
-
-			clock_gettime(CLOCK_MONOTONIC, &t0);
-			do {
-				rc = dg_call(f, conn, FN_ECHO, "abc", 3, &id);
-				clock_gettime(CLOCK_MONOTONIC, &t1);
-			} while (rc == -EAGAIN &&
-				 (t1.tv_sec - t0.tv_sec) * 1000000000L +
-						 (t1.tv_nsec - t0.tv_nsec) <
-					 200000000L);
-			if (rc == -EAGAIN)
-				break;
+		if (rc == 0) {
+			if (!calls++)
+				first = id;
+			assert_true(calls <= 3 * S - 2);
+			stalled = false;
+			continue;
 		}
-		assert_int_equal(rc, 0);
-		calls++;
+		assert_int_equal(rc, -EAGAIN);
+		if (stalled)
+			break;
+		s1 = nic_stats();
+		stalled = s1.rpcs_rx - s0.rpcs_rx == 2 * S - 2 &&
+			  s1.rpcs_tx - s0.rpcs_tx == 2 * S - 2;
+		if (stalled)
+			continue;
+		if (time(NULL) > until)
+			fail_msg("no stall after %u calls: %llu delivered, "
+				 "%llu taken",
+				 calls,
+				 (unsigned long long)(s1.rpcs_rx - s0.rpcs_rx),
+				 (unsigned long long)(s1.rpcs_tx - s0.rpcs_tx));
 	}
-	assert_int_equal(rc, -EAGAIN);
-	printf("# -EAGAIN after %u calls\n", calls);
-	/* Drain: BUSY answers come back; then serve the rest. */
-	for (spins = 0; done < calls && spins < 2000000000ull; spins++) {
+	printf("# -EAGAIN after %u calls; the engine refused %llu times\n",
+	       calls, (unsigned long long)(s1.busy - s0.busy));
+	assert_int_equal(calls, 3 * S - 2);
+	assert_true(s1.busy - s0.busy >= S - 1);
+	/*
+	 * Stalled: each dg_nic_stats() runs on the loop thread, so two more
+	 * of them span loop iterations, in which the engine takes and
+	 * delivers nothing, while every call is -EAGAIN.
+	 */
+	dg_flow_stats(f, &a);
+	for (i = 0; i < 100; i++)
+		assert_int_equal(dg_call(f, conn, FN_ECHO, "abc", 3, &id),
+				 -EAGAIN);
+	(void)nic_stats();
+	s2 = nic_stats();
+	dg_flow_stats(f, &b);
+	assert_int_equal(b.eagain - a.eagain, 100);
+	assert_int_equal(b.calls, a.calls);
+	assert_int_equal(b.calls, calls);
+	assert_int_equal(s2.rpcs_tx, s1.rpcs_tx);
+	assert_int_equal(s2.rpcs_rx, s1.rpcs_rx);
+	assert_int_equal(s2.frames_tx, s1.frames_tx);
+	assert_int_equal(s2.drops[DG_NIC_DROP_NO_REQUEST],
+			 s0.drops[DG_NIC_DROP_NO_REQUEST]);
+
+	/* Drain: each call answered once, BUSY or echoed. */
+	memset(answered, 0, sizeof(answered));
+	until = time(NULL) + 30;
+	while (done < calls && time(NULL) <= until) {
 		dg_serve_poll(sf, 64);
 		k = dg_poll(f, c, 64);
 		for (i = 0; i < (uint32_t)k; i++) {
-			if (c[i].status == DG_ST_BUSY)
+			uint32_t n = c[i].rpc_id - first;
+
+			assert_true(n < calls);
+			assert_int_equal(answered[n], 0);
+			answered[n] = 1;
+			if (c[i].status == DG_ST_BUSY) {
 				busy++;
-			else if (c[i].status == 0 && c[i].len == 3)
+			} else {
+				assert_int_equal(c[i].status, 0);
+				assert_int_equal(c[i].len, 3);
+				assert_memory_equal(c[i].data, "abc", 3);
 				ok++;
+			}
 			done++;
 		}
 	}
-	assert_int_equal(done, calls);
-	assert_int_equal(ok + busy, calls);
-	assert_true(busy > 0);
 	printf("# %u ok, %u busy\n", ok, busy);
+	assert_int_equal(done, calls);
+	assert_true(busy >= S - 1);
 	/* And calls succeed again. */
 	assert_int_equal(dg_call(f, conn, FN_ECHO, "abc", 3, &id), 0);
-	for (spins = 0, k = 0; k == 0 && spins < 2000000000ull; spins++) {
+	for (until = time(NULL) + 30, k = 0; k == 0 && time(NULL) <= until;) {
 		dg_serve_poll(sf, 64);
 		k = dg_poll(f, c, 1);
 	}
 	assert_int_equal(k, 1);
+	assert_int_equal(c[0].rpc_id, id);
 	assert_int_equal(c[0].status, 0);
 	dg_host_detach(cli);
 	dg_host_detach(srv);
@@ -422,6 +501,33 @@ static void raw_put(struct raw *r, const struct dg_frame *fr)
 	dg_slot_publish(s, r->tx++, 0);
 }
 
+/* A whole well-formed message of len bytes, published as a host does. */
+static void raw_put_msg(struct raw *r, uint32_t rpc_id, uint8_t flags,
+			const void *data, uint32_t len)
+{
+	uint32_t cnt = dg_frames_for(len), i, n = DG_FRAME_PAYLOAD;
+	uint8_t *ring = r->region + dg_tx_ring_off(&r->lay, 0);
+	struct dg_frame *s = (void *)(ring + (r->tx & 63) * DG_SLOT_SIZE);
+
+	for (i = 1; i < cnt; i++, n += DG_CONT_PAYLOAD) {
+		struct dg_frame_cont *c =
+			(void *)(ring + ((r->tx + i) & 63) * DG_SLOT_SIZE);
+
+		memset(c->data, 0, DG_CONT_PAYLOAD);
+		memcpy(c->data, (const uint8_t *)data + n,
+		       len - n < DG_CONT_PAYLOAD ? len - n : DG_CONT_PAYLOAD);
+		dg_cont_publish(c, r->tx + i, 0);
+	}
+	memset((uint8_t *)s + 4, 0, DG_SLOT_SIZE - 4);
+	s->rpc_id = rpc_id;
+	s->len = len;
+	s->cnt = (uint16_t)cnt;
+	s->flags = flags;
+	memcpy(s->data, data, len < DG_FRAME_PAYLOAD ? len : DG_FRAME_PAYLOAD);
+	dg_slot_publish(s, r->tx, 0);
+	r->tx += cnt;
+}
+
 static const struct dg_frame *raw_get(struct raw *r)
 {
 	const struct dg_frame *s =
@@ -436,12 +542,26 @@ static const struct dg_frame *raw_get(struct raw *r)
 	return s;
 }
 
+/*
+ * Malformed frames written straight into a tenant's TX ring: each is
+ * dropped and counted under its reason (dg_nic_stats), and nothing but
+ * the two answers they call for (the bad control op's reply, NO_CONN for
+ * the unknown connection) is delivered, to this tenant or any other. A
+ * last well-formed control message (a CLOSE of nothing) fences the
+ * sequence: its reply comes after everything before it was taken.
+ */
 static void test_malformed_frames(void **state)
 {
 	struct raw r = {0};
 	struct dg_region_hdr *h;
 	struct dg_frame f = {0};
+	struct dg_ctrl_msg close_nothing = {.op = DG_CTRL_CLOSE, .conn = 4321};
 	const struct dg_frame *got;
+	struct dg_nic_stats s0, s1;
+	struct dg_flow_ctrl *ctrl;
+	const struct dg_frame *next;
+	time_t until;
+	uint32_t i;
 
 	(void)state;
 	assert_int_equal(dg_region_layout(1, 64, &r.lay), 0);
@@ -455,6 +575,7 @@ static void test_malformed_frames(void **state)
 	r.tenant =
 		dg_nic_attach_local(E.nic, r.region, dg_region_bytes(&r.lay));
 	assert_true(r.tenant >= 0);
+	s0 = nic_stats();
 
 	/* len over the largest message */
 	f = (struct dg_frame){.rpc_id = 1,
@@ -495,17 +616,63 @@ static void test_malformed_frames(void **state)
 			      .len = 1,
 			      .flags = DG_FF_REQ};
 	raw_put(&r, &f);
+	/* the fence: a CLOSE of a connection that does not exist (4 slots) */
+	raw_put_msg(&r, 9, DG_FF_CTRL, &close_nothing, sizeof(close_nothing));
 
-	/* Only the control reply and the NO_CONN answer come back. */
+	/* The two answers, then the fence's reply, and nothing else. */
 	got = raw_get(&r);
 	assert_non_null(got);
 	assert_int_equal(got->rpc_id, 7);
+	assert_int_equal(got->flags, DG_FF_CTRL);
 	assert_int_equal(got->status, DG_ST_BAD_FRAME);
 	got = raw_get(&r);
 	assert_non_null(got);
 	assert_int_equal(got->rpc_id, 8);
+	assert_int_equal(got->flags, DG_FF_RESP);
 	assert_int_equal(got->status, DG_ST_NO_CONN);
-	assert_true(got->flags & DG_FF_RESP);
+	got = raw_get(&r);
+	assert_non_null(got);
+	assert_int_equal(got->rpc_id, 9);
+	assert_int_equal(got->flags, DG_FF_CTRL);
+	assert_int_equal(got->status, DG_ST_NO_CONN);
+	next = (const void *)(r.region + dg_rx_ring_off(&r.lay, 0) +
+			      (r.rx & 63) * DG_SLOT_SIZE);
+	/* Every slot taken: tx_head reaches the end (stored after the reply).
+	 */
+	ctrl = (void *)(r.region + dg_ctrl_off(&r.lay, 0));
+	until = time(NULL) + 10;
+	while (__atomic_load_n(&ctrl->tx_head, __ATOMIC_ACQUIRE) != r.tx)
+		assert_true(time(NULL) <= until);
+	s1 = nic_stats();
+	assert_false(dg_slot_ready(next, r.rx, 0));
+	/* Each drop under its reason, exactly; nothing else anywhere. */
+	assert_int_equal(s1.drops[DG_NIC_DROP_BAD_LEN] -
+				 s0.drops[DG_NIC_DROP_BAD_LEN],
+			 2);
+	assert_int_equal(s1.drops[DG_NIC_DROP_BAD_FLAGS] -
+				 s0.drops[DG_NIC_DROP_BAD_FLAGS],
+			 3);
+	assert_int_equal(s1.drops[DG_NIC_DROP_TOO_BIG] -
+				 s0.drops[DG_NIC_DROP_TOO_BIG],
+			 1);
+	assert_int_equal(s1.drops[DG_NIC_DROP_NO_REQUEST] -
+				 s0.drops[DG_NIC_DROP_NO_REQUEST],
+			 1);
+	assert_int_equal(s1.drops[DG_NIC_DROP_BAD_CTRL] -
+				 s0.drops[DG_NIC_DROP_BAD_CTRL],
+			 1);
+	assert_int_equal(s1.drops[DG_NIC_DROP_BAD_CONN] -
+				 s0.drops[DG_NIC_DROP_BAD_CONN],
+			 1);
+	for (i = 0; i < DG_NIC_DROP_N; i++)
+		printf("# drops[%u]: %llu\n", i,
+		       (unsigned long long)(s1.drops[i] - s0.drops[i]));
+	/* Delivered: the three answers, to this tenant; to nobody else. */
+	assert_int_equal(s1.rpcs_rx - s0.rpcs_rx, 3);
+	assert_int_equal(s1.frames_rx - s0.frames_rx, 3);
+	assert_int_equal(s1.busy, s0.busy);
+	assert_int_equal(s1.conns, s0.conns);
+	assert_int_equal(s1.services, s0.services);
 	dg_nic_detach_local(E.nic, r.tenant);
 	free(r.region);
 }
