@@ -326,6 +326,7 @@ struct dg_nic {
 	int running; /* atomic: dg_nic_run is running on loop_thread */
 	uint64_t attach_refused;
 	uint64_t loops, sleeps;
+	bool sweep;	       /* this round looks at connection states */
 	uint64_t missed_wakes; /* direct_missed() after a timed-out sleep */
 	bool remote_sweep;     /* remote_fail() still owes answers */
 	bool any_direct;       /* some tenant is direct (shared memory) */

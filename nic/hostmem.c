@@ -222,6 +222,11 @@ static int rdma_event_fd(struct dg_hostmem *hm)
 	return dg_rdma_ep_cq_fd(((struct rdma_hm *)hm)->ep);
 }
 
+static int rdma_state_fd(struct dg_hostmem *hm)
+{
+	return dg_rdma_ep_fd(((struct rdma_hm *)hm)->ep);
+}
+
 static int rdma_arm(struct dg_hostmem *hm)
 {
 	return dg_rdma_ep_arm(((struct rdma_hm *)hm)->ep);
@@ -260,6 +265,7 @@ static const struct dg_hostmem_ops rdma_ops = {
 	.notify = rdma_notify,
 	.shadow = rdma_shadow,
 	.event_fd = rdma_event_fd,
+	.state_fd = rdma_state_fd,
 	.arm = rdma_arm,
 	.ack = rdma_ack,
 	.read = rdma_read,

@@ -60,6 +60,12 @@ struct dg_hostmem_ops {
 	int (*arm)(struct dg_hostmem *hm);
 	void (*ack)(struct dg_hostmem *hm);
 	/*
+	 * Optional: a file descriptor that turns readable when check() may
+	 * have changed (the connection's events); a sleeping engine watches it
+	 * so a host that died is noticed without waiting for a sweep.
+	 */
+	int (*state_fd)(struct dg_hostmem *hm);
+	/*
 	 * RDMA only (NULL otherwise). recv: posts one receive for a host's
 	 * WRITE WITH IMMEDIATE (it completes with tag and the immediate).
 	 * notify: queues a zero-byte WRITE WITH IMMEDIATE to the host (after

@@ -131,7 +131,7 @@ static int tenant_poll(struct dg_nic *n, uint32_t tid)
 		}
 	}
 	/* The connection state costs system calls: look now and then. */
-	if (k < 0 || ((n->loops & 1023) == 0 && t->hm->ops->check(t->hm)))
+	if (k < 0 || (n->sweep && t->hm->ops->check(t->hm)))
 		t->dead = true;
 	if (t->dead)
 		return work;
@@ -197,7 +197,7 @@ static int tenant_poll_direct(struct dg_nic *n, uint32_t tid)
 		}
 	}
 	/* A daemon's tenant: its socket tells when it is gone. */
-	if ((n->loops & 1023) == 0 && t->hm->ops->check(t->hm))
+	if (n->sweep && t->hm->ops->check(t->hm))
 		t->dead = true;
 	return work;
 }
@@ -309,6 +309,11 @@ int dg_nic_poll(struct dg_nic *n)
 		if (n->ctl)
 			nic_ctl_tick(n);
 	}
+	/*
+	 * Before the increment: a sleep sets loops to a multiple of 64, and
+	 * the sweep must not depend on how many rounds the spin took.
+	 */
+	n->sweep = (n->loops & 1023) == 0;
 	n->loops++;
 	/* Copies: freeing a tenant or a link below updates the lists. */
 	ntact = n->ntact;
@@ -430,8 +435,8 @@ static bool direct_missed(struct dg_nic *n)
  */
 static bool wait_events(struct dg_nic *n)
 {
-	struct pollfd fds[MAX_TENANTS * 2 + MAX_PEERS + 4];
-	int8_t fd_tenant[MAX_TENANTS * 2 + MAX_PEERS + 4];
+	struct pollfd fds[MAX_TENANTS * 3 + MAX_PEERS + 4];
+	int8_t fd_tenant[MAX_TENANTS * 3 + MAX_PEERS + 4];
 	struct timespec ts;
 	uint64_t tmo, now;
 	nfds_t k = 0, j;
@@ -458,6 +463,12 @@ static bool wait_events(struct dg_nic *n)
 			return false;
 		fds[k++] =
 			(struct pollfd){t->hm->ops->event_fd(t->hm), POLLIN, 0};
+		/* Its connection's events: a host that died or hung up. */
+		if (t->hm->ops->state_fd) {
+			fd_tenant[k] = (int8_t)n->tact[i];
+			fds[k++] = (struct pollfd){t->hm->ops->state_fd(t->hm),
+						   POLLIN, 0};
+		}
 	}
 	for (i = 0; i < MAX_PEERS; i++) {
 		struct peer_ref *p = &n->peers[i];
@@ -518,16 +529,17 @@ static bool wait_events(struct dg_nic *n)
 			nic_ctl_poll(n);
 		if (read(n->wake_fd, &v, sizeof(v)) < 0)
 			v = 0; /* not this one: EAGAIN */
-		/* A daemon's tenant hung up: it is gone, now. */
+		/*
+		 * A daemon's tenant hung up, or an RDMA tenant's connection
+		 * has an event (a disconnect): it is gone, now.
+		 */
 		for (j = 0; j < k; j++) {
 			struct tenant *t;
 
 			if (!fds[j].revents || fd_tenant[j] < 0)
 				continue;
 			t = &n->tenants[fd_tenant[j]];
-			if (t->used && t->direct &&
-			    t->hm->ops->event_fd(t->hm) == fds[j].fd &&
-			    t->hm->ops->check(t->hm))
+			if (t->used && t->hm->ops->check(t->hm))
 				t->dead = true;
 		}
 	}
