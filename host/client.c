@@ -116,6 +116,7 @@ call_fast(struct dg_flow *f, int conn, uint16_t fn, const void *req, size_t len,
 	 */
 	if (cnt == 2)
 		dg_cont_publish((struct dg_frame_cont *)(s + 1), pos + 1, csum);
+	dg_ring_guard(f->tx, f->mask, pos + cnt); /* dagger/ring.h */
 	dg_slot_publish(s, pos, csum);
 	dg_after_tx(f);
 	return 0;
@@ -241,6 +242,7 @@ int dg_call_fill(struct dg_flow *f, int conn, uint16_t fn, size_t len,
 		      (uint32_t)conn, fn, (uint32_t)len, cnt);
 	for (i = 1; i < cnt; i++)
 		dg_cont_publish(dg_tx_cont(f, pos + i), pos + i, f->rflags);
+	dg_ring_guard(f->tx, f->mask, pos + cnt);
 	dg_slot_publish(&f->tx[pos & f->mask], pos, f->rflags);
 	f->tx_tail = pos + cnt;
 	f->st.calls++;
@@ -279,6 +281,7 @@ int dg_rx_take_multi(struct dg_flow *f, const struct dg_frame *s,
 			break;
 		f->st.bad_frames++;
 		f->rx_tail++;
+		f->rx_scrub = 1;
 		s = &f->rx[f->rx_tail & f->mask];
 		if (!dg_slot_ready(s, f->rx_tail, f->rflags))
 			return 0;
@@ -311,6 +314,7 @@ int dg_rx_take_multi(struct dg_flow *f, const struct dg_frame *s,
 	m->len = len;
 	f->arena_used += len;
 	f->rx_tail += cnt;
+	f->rx_scrub = 1;
 	return 1;
 }
 
@@ -403,10 +407,8 @@ poll_fast(struct dg_flow *f, struct dg_completion *c, int max,
 	 * application's loads of those slots come before the engine may
 	 * reuse them.
 	 */
-	if (f->rx_freed != pos) {
-		__atomic_store_n(&f->ctrl->rx_head, pos, __ATOMIC_RELEASE);
-		f->rx_freed = pos;
-	}
+	if (f->rx_freed != pos)
+		dg_rx_free(f, pos);
 	f->arena_used = 0;
 	f->heap_used = 0;
 	s = &f->rx[pos & f->mask];
@@ -432,6 +434,7 @@ poll_fast(struct dg_flow *f, struct dg_completion *c, int max,
 	}
 	completion(c, s, s->data, len);
 	f->rx_tail = pos + cnt;
+	f->rx_scrub |= cnt - 1;
 	f->st.completions++;
 	s = &f->rx[(pos + cnt) & f->mask];
 	if (max > 1 &&

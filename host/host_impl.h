@@ -46,6 +46,7 @@ struct dg_flow {
 	uint32_t tx_head;  /* engine's consumer index, as last loaded */
 	uint32_t rx_tail;  /* next RX position to consume */
 	uint32_t rx_freed; /* RX positions below this are released */
+	uint32_t rx_scrub; /* a message of 2+ frames taken since (dg_rx_free) */
 	uint32_t next_rpc;
 	uint32_t arena_used; /* reassembly arena, reset by each dg_poll */
 	uint32_t heap_used;  /* dg_flow_alloc's arena */
@@ -309,6 +310,7 @@ static inline void dg_tx_put(struct dg_flow *f, uint8_t flags, uint8_t status,
 		dg_copy64(dg_tx_cont(f, pos + i)->data, p, left);
 		dg_cont_publish(dg_tx_cont(f, pos + i), pos + i, f->rflags);
 	}
+	dg_ring_guard(f->tx, f->mask, pos + cnt);
 	dg_slot_publish(s, pos, f->rflags);
 	f->tx_tail = pos + cnt;
 }
@@ -320,13 +322,25 @@ static inline void dg_tx_put(struct dg_flow *f, uint8_t flags, uint8_t status,
  * loads of those slots (the application's reads of completion data) come
  * before the engine may reuse them.
  */
+static inline void dg_rx_free(struct dg_flow *f, uint32_t pos)
+{
+	/*
+	 * Continuation frames among them: their word 0 (payload) must not
+	 * pass for a first frame one lap later (dagger/ring.h). Stored
+	 * before the release store below, so before the engine reuses them.
+	 */
+	if (DG_UNLIKELY(f->rx_scrub)) {
+		dg_ring_scrub(f->rx, f->mask, f->rx_freed, pos);
+		f->rx_scrub = 0;
+	}
+	__atomic_store_n(&f->ctrl->rx_head, pos, __ATOMIC_RELEASE);
+	f->rx_freed = pos;
+}
+
 static inline void dg_rx_release(struct dg_flow *f)
 {
-	if (f->rx_freed != f->rx_tail) {
-		__atomic_store_n(&f->ctrl->rx_head, f->rx_tail,
-				 __ATOMIC_RELEASE);
-		f->rx_freed = f->rx_tail;
-	}
+	if (f->rx_freed != f->rx_tail)
+		dg_rx_free(f, f->rx_tail);
 	f->arena_used = 0;
 	f->heap_used = 0;
 }
@@ -372,6 +386,7 @@ static inline int dg_rx_take(struct dg_flow *f, struct dg_rx_msg *m)
 		m->data = s->data;
 		m->len = len;
 		f->rx_tail = pos + 2;
+		f->rx_scrub = 1;
 		return 1;
 	}
 	return dg_rx_take_multi(f, s, m);

@@ -206,6 +206,7 @@ int dg_serve_poll(struct dg_flow *f, int max)
 			return serve_slow(f, max, n);
 		}
 		f->rx_tail = pos + cnt;
+		f->rx_scrub |= cnt - 1;
 		serve_one(f, s, s->data, len);
 		n++;
 	}

@@ -261,6 +261,7 @@ struct peer_stats {
 
 struct peer_ref {
 	bool used, dead, outbound;
+	bool overflow; /* the peer sent more than its credits allowed */
 	struct dg_peer *link;
 	char addr[DG_ADDR_MAX]; /* outbound: where we connected */
 	uint16_t port;

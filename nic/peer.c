@@ -97,6 +97,8 @@ struct dg_peer {
 	uint32_t rx_seq;
 	uint32_t owed;		 /* re-posted, not yet reported to the peer */
 	uint32_t owed_threshold; /* recv_bufs / 2: send a credit-only msg */
+	uint32_t peer_held;	 /* credits the peer holds or spent in flight */
+	uint32_t rx_cap, backlog; /* dg_peer_set_backlog(); rx_cap 0: none */
 
 	/* Liveness (dg_peer_tick). */
 	uint32_t keepalive_ms; /* ours: send after this long without a SEND */
@@ -214,6 +216,7 @@ static int peer_new(const struct dg_peer_opts *n, struct dg_peer **out)
 	p->keepalive_ms = n->timeout_ms / 6;
 	p->dead_ms = n->timeout_ms;
 	p->owed_threshold = n->recv_bufs / 2; /* >= 2: RECV_BUFS_MIN is 4 */
+	p->peer_held = n->recv_bufs; /* the hello grants every buffer */
 	p->buf_size = sizeof(struct msg_hdr) +
 		      (size_t)n->batch_frames * sizeof(struct dg_frame);
 	p->mem_len = (size_t)(n->recv_bufs + n->send_bufs) * p->buf_size;
@@ -377,16 +380,38 @@ void dg_peer_destroy(struct dg_peer *p)
  * The frames were written by ordinary stores; the provider's post path
  * orders them before the doorbell, so the device reads what was written.
  */
+/*
+ * Credits that may be reported now: every one owed, unless the owner's
+ * backlog (dg_peer_set_backlog) says the frames the peer could then send
+ * would not fit what it has room for: what the peer holds (or spent on
+ * messages still in flight) times our buffers' frames, plus the backlog,
+ * stays within the cap.
+ */
+static uint32_t reportable(const struct dg_peer *p)
+{
+	uint32_t msgs;
+
+	if (!p->rx_cap)
+		return p->owed;
+	msgs = p->backlog < p->rx_cap ? (p->rx_cap - p->backlog) / p->buf_frames
+				      : 0;
+	if (msgs <= p->peer_held)
+		return 0;
+	msgs -= p->peer_held;
+	return msgs < p->owed ? msgs : p->owed;
+}
+
 static int post_msg(struct dg_peer *p, uint32_t idx, uint32_t n)
 {
 	uint8_t *buf = sbuf(p, idx);
 	struct msg_hdr *h = (struct msg_hdr *)buf;
+	uint32_t r = reportable(p);
 	int rc;
 
 	h->magic = MSG_MAGIC;
 	h->version = MSG_VERSION;
 	h->nframes = (uint16_t)n;
-	h->credits = p->owed;
+	h->credits = r;
 	h->seq = p->tx_seq;
 	/*
 	 * Signaled: the buffer is reused only after its own completion, i.e.
@@ -399,7 +424,8 @@ static int post_msg(struct dg_peer *p, uint32_t idx, uint32_t n)
 	if (rc)
 		return rc; /* nothing was spent */
 	p->credits--;
-	p->owed = 0; /* reported in this header */
+	p->owed -= r; /* reported in this header */
+	p->peer_held += r;
 	p->tx_seq++;
 	p->st.msgs_tx++;
 	p->st.frames_tx += n;
@@ -448,7 +474,8 @@ static int post_empty(struct dg_peer *p, uint64_t *count)
 /* Rule (b): returns owed credits alone once T are owed. */
 static int send_credit(struct dg_peer *p)
 {
-	if (p->owed < p->owed_threshold || !p->credits || !p->nfree)
+	if (p->owed < p->owed_threshold || !p->credits || !p->nfree ||
+	    !reportable(p))
 		return 0; /* retried by the next poll or flush */
 	return post_empty(p, &p->st.credit_msgs);
 }
@@ -565,6 +592,10 @@ static int deliver(struct dg_peer *p, uint32_t idx, uint32_t len,
 	/* Credits only come back for messages we sent. */
 	if (h->credits > p->credits_max - p->credits)
 		return fail(p, -EPROTO);
+	/* Every message spends a credit we gave (rule (a)). */
+	if (!p->peer_held)
+		return fail(p, -EPROTO);
+	p->peer_held--;
 	p->rx_seq++;
 	p->credits += h->credits;
 	p->st.msgs_rx++;
@@ -690,6 +721,17 @@ int dg_peer_check(struct dg_peer *p)
 uint32_t dg_peer_batch_frames(const struct dg_peer *p)
 {
 	return p->msg_frames;
+}
+
+void dg_peer_set_backlog(struct dg_peer *p, uint32_t frames, uint32_t cap)
+{
+	p->backlog = frames;
+	p->rx_cap = cap;
+}
+
+uint32_t dg_peer_rx_frames(const struct dg_peer *p)
+{
+	return p->buf_frames;
 }
 
 uint32_t dg_peer_remote_engine(const struct dg_peer *p)

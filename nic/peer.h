@@ -207,6 +207,21 @@ void dg_peer_ack(struct dg_peer *p);
 
 /* Frames per SEND on this link (<= batch_frames, <= the peer's buffers). */
 uint32_t dg_peer_batch_frames(const struct dg_peer *p);
+/*
+ * Most frames one message from the peer may carry (our receive buffers):
+ * a caller that bounds what dg_peer_poll() hands it sizes by this, not by
+ * dg_peer_batch_frames(), which the peer's smaller buffers may lower.
+ */
+uint32_t dg_peer_rx_frames(const struct dg_peer *p);
+/*
+ * Receive-side flow control for an owner that queues received frames
+ * before it can act on them: frames are queued now, of at most cap.
+ * Credits are then returned only as far as every frame the peer may send
+ * with them still fits (cap >= recv_bufs * dg_peer_rx_frames() frames).
+ * The link stays polled (credits from the peer keep arriving) whatever
+ * the backlog; a peer that sends without a credit is a protocol error.
+ */
+void dg_peer_set_backlog(struct dg_peer *p, uint32_t frames, uint32_t cap);
 /* The peer's engine_id from its hello. */
 uint32_t dg_peer_remote_engine(const struct dg_peer *p);
 

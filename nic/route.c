@@ -229,11 +229,21 @@ int nic_peer_get(struct dg_nic *n, const char *addr, uint16_t port)
 	return rc;
 }
 
+static_assert(PEER_FIFO >= DG_PEER_RECV_BUFS_DEFAULT * DG_PEER_BATCH_DEFAULT,
+	      "the FIFO holds all a peer may send (dg_peer_set_backlog)");
+
 static void peer_rx(void *arg, const struct dg_frame *f)
 {
 	struct peer_ref *p = arg;
 
-	/* peer_poll polls only while the FIFO has room for a whole poll. */
+	/*
+	 * The credits returned (dg_peer_set_backlog) leave room for all a
+	 * peer may send; a peer that sent more broke the protocol.
+	 */
+	if (p->tail - p->head >= PEER_FIFO) {
+		p->overflow = true;
+		return;
+	}
 	p->fifo[p->tail++ & (PEER_FIFO - 1)] = *f;
 }
 
@@ -423,16 +433,27 @@ static uint32_t peer_process(struct dg_nic *n, uint32_t pi)
 int nic_peer_poll(struct dg_nic *n, uint32_t pi)
 {
 	struct peer_ref *p = &n->peers[pi];
-	uint32_t room = PEER_FIFO - (p->tail - p->head);
-	uint32_t msgs = room / dg_peer_batch_frames(p->link);
+	uint32_t done;
 	int rc = 0;
 
-	if (msgs && !p->dead) {
-		rc = dg_peer_poll(p->link, peer_rx, p, msgs);
+	/*
+	 * Always polled, also with a full FIFO: the peer's credits must keep
+	 * coming, or answers that wait for room on the link never leave and
+	 * the FIFO never drains. What the peer may send is bounded by the
+	 * credits we return against the FIFO's room instead.
+	 */
+	if (!p->dead) {
+		dg_peer_set_backlog(p->link, p->tail - p->head, PEER_FIFO);
+		rc = dg_peer_poll(p->link, peer_rx, p, 0);
+		if (rc >= 0 && p->overflow)
+			rc = -EPROTO;
 		if (rc < 0)
 			nic_peer_kill(n, pi, rc);
 	}
-	return (int)peer_process(n, pi) + (rc > 0 ? rc : 0);
+	done = peer_process(n, pi);
+	if (!p->dead)
+		dg_peer_set_backlog(p->link, p->tail - p->head, PEER_FIFO);
+	return (int)done + (rc > 0 ? rc : 0);
 }
 
 /*

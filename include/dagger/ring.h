@@ -60,6 +60,46 @@ static inline void dg_cont_publish(struct dg_frame_cont *s, uint32_t pos,
 }
 
 /*
+ * Stale continuation frames. Word 0 of a continuation frame is payload,
+ * and a slot keeps its bytes after it is consumed: one lap later, when the
+ * consumer looks for a first frame there, payload that happens to equal
+ * (or was written to equal) the stamp of that position, with a checksum
+ * to match, would pass for a frame nobody wrote. Two rules close it; each
+ * leaves in word 0 the stamp of a first frame one lap back, which no
+ * consumer accepts (frame.h):
+ *
+ *  - dg_ring_guard, the producer of a ring whose consumer may look past
+ *    what was announced (the engine polling a TX ring): before it
+ *    publishes a message that ends before position next, it stores that
+ *    stamp into slot next, the consumer's next look. The slot is free (its
+ *    previous lap consumed), or, when the ring is exactly full, the first
+ *    frame of the oldest message, whose stamp is that value already. The
+ *    release store of the message's stamp orders it first; a remote READ
+ *    that moves bytes front to back reads it after the message.
+ *  - dg_ring_scrub, the consumer of a ring written by RDMA (a WRITE
+ *    cannot fix slot next ahead of a message in the same WRITE): before it
+ *    releases slots [from, to) to the producer (release store of its head),
+ *    it stores that stamp into every one of them.
+ *
+ * Either one per ring suffices; the host library does both, the engine
+ * needs neither (it reads TX rings and writes RX rings).
+ */
+static inline void dg_ring_guard(struct dg_frame *ring, uint32_t mask,
+				 uint32_t next)
+{
+	__atomic_store_n(&ring[next & mask].stamp, dg_stamp(next - mask - 1),
+			 __ATOMIC_RELAXED);
+}
+
+static inline void dg_ring_scrub(struct dg_frame *ring, uint32_t mask,
+				 uint32_t from, uint32_t to)
+{
+	for (; from != to; from++)
+		__atomic_store_n(&ring[from & mask].stamp,
+				 dg_stamp(from - mask - 1), __ATOMIC_RELAXED);
+}
+
+/*
  * Consumer side: true when the slot holds a complete first frame
  * (dg_slot_ready) or continuation frame (dg_cont_ready) for position pos.
  * The acquire load of the stamp orders the loads of the frame's other

@@ -403,7 +403,8 @@ static void rdma_case(struct fz_in *in)
 		if (form & 4)
 			pd.req.version = DG_REGION_VERSION;
 		if (form & 64) {
-			/* The fake host writes its ring; it rings no doorbell. */
+			/* The fake host writes its ring; it rings no doorbell.
+			 */
 			pd.req.mode = DG_MODE_POLL;
 			pd.req.nflows = 1 + pd.req.nflows % 4;
 			pd.req.slots = 64u << (pd.req.slots % 4);

@@ -123,6 +123,8 @@ int fz_raw_send(struct fz_raw *r, uint32_t f, uint8_t flags, uint8_t status,
 	if (len)
 		memcpy(s->data, p,
 		       len < DG_FRAME_PAYLOAD ? len : DG_FRAME_PAYLOAD);
+	/* An honest host, as libdagger (dagger/ring.h). */
+	dg_ring_guard(fz_tx_slot(r, f, 0), r->mask, pos + cnt);
 	dg_slot_publish(s, pos, r->rflags);
 	r->tx[f] = pos + cnt;
 	return 0;
@@ -162,7 +164,8 @@ int fz_raw_recv(struct fz_raw *r, uint32_t f, struct fz_msg *m, uint8_t *buf)
 	memcpy(&m->h, s, sizeof(m->h));
 	kind = m->h.flags & DG_FF_KIND;
 	if ((kind != DG_FF_REQ && kind != DG_FF_RESP && kind != DG_FF_CTRL) ||
-	    (m->h.flags & ~(DG_FF_KIND | DG_FF_KEY)) ||
+	    (m->h.flags & ~(DG_FF_KIND | DG_FF_KEY | DG_FF_TRACE)) ||
+	    ((m->h.flags & DG_FF_TRACE) && kind == DG_FF_CTRL) ||
 	    ((m->h.flags & DG_FF_KEY) && kind != DG_FF_REQ))
 		fz_fail("tenant %d flow %u: RX %u has flags %#x", r->tenant, f,
 			pos, m->h.flags);
@@ -198,6 +201,11 @@ int fz_raw_recv(struct fz_raw *r, uint32_t f, struct fz_msg *m, uint8_t *buf)
 
 void fz_raw_release(struct fz_raw *r, uint32_t f)
 {
+	/* An honest host, as libdagger (dagger/ring.h). */
+	if (r->rx[f] - r->rx_freed[f] <= r->slots)
+		dg_ring_scrub(fz_rx_slot(r, f, 0), r->mask, r->rx_freed[f],
+			      r->rx[f]);
+	r->rx_freed[f] = r->rx[f];
 	__atomic_store_n(&fz_ctrl(r, f)->rx_head, r->rx[f], __ATOMIC_RELEASE);
 }
 

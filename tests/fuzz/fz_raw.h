@@ -24,9 +24,10 @@ struct fz_raw {
 	struct dg_region_layout lay;
 	uint32_t nflows, slots, mask, rflags;
 	int tenant;
-	bool owned;		   /* region allocated by fz_raw_init */
-	uint32_t tx[FZ_MAX_FLOWS]; /* next TX position to write */
-	uint32_t rx[FZ_MAX_FLOWS]; /* next RX position to read */
+	bool owned;			 /* region allocated by fz_raw_init */
+	uint32_t tx[FZ_MAX_FLOWS];	 /* next TX position to write */
+	uint32_t rx[FZ_MAX_FLOWS];	 /* next RX position to read */
+	uint32_t rx_freed[FZ_MAX_FLOWS]; /* RX released below this */
 };
 
 /* A message as read back from an RX ring. */
