@@ -109,26 +109,6 @@ static void flow_stats_json(struct dg_buf *o, const struct flow_stats *s)
 	dg_buf_add(o, "}", 1);
 }
 
-static void flow_stats_sum(struct flow_stats *d, const struct flow_stats *s)
-{
-	uint32_t r;
-
-	d->rpcs_tx += s->rpcs_tx;
-	d->frames_tx += s->frames_tx;
-	d->bytes_tx += s->bytes_tx;
-	d->rpcs_rx += s->rpcs_rx;
-	d->frames_rx += s->frames_rx;
-	d->reads += s->reads;
-	d->read_slots += s->read_slots;
-	d->writes += s->writes;
-	d->busy += s->busy;
-	d->stalled += s->stalled;
-	d->doorbells += s->doorbells;
-	d->wakes += s->wakes;
-	for (r = 0; r < DROP_NREASONS; r++)
-		d->drops[r] += s->drops[r];
-}
-
 static void tenant_json(const struct dg_nic *n, struct dg_buf *o, uint32_t i,
 			bool flows)
 {
@@ -273,7 +253,8 @@ static void cmd_stats(struct dg_nic *n, const struct dg_json *rq,
 	static const char *const states[] = {"free",   "open",	  "binding",
 					     "remote", "inbound", "dead"};
 	uint32_t cs[6] = {0}, i, k, ntenants = 0, nshm = 0, nsvc = 0, npeer = 0;
-	struct flow_stats tot = {0};
+	/* Counters only grow: tenants gone count on. */
+	struct flow_stats tot = n->gone;
 
 	for (i = 0; i < MAX_CONNS; i++)
 		if (n->conns[i].state < 6)
@@ -286,7 +267,7 @@ static void cmd_stats(struct dg_nic *n, const struct dg_json *rq,
 		ntenants++;
 		nshm += t->direct;
 		for (k = 0; k < t->nflows; k++)
-			flow_stats_sum(&tot, &t->flows[k].st);
+			nic_flow_stats_add(&tot, &t->flows[k].st);
 	}
 	for (i = 0; i < MAX_SERVICES; i++)
 		nsvc += n->services[i].used && n->services[i].nservers;

@@ -92,6 +92,28 @@ struct flow_stats {
 	uint64_t doorbells, wakes; /* received; sent to its sleeping thread */
 };
 
+/* d += s, counter by counter. */
+static inline void nic_flow_stats_add(struct flow_stats *d,
+				      const struct flow_stats *s)
+{
+	uint32_t r;
+
+	d->rpcs_tx += s->rpcs_tx;
+	d->frames_tx += s->frames_tx;
+	d->bytes_tx += s->bytes_tx;
+	d->rpcs_rx += s->rpcs_rx;
+	d->frames_rx += s->frames_rx;
+	d->reads += s->reads;
+	d->read_slots += s->read_slots;
+	d->writes += s->writes;
+	d->busy += s->busy;
+	d->stalled += s->stalled;
+	d->doorbells += s->doorbells;
+	d->wakes += s->wakes;
+	for (r = 0; r < DROP_NREASONS; r++)
+		d->drops[r] += s->drops[r];
+}
+
 /*
  * A whole message being routed: a copy of its first frame (taken once,
  * then validated: the host may rewrite its ring while we look) and where
@@ -327,6 +349,8 @@ struct dg_nic {
 	int running; /* atomic: dg_nic_run is running on loop_thread */
 	uint64_t attach_refused;
 	uint64_t loops, sleeps;
+	/* The counters of tenants that left (totals only grow). */
+	struct flow_stats gone;
 	bool sweep;	       /* this round looks at connection states */
 	uint64_t missed_wakes; /* direct_missed() after a timed-out sleep */
 	bool remote_sweep;     /* remote_fail() still owes answers */

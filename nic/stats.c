@@ -90,6 +90,8 @@ void dg_nic_stats_print(struct dg_nic *n, FILE *f)
 static void stats_take(struct dg_nic *n, void *arg)
 {
 	struct dg_nic_stats *s = arg;
+	/* Tenants that left count on: the totals only grow. */
+	struct flow_stats tot = n->gone;
 	uint32_t i, j, r, c;
 
 	memset(s, 0, sizeof(*s));
@@ -100,23 +102,21 @@ static void stats_take(struct dg_nic *n, void *arg)
 			continue;
 		s->tenants++;
 		s->shm_tenants += t->direct;
-		for (j = 0; j < t->nflows; j++) {
-			const struct flow_stats *f = &t->flows[j].st;
-
-			s->rpcs_tx += f->rpcs_tx;
-			s->frames_tx += f->frames_tx;
-			s->rpcs_rx += f->rpcs_rx;
-			s->frames_rx += f->frames_rx;
-			s->reads += f->reads;
-			s->writes += f->writes;
-			s->busy += f->busy;
-			s->stalled += f->stalled;
-			s->doorbells += f->doorbells;
-			s->wakes += f->wakes;
-			for (r = 0; r < DROP_NREASONS; r++)
-				s->drops[r] += f->drops[r];
-		}
+		for (j = 0; j < t->nflows; j++)
+			nic_flow_stats_add(&tot, &t->flows[j].st);
 	}
+	s->rpcs_tx = tot.rpcs_tx;
+	s->frames_tx = tot.frames_tx;
+	s->rpcs_rx = tot.rpcs_rx;
+	s->frames_rx = tot.frames_rx;
+	s->reads = tot.reads;
+	s->writes = tot.writes;
+	s->busy = tot.busy;
+	s->stalled = tot.stalled;
+	s->doorbells = tot.doorbells;
+	s->wakes = tot.wakes;
+	for (r = 0; r < DROP_NREASONS; r++)
+		s->drops[r] = tot.drops[r];
 	for (c = 0; c < MAX_CONNS; c++)
 		s->conns += n->conns[c].state != CONN_FREE;
 	for (i = 0; i < MAX_SERVICES; i++)

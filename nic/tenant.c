@@ -135,8 +135,10 @@ void nic_tenant_free(struct dg_nic *n, uint32_t tid)
 	for (i = 0; t->fds && i < t->nflows; i++)
 		close(t->fds[i]);
 	free(t->fds);
-	for (i = 0; t->flows && i < t->nflows; i++)
+	for (i = 0; t->flows && i < t->nflows; i++) {
+		nic_flow_stats_add(&n->gone, &t->flows[i].st);
 		free(t->flows[i].pend);
+	}
 	free(t->flows);
 	memset(t, 0, sizeof(*t));
 	nic_lists_update(n);
@@ -348,18 +350,20 @@ void nic_accept_rdma(struct dg_nic *n)
 	 */
 	if (req.version != DG_REGION_VERSION ||
 	    dg_region_layout(req.nflows, req.slots, &lay) ||
-	    dg_region_bytes(&lay) != req.len) {
+	    dg_region_bytes(&lay) != req.len || req.addr + req.len < req.addr) {
 		n->attach_refused++;
 		fprintf(stderr,
 			"dagger-nic: refused an attach: version %u, %u flows "
-			"x %u slots, %u bytes do not make a region\n",
-			req.version, req.nflows, req.slots, req.len);
+			"x %u slots, %u bytes at %#llx do not make a region\n",
+			req.version, req.nflows, req.slots, req.len,
+			(unsigned long long)req.addr);
 		dg_rdma_ep_destroy(ep);
 		return;
 	}
 	rem = (struct dg_rdma_remote){req.addr, req.rkey, req.len};
 	rc = dg_hostmem_rdma_create(ep, &rem, &hm);
 	if (rc) {
+		n->attach_refused++;
 		dg_rdma_ep_destroy(ep);
 		return;
 	}
@@ -375,6 +379,7 @@ void nic_accept_rdma(struct dg_nic *n)
 		rep.shadow_len = sh.len;
 	}
 	if (rc < 0) {
+		n->attach_refused++;  /* no slot, a bad mode, a quota */
 		hm->ops->destroy(hm); /* also rejects */
 		return;
 	}

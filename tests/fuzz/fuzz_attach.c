@@ -418,7 +418,8 @@ static void rdma_case(struct fz_in *in)
 	valid = !hello && plen >= sizeof(pd.req) &&
 		pd.req.magic == DG_ATTACH_MAGIC &&
 		pd.req.version == DG_REGION_VERSION && layout &&
-		want_len == pd.req.len && pd.req.mode < DG_MODE_COUNT;
+		want_len == pd.req.len && pd.req.mode < DG_MODE_COUNT &&
+		pd.req.addr + pd.req.len >= pd.req.addr;
 	if (valid && pd.req.len <= MAX_REGION) {
 		mem = aligned_alloc(DG_REGION_ALIGN, pd.req.len);
 		if (!mem)
@@ -445,13 +446,8 @@ static void rdma_case(struct fz_in *in)
 		    rep.magic != DG_ATTACH_MAGIC || rep.status != 0 ||
 		    rep.engine_id != 4)
 			fz_fail("RDMA attach: accepted without a good reply");
-		/*
-		 * A region whose end wraps past 2^64 is taken in (the
-		 * engine does not look at addresses) and fails at its first
-		 * READ, as on a device: no host to drive then.
-		 */
-		if (mem && (form & 16) && pd.req.mode == DG_MODE_POLL &&
-		    pd.req.addr + pd.req.len >= pd.req.addr)
+		/* A region whose end wraps past 2^64 was refused above. */
+		if (mem && (form & 16) && pd.req.mode == DG_MODE_POLL)
 			rdma_host(n, mem, pd.req.nflows, pd.req.slots,
 				  pd.req.flags & DG_RING_F_CSUM, in);
 		if (form & 32) {
