@@ -626,7 +626,7 @@ int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out)
 	if (!n->o.spin_us)
 		n->o.spin_us = 50;
 	if (!n->o.poll_max_us)
-		n->o.poll_max_us = 100;
+		n->o.poll_max_us = 1000;
 	if (!n->o.peer_timeout_ms)
 		n->o.peer_timeout_ms = DG_PEER_TIMEOUT_DEFAULT;
 	n->rng = 0x9E3779B97F4A7C15ull ^ n->o.engine_id;

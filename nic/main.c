@@ -85,7 +85,7 @@ static void usage(FILE *f)
 		"                      links send keepalives at MS/6)\n"
 		"      --poll-max-us N  longest interval between READs of an "
 		"idle\n"
-		"                      flow's TX ring (default 100)\n"
+		"                      flow's TX ring (default 1000)\n"
 		"      --spin-us N     spin this long without work before "
 		"sleeping\n"
 		"                      until there is some (default 50)\n"
@@ -630,7 +630,7 @@ int main(int argc, char **argv)
 		       o.read_batch ? o.read_batch : 16, cf->cpu, o.spin_us,
 		       o.idle_us, o.busy_poll,
 		       o.peer_timeout_ms ? o.peer_timeout_ms : 3000u,
-		       o.poll_max_us ? o.poll_max_us : 100u, o.verbose,
+		       o.poll_max_us ? o.poll_max_us : 1000u, o.verbose,
 		       cf->ctl[0] ? cf->ctl : "-");
 		dg_deploy_free(app.d);
 		return 0;

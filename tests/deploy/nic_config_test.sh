@@ -54,7 +54,7 @@ expect 0 "^spin_us 20$" --config "$T/d.yaml" --engine one --dry-run
 expect 0 "^peer_timeout_ms 1500$" --config "$T/d.yaml" --engine one -n
 expect 0 "^peer_timeout_ms 3000$" --config "$T/d.yaml" --engine two -n
 expect 0 "^poll_max_us 250$" --config "$T/d.yaml" --engine one -n
-expect 0 "^poll_max_us 100$" --config "$T/d.yaml" --engine two -n
+expect 0 "^poll_max_us 1000$" --config "$T/d.yaml" --engine two -n
 expect 0 "^poll_max_us 7$" --config "$T/d.yaml" --engine one -n \
 	--poll-max-us 7
 expect 0 "^peer_timeout_ms 800$" --config "$T/d.yaml" --engine one -n \

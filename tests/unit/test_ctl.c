@@ -781,7 +781,7 @@ static void test_live_changes(void **state)
 		fd,
 		"{\"v\":1,\"cmd\":\"set\",\"name\":\"batch\",\"value\":16}"));
 	dg_json_free(expect_ok(fd, "{\"v\":1,\"cmd\":\"set\",\"name\":"
-				   "\"poll_max_us\",\"value\":100}"));
+				   "\"poll_max_us\",\"value\":1000}"));
 	dg_json_free(expect_ok(fd, "{\"v\":1,\"cmd\":\"set\",\"name\":"
 				   "\"spin_us\",\"value\":50}"));
 	dg_json_free(expect_ok(fd, "{\"v\":1,\"cmd\":\"set\",\"name\":"
