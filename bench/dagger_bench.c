@@ -30,6 +30,7 @@
 #define _GNU_SOURCE
 #include <errno.h>
 #include <getopt.h>
+#include <poll.h>
 #include <pthread.h>
 #include <sched.h>
 #include <signal.h>
@@ -219,10 +220,37 @@ static __attribute__((noinline)) int cg_serve_poll(struct dg_flow *f, int max)
 	return k;
 }
 
+/*
+ * A thread (server or client) that found nothing for the flow's spin (the
+ * library's default, or --spin-us) sleeps until the engine delivers to its
+ * flow or timeout_ms pass, as the library's own threads do (dg_wait,
+ * dg_server_start): idle threads cost no CPU and leave the core to the
+ * ones that have work. Not with --yield or --busy-poll (they spin on).
+ */
+static void idle_sleep(struct dg_flow *f, uint64_t *t0, int timeout_ms)
+{
+	uint64_t now = bench_now_ns();
+	struct pollfd p = {.events = POLLIN};
+
+	if (!*t0) {
+		*t0 = now;
+		return;
+	}
+	if (now - *t0 < (uint64_t)(C.spin_us ? C.spin_us : 50) * 1000u)
+		return;
+	if (timeout_ms > 0 && dg_flow_arm(f) == 0) {
+		p.fd = dg_flow_fd(f);
+		(void)poll(&p, 1, timeout_ms);
+		dg_flow_disarm(f);
+	}
+	*t0 = 0;
+}
+
 static void *server_main(void *arg)
 {
 	struct srv_thread *s = arg;
 	struct dg_flow *f = dg_host_flow(s->h, s->flow);
+	uint64_t idle_t0 = 0;
 	uint32_t idle = 0, i;
 
 	s->rc = dg_serve(f, &s->def, 30000);
@@ -237,13 +265,17 @@ static void *server_main(void *arg)
 			s->busy_cyc += bench_cycles() - t;
 			s->served += (uint64_t)k;
 			idle = 0;
+			idle_t0 = 0;
 		} else {
 			s->empty++;
 			/* Fewer cores than pollers: let the others run. */
 			if (C.callgrind)
 				usleep(200); /* few empty polls to subtract */
-			else if (C.yield || (++idle & 255) == 0)
+			else if (C.yield || C.busy_poll)
 				sched_yield();
+			else if ((++idle & 255) == 0)
+				idle_sleep(f, &idle_t0,
+					   100); /* then the phase */
 		}
 	}
 	if (C.callgrind) {
@@ -438,7 +470,8 @@ static void *client_main(void *arg)
 	int *conns = calloc(C.conns, sizeof(*conns));
 	uint64_t seed = 0x9e3779b97f4a7c15ull * (t->flow + 1), next = 0;
 	double mean = C.rate > 0 ? 1e9 * C.threads / C.rate : 0;
-	uint32_t out = 0, rr = 0, i;
+	uint64_t idle_t0 = 0;
+	uint32_t out = 0, rr = 0, i, idle = 0;
 	uint64_t sent = 0;
 	uint16_t fn = C.work_ns ? FN_WORK : FN_ECHO;
 	struct dg_completion c[64];
@@ -539,12 +572,29 @@ static void *client_main(void *arg)
 		if (k == 0) {
 			if (ph == 1)
 				t->empty++;
-			if (C.callgrind && ph == 1)
+			if (C.callgrind && ph == 1) {
 				usleep(200); /* few empty polls to subtract */
-			else if (C.yield)
+			} else if (C.yield) {
 				sched_yield();
+			} else if (!C.busy_poll && (++idle & 255) == 0) {
+				/*
+				 * As dg_wait: spin, then sleep until a
+				 * completion, the next arrival (open loop) or
+				 * a look at the phase.
+				 */
+				uint64_t tn = bench_fast_ns();
+				int ms = 100;
+
+				if (mean > 0 && out < C.window)
+					ms = next > tn ? (int)((next - tn) /
+							       1000000u)
+						       : 0;
+				idle_sleep(f, &idle_t0, ms < 100 ? ms : 100);
+			}
 			continue;
 		}
+		idle = 0;
+		idle_t0 = 0;
 		now = bench_fast_ns();
 		for (i = 0; i < (uint32_t)k; i++) {
 			uint64_t s = ts[c[i].rpc_id & TS_MASK];

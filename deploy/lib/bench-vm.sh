@@ -297,6 +297,151 @@ for f in 0.1 0.25 0.5 0.75 0.9 1.1; do
 done
 stop_bg
 
+# ---- interface modes and idle cost, with the engines' own counters read
+# through their control sockets (dagger-ctl stats --json).
+ctl=$b/nic/dagger-ctl
+ctldir=$(mktemp -d)
+# One JSON object of an engine's totals: reads, rpcs_tx, doorbells, wakes,
+# its sleeps and its trace hops' p50 (us).
+ctl_snap() {
+	"$ctl" --ctl "$1" stats --json | python3 -c '
+import json, sys
+d = json.load(sys.stdin)["engine"]
+t = d["totals"]
+print(json.dumps({"reads": t["reads"], "rpcs_tx": t["rpcs_tx"],
+                  "doorbells": t["doorbells"], "wakes": t["wakes"],
+                  "sleeps": d["sleeps"],
+                  "trace_server_p50_us": d["trace"]["server"]["p50_us"],
+                  "trace_server_n": d["trace"]["server"]["count"],
+                  "trace_remote_p50_us": d["trace"]["remote"]["p50_us"],
+                  "trace_remote_n": d["trace"]["remote"]["count"]}))'
+}
+# Emits {"bench":"ctl", label, before/after snapshots} as one line.
+ctl_emit() {
+	printf '{"bench":"ctl","label":"%s","before":%s,"after":%s}\n' \
+		"$1" "$2" "$3" >>"$res"
+}
+# CPU ticks (user + system, 1/100 s) a process used so far.
+ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+
+# Each mode with the hosts' default settings (spin, then sleep), as the
+# demo runs: latency with every 10th call traced, throughput at window 16,
+# and the engine's READs, doorbells and wake-ups per RPC.
+log "dagger: interface modes, one engine"
+for m in poll doorbell push; do
+	sock=$ctldir/mode-$m.ctl
+	engine --listen "$a0" --port 7492 --id 1 --ctl "$sock"
+	wait_port "$a0" 7492
+	bg "$bench" server --wait 60 --engine "$a0:7492" --src "$a0" \
+		--mode "$m" --label "server-mode-$m"
+	sleep 1
+	s0=$(ctl_snap "$sock")
+	run "$bench" client --engine "$a0:7492" --src "$a1" --mode "$m" \
+		--duration "$dur" --warmup "$warm" --trace 10 \
+		--label "mode-lat-$m"
+	s1=$(ctl_snap "$sock")
+	ctl_emit "mode-lat-$m" "$s0" "$s1"
+	run "$bench" client --engine "$a0:7492" --src "$a1" --mode "$m" \
+		--duration "$dur" --warmup "$warm" --window 16 \
+		--label "mode-tput-$m"
+	s2=$(ctl_snap "$sock")
+	ctl_emit "mode-tput-$m" "$s1" "$s2"
+	stop_bg
+	# The same hosts never sleeping (--yield: they spin and give the
+	# core away; one CPU for both): the wake-ups' share of the latency.
+	engine --listen "$a0" --port 7492 --id 1 --ctl "$sock"
+	wait_port "$a0" 7492
+	bg "$bench" server --wait 60 --engine "$a0:7492" --src "$a0" \
+		--mode "$m" --yield --label "server-mode-yield-$m"
+	sleep 1
+	s0=$(ctl_snap "$sock")
+	run "$bench" client --engine "$a0:7492" --src "$a1" --mode "$m" \
+		--yield --duration "$dur" --warmup "$warm" --trace 10 \
+		--label "mode-lat-yield-$m"
+	ctl_emit "mode-lat-yield-$m" "$s0" "$(ctl_snap "$sock")"
+	stop_bg
+done
+log "dagger: interface modes, two engines"
+for m in poll doorbell push; do
+	engine --listen "$a0" --port 7493 --id 1 --ctl "$ctldir/two-b-$m.ctl"
+	engine --listen "$a1" --port 7494 --id 2 --ctl "$ctldir/two-a-$m.ctl"
+	wait_port "$a0" 7493
+	wait_port "$a1" 7494
+	bg "$bench" server --wait 60 --engine "$a0:7493" --src "$a0" \
+		--mode "$m" --label "server-two-$m"
+	sleep 1
+	sa0=$(ctl_snap "$ctldir/two-a-$m.ctl")
+	sb0=$(ctl_snap "$ctldir/two-b-$m.ctl")
+	run "$bench" client --engine "$a1:7494" --src "$a1" \
+		--remote "$a0:7493" --mode "$m" --duration "$dur" \
+		--warmup "$warm" --trace 10 --label "mode-two-$m"
+	ctl_emit "mode-two-a-$m" "$sa0" "$(ctl_snap "$ctldir/two-a-$m.ctl")"
+	ctl_emit "mode-two-b-$m" "$sb0" "$(ctl_snap "$ctldir/two-b-$m.ctl")"
+	stop_bg
+done
+
+# Idle cost: an engine with N idle server flows attached (dagger-echo
+# servers of 64 dispatch threads each, which sleep), in doorbell mode and
+# in poll mode: the engine's CPU and READs over a quiet interval.
+log "dagger: idle engines (1, 16, 64, 256 idle flows)"
+idle_s=10
+[ -n "$quick" ] && idle_s=3
+for m in doorbell poll; do
+	for nf in 1 16 64 256; do
+		sock=$ctldir/idle-$m-$nf.ctl
+		engine --listen "$a0" --port 7495 --id 1 --ctl "$sock"
+		epid=${pids[-1]}
+		wait_port "$a0" 7495
+		left=$nf
+		while [ "$left" -gt 0 ]; do
+			t=$((left > 64 ? 64 : left))
+			DG_MODE=$m "$b/examples/dagger-echo" server \
+				--engine "$a0:7495" --threads "$t" \
+				>>"$out/stderr.log" 2>&1 &
+			pids+=($!)
+			left=$((left - t))
+		done
+		sleep 3
+		s0=$(ctl_snap "$sock")
+		c0=$(ticks "$epid")
+		sleep "$idle_s"
+		c1=$(ticks "$epid")
+		s1=$(ctl_snap "$sock")
+		printf '{"bench":"idle","mode":"%s","flows":%d,"seconds":%d,"ticks":%d,"before":%s,"after":%s}\n' \
+			"$m" "$nf" "$idle_s" "$((c1 - c0))" "$s0" "$s1" >>"$res"
+		stop_bg
+	done
+done
+
+# A client beside a server of 1 or 64 dispatch threads (63 of them idle),
+# and the price of waking: calls at a low rate to a server that sleeps
+# between them against one that never sleeps (--busy-poll).
+log "dagger: idle server threads and the price of waking"
+for st in 1 64; do
+	engine --listen "$a0" --port 7496 --id 1
+	wait_port "$a0" 7496
+	bg "$bench" server --wait 60 --engine "$a0:7496" --src "$a0" \
+		--server-threads "$st" --label "server-idle-threads-$st"
+	sleep 2
+	run "$bench" client --engine "$a0:7496" --src "$a1" \
+		--duration "$dur" --warmup "$warm" \
+		--label "idle-threads-$st"
+	stop_bg
+done
+for bp in sleep busy; do
+	sw=()
+	[ "$bp" = busy ] && sw=(--busy-poll)
+	engine --listen "$a0" --port 7497 --id 1 "${sw[@]}"
+	wait_port "$a0" 7497
+	bg "$bench" server --wait 60 --engine "$a0:7497" --src "$a0" \
+		"${sw[@]}" --label "server-wake-$bp"
+	sleep 1
+	run "$bench" client --engine "$a0:7497" --src "$a1" "${sw[@]}" \
+		--rate 200 --window 16 --duration "$dur" --warmup "$warm" \
+		--label "wake-$bp"
+	stop_bg
+done
+
 log "host CPU per RPC: callgrind on the client, then on the server"
 rm -f "$out"/cg-*
 engine --listen "$a0" --port 7487 --id 1

@@ -467,6 +467,131 @@ def main():
             local[(label, r["window"])] = (r, pp, ratio)
     w("")
 
+    # ---- interface modes
+    def ctl(label):
+        return pick(rows, bench="ctl", label=label)
+
+    def delta(c, k):
+        return c["after"][k] - c["before"][k]
+
+    rd, wr, sd = rl("read"), rl("write"), rl("send")
+    modes = [m for m in ("poll", "doorbell", "push") if dg("mode-lat-" + m)]
+    if modes and rd and wr:
+        # Round trips of the primitives on each mode's path: READs of the
+        # TX rings (client's, server's), one-way WRITEs (half a WRITE
+        # ping-pong): doorbells, pushed frames, RX deliveries.
+        prim = {"poll": 2 * rd["p50_us"] + wr["p50_us"],
+                "doorbell": 2 * rd["p50_us"] + 2 * wr["p50_us"],
+                "push": 2 * wr["p50_us"]}
+        path = {"poll": "2 READ + 2 one-way WRITE",
+                "doorbell": "2 doorbell WRITE + 2 READ + 2 WRITE",
+                "push": "2 pushed WRITE + 2 WRITE"}
+        w("## Interface modes (one engine, 64-byte echo, default settings)")
+        w("")
+        w("Hosts spin, then sleep (the defaults, as `deploy/demo` runs); "
+          "every 10th call is traced. READs, doorbells and wake-ups are "
+          "the engine's own counters (`dagger-ctl stats --json`) over the "
+          "latency run, per RPC. The primitives are this run's "
+          "`dagger-rdma-lat` medians.")
+        w("")
+        w("| mode | p50 (us) | p99 (us) | primitives on the path | "
+          "their sum (us) | ratio | Krps, window 16 | client cycles/RPC | "
+          "READs/RPC | doorbells/RPC | wake-ups/RPC | server hop p50 (us) |")
+        w("|---|---|---|---|---|---|---|---|---|---|---|---|")
+        for m in modes:
+            r, t = dg("mode-lat-" + m), dg("mode-tput-" + m)
+            c = ctl("mode-lat-" + m)
+            rpcs = delta(c, "rpcs_tx") / 2.0 if c else 0
+            per = (lambda k: fmt(delta(c, k) / rpcs, 2)) if rpcs else (
+                lambda k: "-")
+            w("| %s | %s | %s | %s | %.1f | %.2fx | %s | %s | %s | %s | %s | "
+              "%s |"
+              % (m, fmt(r["p50_us"]), fmt(r["p99_us"]), path[m], prim[m],
+                 r["p50_us"] / prim[m], fmt(t["krps"], 2) if t else "-",
+                 fmt(r.get("cyc_rpc", 0) / 1e3, 1) + "k",
+                 per("reads"), per("doorbells"), per("wakes"),
+                 fmt(c["after"]["trace_server_p50_us"], 1) if c else "-"))
+        for m in modes:
+            r = dg("mode-lat-yield-" + m)
+            c = ctl("mode-lat-yield-" + m)
+            if not r:
+                continue
+            rpcs = delta(c, "rpcs_tx") / 2.0 if c else 0
+            per = (lambda k: fmt(delta(c, k) / rpcs, 2)) if rpcs else (
+                lambda k: "-")
+            w("| %s, hosts never sleep (`--yield`) | %s | %s | %s | %.1f | "
+              "%.2fx | - | %s | %s | %s | %s | %s |"
+              % (m, fmt(r["p50_us"]), fmt(r["p99_us"]), path[m], prim[m],
+                 r["p50_us"] / prim[m],
+                 fmt(r.get("cyc_rpc", 0) / 1e3, 1) + "k", per("reads"), per("doorbells"),
+                 per("wakes"),
+                 fmt(c["after"]["trace_server_p50_us"], 1) if c else "-"))
+        w("")
+        w("The server hop is what the engine saw of the server: a traced "
+          "request written into its RX ring until the response was taken "
+          "from its TX ring.")
+        w("")
+        two = [m for m in modes if dg("mode-two-" + m)]
+        if two and sd:
+            w("Two engines (client -> A -> B -> server), the same hosts "
+              "plus one SEND each way between the engines:")
+            w("")
+            w("| mode | p50 (us) | p99 (us) | primitives (us) | ratio | "
+              "A: remote hop p50 (us) | B: server hop p50 (us) |")
+            w("|---|---|---|---|---|---|---|")
+            for m in two:
+                r = dg("mode-two-" + m)
+                pr = prim[m] + sd["p50_us"]
+                ca, cb = ctl("mode-two-a-" + m), ctl("mode-two-b-" + m)
+                w("| %s | %s | %s | %.1f | %.2fx | %s | %s |" % (
+                    m, fmt(r["p50_us"]), fmt(r["p99_us"]), pr,
+                    r["p50_us"] / pr,
+                    fmt(ca["after"]["trace_remote_p50_us"], 1) if ca else "-",
+                    fmt(cb["after"]["trace_server_p50_us"], 1) if cb else "-"))
+            w("")
+
+    idle = picks(rows, bench="idle")
+    if idle:
+        w("## Idle cost")
+        w("")
+        w("An engine (on its own CPU) with idle server flows attached "
+          "(`dagger-echo server --threads 64` per 64 flows, their threads "
+          "asleep), over a quiet interval: its CPU use from /proc, READs "
+          "and sleeps from its counters.")
+        w("")
+        w("| mode | idle flows | engine CPU (% of a core) | READs/s | "
+          "engine sleeps/s |")
+        w("|---|---|---|---|---|")
+        for r in idle:
+            sec = float(r["seconds"])
+            w("| %s | %d | %.1f | %.0f | %.0f |" % (
+                r["mode"], r["flows"], r["ticks"] / sec,
+                (r["after"]["reads"] - r["before"]["reads"]) / sec,
+                (r["after"]["sleeps"] - r["before"]["sleeps"]) / sec))
+        w("")
+    t1, t64 = dg("idle-threads-1"), dg("idle-threads-64")
+    ws, wb = dg("wake-sleep"), dg("wake-busy")
+    if t1 and t64:
+        w("A client (one call in flight) beside a server of 1 dispatch "
+          "thread: p50 %.1f us; of 64 (63 idle, asleep): p50 %.1f us, "
+          "%.2fx (target <= 1.2x: %s)." % (
+              t1["p50_us"], t64["p50_us"], t64["p50_us"] / t1["p50_us"],
+              "met" if t64["p50_us"] <= 1.2 * t1["p50_us"] else "not met"))
+        w("")
+    if ws and wb:
+        d = ws["p50_us"] - wb["p50_us"]
+        w("The price of waking: 200 calls/s (open loop, up to 16 in flight) "
+          "to hosts and an engine that spin briefly, then sleep between "
+          "calls: p50 %.1f us (p99 %.1f). The same with `--busy-poll` on "
+          "the engine, the server and the client (nothing sleeps): p50 "
+          "%.1f us (p99 %.1f). %s" % (
+              ws["p50_us"], ws["p99_us"], wb["p50_us"], wb["p99_us"],
+              "Sleeping costs %.1f us per call here." % d if d >= 0 else
+              "Busy polling is %.1f us slower per call here: three pollers "
+              "that never sleep on fewer CPUs take the time the kernel's "
+              "RDMA work (soft-RoCE) and the other side need." % -d))
+        w("")
+
     # ---- targets
     w("## Targets")
     w("")
