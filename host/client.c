@@ -350,6 +350,12 @@ static int poll_slow(struct dg_flow *f, struct dg_completion *c, int max, int n)
 				f->st.bad_frames++;
 			continue;
 		}
+		/* A call given up: its answer is dropped (and completes it). */
+		if (DG_UNLIKELY(f->nabandoned) &&
+		    dg_abandoned_take(f, s->rpc_id)) {
+			f->st.completions++;
+			continue;
+		}
 		completion(&c[n], s, m.data, m.len);
 		n++;
 	}
@@ -397,7 +403,7 @@ poll_fast(struct dg_flow *f, struct dg_completion *c, int max,
 	const struct dg_frame *s;
 	uint64_t w;
 
-	if (DG_UNLIKELY(f->owner != dg_thread_id() || max < 1))
+	if (DG_UNLIKELY(f->owner != dg_thread_id() || max < 1 || f->nabandoned))
 		return poll_full(f, c, max);
 	/* A doorbell that waited for the one in flight goes now. */
 	if (DG_UNLIKELY(f->kick == DG_KICK_RDMA) && f->db_sent != f->tx_tail)
@@ -454,6 +460,44 @@ int dg_poll(struct dg_flow *f, struct dg_completion *c, int max)
 	if (DG_UNLIKELY(f->rflags))
 		return poll_csum(f, c, max);
 	return poll_fast(f, c, max, 0);
+}
+
+int dg_abandon(struct dg_flow *f, uint32_t rpc_id)
+{
+	if (f->nabandoned == DG_ABANDON_MAX)
+		return -ENOSPC;
+	f->abandoned[f->nabandoned++] = rpc_id;
+	f->st.abandoned++;
+	return 0;
+}
+
+bool dg_abandoned_take(struct dg_flow *f, uint32_t rpc_id)
+{
+	uint32_t i;
+
+	for (i = 0; i < f->nabandoned; i++)
+		if (f->abandoned[i] == rpc_id) {
+			f->abandoned[i] = f->abandoned[--f->nabandoned];
+			f->st.late++;
+			return true;
+		}
+	return false;
+}
+
+int dg_cancel(struct dg_flow *f, uint32_t rpc_id)
+{
+	uint32_t i;
+	int rc = dg_own(f);
+
+	if (rc)
+		return rc;
+	for (i = 0; i < f->nabandoned; i++)
+		if (f->abandoned[i] == rpc_id)
+			return -EALREADY;
+	/* Not made yet (ids run ahead of next_rpc), or none outstanding. */
+	if (rpc_id - f->next_rpc < 0x80000000u || !dg_outstanding(f))
+		return -ENOENT;
+	return dg_abandon(f, rpc_id);
 }
 
 int dg_wait_check(struct dg_flow *f, uint64_t deadline, uint64_t *next)
@@ -539,6 +583,12 @@ int dg_call_sync(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 		return rc;
 	now = dg_now_ms();
 	rc = dg_wait(f, id, &c, now < deadline ? (int)(deadline - now) : 1);
+	/*
+	 * Given up: its answer, if it comes, is dropped, and the flow is
+	 * free for control calls again (the caller has no id to cancel).
+	 */
+	if (rc == -ETIMEDOUT)
+		(void)dg_abandon(f, id);
 	if (rc)
 		return rc;
 	if (resp && resp_len) {
@@ -615,6 +665,8 @@ int dg_status_errno(int st)
 		return -EBUSY;
 	case DG_ST_NO_CONN:
 		return -ENOTCONN;
+	case DG_ST_QUOTA:
+		return -EDQUOT;
 	default:
 		return st < 0 ? st : -EPROTO;
 	}
@@ -672,6 +724,8 @@ const char *dg_status_str(int st)
 		return "message too big";
 	case DG_ST_NO_CONN:
 		return "no such connection";
+	case DG_ST_QUOTA:
+		return "over the tenant's share";
 	default:
 		return st >= DG_ST_APP_BASE ? "application error" : "error";
 	}

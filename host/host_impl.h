@@ -38,6 +38,9 @@
 struct dg_rdma_ep;
 struct dg_rdma_mr;
 
+/* Calls a flow may have given up and still wait for the answers of. */
+#define DG_ABANDON_MAX 64u
+
 struct dg_flow {
 	/* Hot: read or written by every call and completion. */
 	struct dg_frame *tx, *rx;
@@ -50,6 +53,8 @@ struct dg_flow {
 	uint32_t next_rpc;
 	uint32_t arena_used; /* reassembly arena, reset by each dg_poll */
 	uint32_t heap_used;  /* dg_flow_alloc's arena */
+	uint32_t
+		nabandoned; /* calls given up (abandoned[]), still unanswered */
 	/* The owning thread (dg_thread_id), 0 until a thread claims it. */
 	uintptr_t owner;
 	struct dg_flow_ctrl *ctrl;
@@ -87,7 +92,19 @@ struct dg_flow {
 	uint32_t mode_req_seen; /* the engine's last mode request taken */
 	uint32_t spin_us;	/* spin this long before sleeping */
 	bool busy_poll;		/* never sleep */
+	/* Calls given up (dg_wait's deadline, dg_cancel): their answers are
+	 * dropped when they come (dg_abandoned_take). */
+	uint32_t abandoned[DG_ABANDON_MAX];
 } __attribute__((aligned(64)));
+
+/*
+ * Calls given up: rpc_id joins the flow's abandoned calls (0), -ENOSPC when
+ * DG_ABANDON_MAX are already waiting for their answers (the call then
+ * stays outstanding). dg_abandoned_take: an answer came for rpc_id; true
+ * when it was given up (it is dropped, counted in st.late).
+ */
+int dg_abandon(struct dg_flow *f, uint32_t rpc_id);
+bool dg_abandoned_take(struct dg_flow *f, uint32_t rpc_id);
 
 enum dg_kick {
 	DG_KICK_NONE = 0,
@@ -401,10 +418,15 @@ static inline void dg_ctrl_record(struct dg_flow *f, const struct dg_frame *s)
 	f->ctrl_conn = s->conn;
 }
 
-/* Calls made and not completed yet: every call gets one completion. */
+/*
+ * Calls made and not completed yet: every call gets one completion, but
+ * those given up (dg_abandon) no longer hold the flow back.
+ */
 static inline uint64_t dg_outstanding(const struct dg_flow *f)
 {
-	return f->st.calls - f->st.completions;
+	uint64_t n = f->st.calls - f->st.completions;
+
+	return n > f->nabandoned ? n - f->nabandoned : 0;
 }
 
 /* ---- after a publication (wake.c) ------------------------------------------

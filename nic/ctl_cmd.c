@@ -278,12 +278,14 @@ static void cmd_stats(struct dg_nic *n, const struct dg_json *rq,
 		      ",\"engine\":{\"id\":%u,\"uptime_s\":%.3f,\"loops\":%llu,"
 		      "\"sleeps\":%llu,\"missed_wakes\":%llu,\"tenants\":%u,"
 		      "\"shm_tenants\":%u,\"services\":%u,"
-		      "\"peers\":%u,\"attach_refused\":%llu,\"conns\":{",
+		      "\"peers\":%u,\"attach_refused\":%llu,"
+		      "\"quota_refused\":%llu,\"conns\":{",
 		      n->o.engine_id, (double)(mono_ns() - n->start_ns) / 1e9,
 		      (unsigned long long)n->loops,
 		      (unsigned long long)n->sleeps,
 		      (unsigned long long)n->missed_wakes, ntenants, nshm, nsvc,
-		      npeer, (unsigned long long)n->attach_refused);
+		      npeer, (unsigned long long)n->attach_refused,
+		      (unsigned long long)n->quota_refused);
 	for (i = 1, k = 0; i < 6; i++) {
 		dg_buf_printf(o, "\"%s\":%u,", states[i], cs[i]);
 		k += cs[i];

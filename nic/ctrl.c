@@ -50,6 +50,18 @@ static void msg_build(struct msg *m, struct dg_frame *buf, uint8_t flags,
 	m->mask = DG_CTRL_MAX_FRAMES - 1;
 }
 
+/* Connections tenant tid holds (a control path: a scan is fine). */
+static uint32_t tenant_conns(const struct dg_nic *n, uint32_t tid)
+{
+	uint32_t i, k = 0;
+
+	for (i = 0; i < MAX_CONNS; i++)
+		k += n->conns[i].state != CONN_FREE &&
+		     n->conns[i].state != CONN_INBOUND &&
+		     n->conns[i].tenant == tid;
+	return k;
+}
+
 static int ctrl_open(struct dg_nic *n, uint32_t tid, uint32_t f,
 		     const struct dg_ctrl_msg *m, uint32_t rpc_id,
 		     uint32_t *conn_out)
@@ -64,6 +76,11 @@ static int ctrl_open(struct dg_nic *n, uint32_t tid, uint32_t f,
 	if (memchr(m->service, 0, DG_NAME_MAX) == NULL ||
 	    memchr(m->peer, 0, DG_ADDR_MAX) == NULL || !m->service[0])
 		return DG_ST_BAD_FRAME;
+	/* One tenant cannot take every connection of the engine. */
+	if (tenant_conns(n, tid) >= TENANT_MAX_CONNS) {
+		n->quota_refused++;
+		return DG_ST_QUOTA;
+	}
 	if (!m->peer[0] || is_self(n, m)) {
 		bool lo = !strcmp(m->service, DG_LOOPBACK_SERVICE);
 
@@ -112,10 +129,10 @@ static int ctrl_close(struct dg_nic *n, uint32_t tid, uint32_t f,
 	     c->state != CONN_DEAD) ||
 	    c->tenant != tid || c->flow != f)
 		return DG_ST_NO_CONN;
-	/* Best effort: a dead or busy link forgets the binding itself. */
+	/* Sent now, or queued while the link has no room (a dead link
+	 * forgets its bindings itself). */
 	if (c->state == CONN_REMOTE)
-		nic_peer_status(n, c->peer, DG_FF_CTRL, 0, m->conn, 0, 0,
-				PEER_UNBIND);
+		nic_peer_unbind(n, c->peer, m->conn);
 	if (c->state != CONN_OPEN)
 		nic_pend_forget(&n->tenants[tid].flows[f], m->conn);
 	c->state = CONN_FREE;

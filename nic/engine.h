@@ -106,6 +106,7 @@ struct dg_nic_stats {
 	uint64_t reads, writes, busy, stalled;
 	uint64_t drops[DG_NIC_DROP_N];
 	uint64_t attach_refused; /* RDMA and shared-memory attaches */
+	uint64_t quota_refused;	 /* OPEN, REGISTER over a tenant's share */
 	uint64_t peer_rpcs_tx, peer_rpcs_rx, peer_drops;
 	uint64_t doorbells; /* hosts' doorbells received (RDMA) */
 	uint64_t wakes;	    /* host threads woken after a delivery */

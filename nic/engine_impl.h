@@ -46,12 +46,19 @@
 #define MAX_CONNS	     4096
 #define MAX_SERVICES	     64
 #define MAX_SERVERS	     64 /* (tenant, flow) pairs per service */
+/*
+ * One tenant's share (DG_ST_QUOTA beyond it): connections it opened, and
+ * services it created by registering first.
+ */
+#define TENANT_MAX_CONNS     (MAX_CONNS / 4)
+#define TENANT_MAX_SERVICES  (MAX_SERVICES / 4)
 #define NO_IDX		     0xffffu
 #define SVC_LOOPBACK	     0xfffeu	 /* conn.svc of DG_LOOPBACK_SERVICE */
 #define NO_CONN		     0xffffffffu /* never a DG_CONN_ID (bit 31 is clear) */
 #define MAX_PEERS	     16
-#define PEER_FIFO	     4096u /* frames; > DG_MAX_FRAMES + a batch */
-#define MAX_SHM_PENDING	     16	   /* unix-socket attaches not yet complete */
+#define PEER_FIFO	     4096u     /* frames; > DG_MAX_FRAMES + a batch */
+#define PEER_UNBIND_Q	     MAX_CONNS /* one per connection at most */
+#define MAX_SHM_PENDING	     16 /* unix-socket attaches not yet complete */
 /* Receives an RDMA tenant keeps posted for its doorbells and sleeps. */
 /*
  * Per flow at most one doorbell is in flight, and a sleep for each time
@@ -284,6 +291,9 @@ struct peer_stats {
 struct peer_ref {
 	bool used, dead, outbound;
 	bool overflow; /* the peer sent more than its credits allowed */
+	/* UNBINDs that found no room on the link (nic_peer_unbind). */
+	uint32_t unbind[PEER_UNBIND_Q];
+	uint32_t nunbind;
 	struct dg_peer *link;
 	char addr[DG_ADDR_MAX]; /* outbound: where we connected */
 	uint16_t port;
@@ -348,6 +358,7 @@ struct dg_nic {
 	pthread_t loop_thread;
 	int running; /* atomic: dg_nic_run is running on loop_thread */
 	uint64_t attach_refused;
+	uint64_t quota_refused; /* OPENs and REGISTERs over a tenant's share */
 	uint64_t loops, sleeps;
 	/* The counters of tenants that left (totals only grow). */
 	struct flow_stats gone;
@@ -590,6 +601,12 @@ void nic_peer_kill(struct dg_nic *n, uint32_t pi, int why);
 void nic_peer_free(struct dg_nic *n, uint32_t pi);
 int nic_peer_send(struct dg_nic *n, uint32_t pi, const struct msg *m,
 		  uint32_t conn);
+/*
+ * Tells peer pi to forget our connection conn: at once, or (no room on
+ * the link) from a queue flushed as the link drains, so a closed
+ * connection never stays bound at the peer while the link lives.
+ */
+void nic_peer_unbind(struct dg_nic *n, uint32_t pi, uint32_t conn);
 int nic_peer_status(struct dg_nic *n, uint32_t pi, uint8_t flags,
 		    uint32_t rpc_id, uint32_t conn, uint16_t fn_id,
 		    uint8_t status, uint8_t op);

@@ -196,6 +196,23 @@ void nic_svc_drop_tenant(struct dg_nic *n, uint32_t tid)
 	}
 }
 
+/* Services tenant tid serves (a control path: a scan is fine). */
+static uint32_t tenant_services(const struct dg_nic *n, uint32_t tid)
+{
+	uint32_t i, j, k = 0;
+
+	for (i = 0; i < MAX_SERVICES; i++) {
+		const struct service *s = &n->services[i];
+
+		for (j = 0; s->used && j < s->nservers; j++)
+			if (s->servers[j].tenant == tid) {
+				k++;
+				break;
+			}
+	}
+	return k;
+}
+
 int nic_ctrl_register(struct dg_nic *n, uint32_t tid, uint32_t f,
 		      const struct dg_ctrl_msg *m)
 {
@@ -206,6 +223,11 @@ int nic_ctrl_register(struct dg_nic *n, uint32_t tid, uint32_t f,
 	    !strcmp(m->service, DG_LOOPBACK_SERVICE))
 		return DG_ST_BAD_FRAME;
 	if (!s) {
+		/* One tenant cannot take every service of the engine. */
+		if (tenant_services(n, tid) >= TENANT_MAX_SERVICES) {
+			n->quota_refused++;
+			return DG_ST_QUOTA;
+		}
 		s = svc_slot(n);
 		if (!s)
 			return DG_ST_BUSY;

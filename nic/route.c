@@ -196,6 +196,38 @@ int nic_peer_status(struct dg_nic *n, uint32_t pi, uint8_t flags,
 	return nic_peer_send(n, pi, &m, conn);
 }
 
+void nic_peer_unbind(struct dg_nic *n, uint32_t pi, uint32_t conn)
+{
+	struct peer_ref *p = &n->peers[pi];
+
+	if (p->dead)
+		return;
+	if (!p->nunbind &&
+	    !nic_peer_status(n, pi, DG_FF_CTRL, 0, conn, 0, 0, PEER_UNBIND))
+		return;
+	/*
+	 * As many as the table has entries; beyond that (ids closed, reused
+	 * and closed again while the link stays full) the peer rebinds a
+	 * reused id on its BIND anyway.
+	 */
+	if (p->nunbind < PEER_UNBIND_Q)
+		p->unbind[p->nunbind++] = conn;
+}
+
+/* Sends queued UNBINDs, oldest first, while the link has room. */
+static void peer_unbind_flush(struct dg_nic *n, uint32_t pi)
+{
+	struct peer_ref *p = &n->peers[pi];
+	uint32_t i = 0;
+
+	while (i < p->nunbind &&
+	       !nic_peer_status(n, pi, DG_FF_CTRL, 0, p->unbind[i], 0, 0,
+				PEER_UNBIND))
+		i++;
+	memmove(p->unbind, p->unbind + i, (p->nunbind - i) * sizeof(uint32_t));
+	p->nunbind -= i;
+}
+
 /* Finds or makes the outbound link to addr:port. Blocks while connecting. */
 int nic_peer_get(struct dg_nic *n, const char *addr, uint16_t port)
 {
@@ -451,6 +483,8 @@ int nic_peer_poll(struct dg_nic *n, uint32_t pi)
 			nic_peer_kill(n, pi, rc);
 	}
 	done = peer_process(n, pi);
+	if (!p->dead && p->nunbind)
+		peer_unbind_flush(n, pi);
 	if (!p->dead)
 		dg_peer_set_backlog(p->link, p->tail - p->head, PEER_FIFO);
 	return (int)done + (rc > 0 ? rc : 0);

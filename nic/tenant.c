@@ -127,8 +127,7 @@ void nic_tenant_free(struct dg_nic *n, uint32_t tid)
 		    c->tenant != tid)
 			continue;
 		if (c->state == CONN_REMOTE)
-			nic_peer_status(n, c->peer, DG_FF_CTRL, 0,
-					conn_id(n, c), 0, 0, PEER_UNBIND);
+			nic_peer_unbind(n, c->peer, conn_id(n, c));
 		c->state = CONN_FREE;
 	}
 	t->hm->ops->destroy(t->hm);

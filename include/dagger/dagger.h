@@ -193,7 +193,8 @@ void *dg_writer_room(struct dg_writer *w, size_t n);
  * Polls until the completion of rpc_id arrives and returns 0 with it in
  * *c (data valid until the next dg_poll), or -ETIMEDOUT / -ENOTCONN.
  * Other completions that arrive meanwhile are dropped: for flows with no
- * other calls outstanding, like dg_call_sync().
+ * other calls outstanding, like dg_call_sync(). After -ETIMEDOUT the call
+ * is still outstanding: wait again, or give it up with dg_cancel().
  */
 int dg_wait(struct dg_flow *f, uint32_t rpc_id, struct dg_completion *c,
 	    int timeout_ms);
@@ -213,10 +214,24 @@ void *dg_flow_alloc(struct dg_flow *f, size_t n);
  * Synchronous call built on dg_call/dg_poll. Copies the response into resp
  * (up to *resp_len; *resp_len gets the full length) and returns the status:
  * 0, a positive dg_status, or a negative errno (-ETIMEDOUT, -EMSGSIZE...).
- * The flow must have no other calls outstanding.
+ * The flow must have no other calls outstanding. A call that runs out of
+ * time is given up (-ETIMEDOUT; see dg_cancel): its answer, if it comes
+ * later, is dropped, and the flow's control calls (dg_connect, dg_close)
+ * work at once.
  */
 int dg_call_sync(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 		 size_t len, void *resp, size_t *resp_len, int timeout_ms);
+
+/*
+ * Gives up call rpc_id, whose completion the caller has not taken: when
+ * its answer comes it is dropped (counted in dg_flow_stats' late), and
+ * the call no longer counts as outstanding (control calls need none).
+ * 0; -ENOENT when no such call is outstanding; -EALREADY when given up
+ * before; -ENOSPC when 64 given-up calls still wait for their answers.
+ * Owner thread. Cancelling a call whose completion was already taken
+ * keeps one of the 64 places for good.
+ */
+int dg_cancel(struct dg_flow *f, uint32_t rpc_id);
 
 /* ---- server ------------------------------------------------------------- */
 
@@ -345,6 +360,11 @@ struct dg_flow_stats {
 	 * for a fixed while.
 	 */
 	uint64_t missed_wakes;
+	/*
+	 * Calls given up (dg_wait or dg_call_sync ran out of time, dg_cancel)
+	 * and answers that came for them later (dropped).
+	 */
+	uint64_t abandoned, late;
 };
 
 void dg_flow_stats(const struct dg_flow *f, struct dg_flow_stats *s);

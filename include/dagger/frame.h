@@ -82,6 +82,7 @@ enum dg_status {
 	DG_ST_BAD_FRAME = 5,   /* a frame failed validation */
 	DG_ST_TOO_BIG = 6,     /* larger than DG_MAX_MSG or the ring */
 	DG_ST_NO_CONN = 7,     /* unknown or closed connection id */
+	DG_ST_QUOTA = 8,       /* the tenant holds its share already */
 	DG_ST_APP_BASE = 64,
 };
 

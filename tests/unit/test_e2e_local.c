@@ -282,6 +282,115 @@ static void test_errors(void **state)
 }
 
 /*
+ * A call that runs out of time is given up: the flow's control calls work
+ * at once (they refused with -EBUSY while the call counted as
+ * outstanding), the late answer is dropped and counted, not handed out,
+ * and dg_cancel gives up an asynchronous call the same way.
+ */
+static void test_abandoned_calls(void **state)
+{
+	struct dg_host *srv = attach(1, 256), *cli = attach(1, 256);
+	struct dg_flow *f = dg_host_flow(cli, 0);
+	struct dg_flow *sf = dg_host_flow(srv, 0);
+	struct dg_flow_stats fs;
+	struct dg_completion c[4];
+	char out[16];
+	size_t olen = sizeof(out);
+	uint32_t id, id2;
+	uint64_t until;
+	int conn, conn2, k, got = 0;
+
+	(void)state;
+	/* Served by hand: the server answers only when the test says so. */
+	assert_int_equal(dg_serve(sf, &echo_svc, 5000), 0);
+	conn = dg_connect(f, NULL, 0, "echo", 5000);
+	assert_true(conn >= 0);
+	assert_int_equal(
+		dg_call_sync(f, conn, FN_ECHO, "late", 4, out, &olen, 50),
+		-ETIMEDOUT);
+	dg_flow_stats(f, &fs);
+	assert_int_equal(fs.abandoned, 1);
+	assert_int_equal(fs.late, 0);
+	/* Free for control calls although the answer has not come. */
+	conn2 = dg_connect(f, NULL, 0, "echo", 5000);
+	assert_true(conn2 >= 0);
+	assert_int_equal(dg_close(f, conn2), 0);
+	/* An asynchronous call, cancelled; then one that is kept. */
+	assert_int_equal(dg_call(f, conn, FN_ECHO, "gone", 4, &id), 0);
+	assert_int_equal(dg_cancel(f, id), 0);
+	assert_int_equal(dg_cancel(f, id), -EALREADY);
+	assert_int_equal(dg_cancel(f, id + 5), -ENOENT);
+	assert_int_equal(dg_call(f, conn, FN_ECHO, "kept", 4, &id2), 0);
+	/* Now the server answers all three: only the kept call comes. */
+	until = (uint64_t)time(NULL) + 10;
+	while (got < 1 && (uint64_t)time(NULL) < until) {
+		dg_serve_poll(sf, 16);
+		k = dg_poll(f, c, 4);
+		assert_true(k >= 0 && k <= 1);
+		if (k == 1) {
+			assert_int_equal(c[0].rpc_id, id2);
+			assert_int_equal(c[0].len, 4);
+			assert_memory_equal(c[0].data, "kept", 4);
+			got++;
+		}
+	}
+	assert_int_equal(got, 1);
+	dg_flow_stats(f, &fs);
+	assert_int_equal(fs.abandoned, 2);
+	assert_int_equal(fs.late, 2);
+	assert_int_equal(fs.calls, fs.completions);
+	/* Nothing more arrives; the flow works as before. */
+	assert_int_equal(dg_poll(f, c, 4), 0);
+	assert_int_equal(dg_cancel(f, id2), -ENOENT);
+	assert_int_equal(dg_close(f, conn), 0);
+	dg_host_detach(cli);
+	dg_host_detach(srv);
+}
+
+/*
+ * A tenant's share: 1024 connections (a quarter of the engine's) and 16
+ * services it creates; past them OPEN and REGISTER are refused with
+ * DG_ST_QUOTA (-EDQUOT), counted, and other tenants are not affected.
+ */
+static void test_tenant_quota(void **state)
+{
+	struct dg_host *a = attach(17, 64), *b = attach(1, 64);
+	struct dg_flow *f = dg_host_flow(a, 0);
+	static struct dg_service_def defs[17];
+	static char names[17][16];
+	struct dg_nic_stats s0, s1;
+	int conns[1024], c, i;
+
+	(void)state;
+	assert_int_equal(dg_nic_stats(E.nic, &s0, 5000), 0);
+	for (i = 0; i < 1024; i++) {
+		conns[i] = dg_connect(f, NULL, 0, DG_LOOPBACK_SERVICE, 5000);
+		assert_true(conns[i] >= 0);
+	}
+	assert_int_equal(dg_connect(f, NULL, 0, DG_LOOPBACK_SERVICE, 5000),
+			 -EDQUOT);
+	/* Another tenant still opens; a closed one makes room again. */
+	c = dg_connect(dg_host_flow(b, 0), NULL, 0, DG_LOOPBACK_SERVICE, 5000);
+	assert_true(c >= 0);
+	assert_int_equal(dg_close(f, conns[0]), 0);
+	conns[0] = dg_connect(f, NULL, 0, DG_LOOPBACK_SERVICE, 5000);
+	assert_true(conns[0] >= 0);
+	/* Services: 16 new ones per tenant. */
+	for (i = 0; i < 17; i++) {
+		snprintf(names[i], sizeof(names[i]), "quota-%d", i);
+		defs[i] = (struct dg_service_def){
+			.name = names[i], .handlers = handlers, .nhandlers = 2};
+		assert_int_equal(
+			dg_serve(dg_host_flow(a, (uint32_t)i), &defs[i], 5000),
+			i < 16 ? 0 : -EDQUOT);
+	}
+	assert_int_equal(dg_nic_stats(E.nic, &s1, 5000), 0);
+	assert_int_equal(s1.quota_refused - s0.quota_refused, 2);
+	dg_host_detach(a);
+	dg_host_detach(b);
+}
+
+/*
  * Settings from the environment: taken when the options leave them at 0,
  * and a value that does not parse fails the attach instead of silently
  * becoming a default.
@@ -880,6 +989,8 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_echo_mixed),
 		cmocka_unit_test(test_errors),
+		cmocka_unit_test(test_abandoned_calls),
+		cmocka_unit_test(test_tenant_quota),
 		cmocka_unit_test(test_env_settings),
 		cmocka_unit_test(test_wrong_thread),
 		cmocka_unit_test(test_ring_full),
