@@ -409,6 +409,10 @@ for m in doorbell poll; do
 		s1=$(ctl_snap "$sock")
 		printf '{"bench":"idle","mode":"%s","flows":%d,"seconds":%d,"ticks":%d,"before":%s,"after":%s}\n' \
 			"$m" "$nf" "$idle_s" "$((c1 - c0))" "$s0" "$s1" >>"$res"
+		# What a client of this engine sees beside them.
+		run "$bench" client --engine "$a0:7495" --src "$a1" --loopback \
+			--duration "$dur" --warmup "$warm" \
+			--label "idle-client-$m-$nf"
 		stop_bg
 	done
 done

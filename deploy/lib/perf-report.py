@@ -560,14 +560,20 @@ def main():
           "and sleeps from its counters.")
         w("")
         w("| mode | idle flows | engine CPU (% of a core) | READs/s | "
-          "engine sleeps/s |")
-        w("|---|---|---|---|---|")
+          "engine sleeps/s | a client's p50 beside them (us) |")
+        w("|---|---|---|---|---|---|")
         for r in idle:
             sec = float(r["seconds"])
-            w("| %s | %d | %.1f | %.0f | %.0f |" % (
+            c = dg("idle-client-%s-%d" % (r["mode"], r["flows"]))
+            w("| %s | %d | %.1f | %.0f | %.0f | %s |" % (
                 r["mode"], r["flows"], r["ticks"] / sec,
                 (r["after"]["reads"] - r["before"]["reads"]) / sec,
-                (r["after"]["sleeps"] - r["before"]["sleeps"]) / sec))
+                (r["after"]["sleeps"] - r["before"]["sleeps"]) / sec,
+                fmt(c["p50_us"]) if c else "-"))
+        w("")
+        w("The client calls the engine's loopback service (one call in "
+          "flight) after the quiet interval, so the idle flows' cost is "
+          "what it sees.")
         w("")
     t1, t64 = dg("idle-threads-1"), dg("idle-threads-64")
     ws, wb = dg("wake-sleep"), dg("wake-busy")
