@@ -3,6 +3,7 @@
  * ctrl.c - control messages from hosts: REGISTER, OPEN, CLOSE.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -14,10 +15,34 @@
 
 #include "engine_impl.h"
 
+/* A numeric address as 16 bytes (IPv4 mapped into IPv6); false: a name. */
+static bool addr_bytes(const char *s, uint8_t out[16])
+{
+	struct in_addr a4;
+
+	if (inet_pton(AF_INET6, s, out) == 1)
+		return true;
+	if (inet_pton(AF_INET, s, &a4) != 1)
+		return false;
+	memset(out, 0, 10);
+	out[10] = out[11] = 0xff;
+	memcpy(out + 12, &a4, 4);
+	return true;
+}
+
+/*
+ * Our own address and port, however spelled (192.0.2.1, ::ffff:192.0.2.1):
+ * the service is served here, no link to ourselves.
+ */
 static bool is_self(struct dg_nic *n, const struct dg_ctrl_msg *m)
 {
-	return n->o.listen_addr && m->port == dg_nic_port(n) &&
-	       !strcmp(m->peer, n->o.listen_addr);
+	uint8_t a[16], b[16];
+
+	if (!n->o.listen_addr || (m->port ? m->port : 7471) != dg_nic_port(n))
+		return false;
+	if (addr_bytes(m->peer, a) && addr_bytes(n->o.listen_addr, b))
+		return !memcmp(a, b, 16);
+	return !strcmp(m->peer, n->o.listen_addr);
 }
 
 /*
@@ -66,11 +91,9 @@ static int ctrl_open(struct dg_nic *n, uint32_t tid, uint32_t f,
 		     const struct dg_ctrl_msg *m, uint32_t rpc_id,
 		     uint32_t *conn_out)
 {
-	struct dg_frame buf[DG_CTRL_MAX_FRAMES];
-	struct dg_ctrl_msg bind;
+	uint16_t port = m->port ? m->port : 7471;
 	struct service *s;
 	struct conn *c;
-	struct msg bm;
 	int pi;
 
 	if (memchr(m->service, 0, DG_NAME_MAX) == NULL ||
@@ -97,26 +120,42 @@ static int ctrl_open(struct dg_nic *n, uint32_t tid, uint32_t f,
 		*conn_out = conn_id(n, c);
 		return DG_ST_OK;
 	}
-	/* A service behind another engine: bind it there first. */
-	pi = nic_peer_get(n, m->peer, m->port ? m->port : 7471);
+	/*
+	 * A service behind another engine: bind it there first, on the link
+	 * we have, or once a link is made (off this thread: connect.c).
+	 */
+	pi = nic_peer_find(n, m->peer, port);
 	if (pi < 0)
-		return DG_ST_UNREACHABLE;
+		return nic_connect_open(n, tid, f, m->peer, port, m->service,
+					rpc_id, conn_out);
 	c = nic_conn_alloc(n);
 	if (!c)
 		return DG_ST_BUSY;
-	memset(&bind, 0, sizeof(bind));
-	bind.op = PEER_BIND;
-	memcpy(bind.service, m->service, DG_NAME_MAX);
-	msg_build(&bm, buf, DG_FF_CTRL, rpc_id, &bind, sizeof(bind));
-	if (nic_peer_send(n, (uint32_t)pi, &bm, conn_id(n, c)))
-		return DG_ST_UNREACHABLE;
-	c->state = CONN_BINDING;
 	c->tenant = (uint16_t)tid;
 	c->flow = (uint16_t)f;
-	c->peer = (uint16_t)pi;
 	c->rpc = rpc_id;
+	if (nic_peer_bind(n, (uint32_t)pi, c, m->service))
+		return DG_ST_UNREACHABLE; /* c stays free */
+	c->state = CONN_BINDING;
 	*conn_out = conn_id(n, c);
 	return ST_PENDING;
+}
+
+int nic_peer_bind(struct dg_nic *n, uint32_t pi, struct conn *c,
+		  const char *service)
+{
+	struct dg_frame buf[DG_CTRL_MAX_FRAMES];
+	struct dg_ctrl_msg bind;
+	struct msg bm;
+
+	memset(&bind, 0, sizeof(bind));
+	bind.op = PEER_BIND;
+	memcpy(bind.service, service, DG_NAME_MAX);
+	msg_build(&bm, buf, DG_FF_CTRL, c->rpc, &bind, sizeof(bind));
+	if (nic_peer_send(n, pi, &bm, conn_id(n, c)))
+		return -EAGAIN;
+	c->peer = (uint16_t)pi;
+	return 0;
 }
 
 static int ctrl_close(struct dg_nic *n, uint32_t tid, uint32_t f,

@@ -58,6 +58,9 @@
 #define MAX_PEERS	     16
 #define PEER_FIFO	     4096u     /* frames; > DG_MAX_FRAMES + a batch */
 #define PEER_UNBIND_Q	     MAX_CONNS /* one per connection at most */
+#define MAX_CONNECTS	     8	       /* peer links being made at once */
+#define MAX_WAITING	     256       /* OPENs waiting for those links */
+#define NO_PEER		     0xffffu   /* a BINDING conn waiting for a link */
 #define MAX_SHM_PENDING	     16 /* unix-socket attaches not yet complete */
 /* Receives an RDMA tenant keeps posted for its doorbells and sleeps. */
 /*
@@ -288,6 +291,30 @@ struct peer_stats {
 	uint64_t rpcs_tx, frames_tx, rpcs_rx, frames_rx, busy, drops;
 };
 
+/*
+ * An outbound peer link being made on a thread of its own (connect.c);
+ * done, rc and link are the thread's, read by the loop once done is set.
+ */
+struct connect_job {
+	bool used;
+	char addr[DG_ADDR_MAX];
+	uint16_t port;
+	pthread_t thr;
+	struct dg_nic *n;
+	struct dg_peer_opts po;
+	int done; /* atomic: release by the thread, acquire by the loop */
+	int rc;
+	struct dg_peer *link;
+};
+
+/* An OPEN waiting for connect_job job: the BIND it will send. */
+struct waiting_open {
+	bool used;
+	uint16_t job;
+	uint32_t conn; /* its id (generation): freed meanwhile, skipped */
+	char service[DG_NAME_MAX];
+};
+
 struct peer_ref {
 	bool used, dead, outbound;
 	bool overflow; /* the peer sent more than its credits allowed */
@@ -360,6 +387,10 @@ struct dg_nic {
 	uint64_t attach_refused;
 	uint64_t quota_refused; /* OPENs and REGISTERs over a tenant's share */
 	uint64_t loops, sleeps;
+	/* Peer links being made off the loop thread (connect.c). */
+	struct connect_job connects[MAX_CONNECTS];
+	struct waiting_open waiting[MAX_WAITING];
+	uint32_t nconnects;
 	/* The counters of tenants that left (totals only grow). */
 	struct flow_stats gone;
 	bool sweep;	       /* this round looks at connection states */
@@ -610,7 +641,8 @@ void nic_peer_unbind(struct dg_nic *n, uint32_t pi, uint32_t conn);
 int nic_peer_status(struct dg_nic *n, uint32_t pi, uint8_t flags,
 		    uint32_t rpc_id, uint32_t conn, uint16_t fn_id,
 		    uint8_t status, uint8_t op);
-int nic_peer_get(struct dg_nic *n, const char *addr, uint16_t port);
+/* The live outbound link to addr:port, or -ENOENT (connect.c makes one). */
+int nic_peer_find(struct dg_nic *n, const char *addr, uint16_t port);
 int nic_peer_poll(struct dg_nic *n, uint32_t pi);
 void nic_peer_timers(struct dg_nic *n);
 
@@ -627,6 +659,22 @@ void nic_tx_post_read(struct dg_nic *n, struct tenant *t, uint32_t f);
 void nic_tx_write_head(struct tenant *t, uint32_t f, bool force);
 bool nic_read_due(struct dg_nic *n, struct tenant *t, struct flow *fl,
 		  uint64_t *now);
+
+/* connect.c */
+/*
+ * An OPEN of a service behind addr:port, an engine we have no link to:
+ * starts making the link (or joins the one being made) and returns
+ * ST_PENDING with *conn_out; the BIND goes when the link is up, or the
+ * OPEN is answered UNREACHABLE. DG_ST_BUSY when too many wait already.
+ */
+int nic_connect_open(struct dg_nic *n, uint32_t tid, uint32_t f,
+		     const char *addr, uint16_t port, const char *service,
+		     uint32_t rpc_id, uint32_t *conn_out);
+void nic_connect_poll(struct dg_nic *n);     /* finishes what is done */
+void nic_connect_shutdown(struct dg_nic *n); /* waits for the threads */
+/* ctrl.c: sends c's BIND of service on link pi (c->peer = pi). */
+int nic_peer_bind(struct dg_nic *n, uint32_t pi, struct conn *c,
+		  const char *service);
 
 /* loop.c */
 void nic_lists_update(struct dg_nic *n);

@@ -119,6 +119,10 @@ static int check_conns(struct dg_nic *n)
 			     (c->svc == SVC_LOOPBACK || svc_ok(n, c->svc));
 			break;
 		case CONN_BINDING:
+			/* NO_PEER: waiting for a link being made. */
+			ok = flow_ok(n, c->tenant, c->flow) &&
+			     (c->peer == NO_PEER || peer_ok(n, c->peer));
+			break;
 		case CONN_REMOTE:
 			ok = flow_ok(n, c->tenant, c->flow) &&
 			     peer_ok(n, c->peer);

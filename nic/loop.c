@@ -296,6 +296,8 @@ int dg_nic_poll(struct dg_nic *n)
 	int work = 0;
 
 	nic_take_pending(n);
+	if (n->nconnects)
+		nic_connect_poll(n); /* peer links made off this thread */
 	n->next_due_us = UINT64_MAX;
 	n->clk_ns = 0; /* nic_clock: at most one read per iteration */
 	if ((n->loops & 255) == 0) {
@@ -684,6 +686,7 @@ void dg_nic_destroy(struct dg_nic *n)
 	for (i = 0; i < MAX_TENANTS; i++)
 		if (n->tenants[i].used)
 			nic_tenant_free(n, i);
+	nic_connect_shutdown(n); /* its links join, then go below */
 	for (i = 0; i < MAX_PEERS; i++)
 		if (n->peers[i].used)
 			nic_peer_free(n, i);

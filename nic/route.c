@@ -228,15 +228,9 @@ static void peer_unbind_flush(struct dg_nic *n, uint32_t pi)
 	p->nunbind -= i;
 }
 
-/* Finds or makes the outbound link to addr:port. Blocks while connecting. */
-int nic_peer_get(struct dg_nic *n, const char *addr, uint16_t port)
+int nic_peer_find(struct dg_nic *n, const char *addr, uint16_t port)
 {
-	struct dg_peer_opts po = {.send_bufs = 32,
-				  .engine_id = n->o.engine_id,
-				  .timeout_ms = n->o.peer_timeout_ms};
-	struct dg_peer *link;
 	uint32_t i;
-	int rc;
 
 	for (i = 0; i < MAX_PEERS; i++) {
 		struct peer_ref *p = &n->peers[i];
@@ -245,24 +239,8 @@ int nic_peer_get(struct dg_nic *n, const char *addr, uint16_t port)
 		    !strcmp(p->addr, addr))
 			return (int)i;
 	}
-	rc = dg_peer_connect(NULL, addr, port, &po, 5000, &link);
-	if (rc) {
-		if (n->o.verbose)
-			fprintf(stderr, "dagger-nic: peer %s:%u: %s\n", addr,
-				port, strerror(-rc));
-		return rc;
-	}
-	rc = nic_peer_add(n, link, true, addr, port);
-	if (rc < 0)
-		dg_peer_destroy(link);
-	else if (n->o.verbose)
-		fprintf(stderr, "dagger-nic: peer link %d to %s:%u\n", rc, addr,
-			port);
-	return rc;
+	return -ENOENT;
 }
-
-static_assert(PEER_FIFO >= DG_PEER_RECV_BUFS_DEFAULT * DG_PEER_BATCH_DEFAULT,
-	      "the FIFO holds all a peer may send (dg_peer_set_backlog)");
 
 static void peer_rx(void *arg, const struct dg_frame *f)
 {

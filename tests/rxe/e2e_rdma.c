@@ -880,6 +880,84 @@ static void test_peer_engine_stopped(void **state)
 	dg_host_detach(srv);
 }
 
+/*
+ * An OPEN of a service behind an engine that does not answer (an address
+ * on the link with no host: rdma_cm waits for its address resolution)
+ * must not hold the engine: another tenant's calls keep their latency
+ * while it waits, and the OPEN ends with -EHOSTUNREACH. Before peer
+ * links were made off the loop thread, every call waited for seconds.
+ */
+struct blackhole_arg {
+	struct dg_flow *f;
+	int rc;
+	uint64_t ms;
+	int done;
+};
+
+static void *blackhole_open(void *arg)
+{
+	struct blackhole_arg *a = arg;
+	uint64_t t0 = now_ms();
+
+	a->rc = dg_connect(a->f, "192.0.2.77", 7471, "echo", 60000);
+	a->ms = now_ms() - t0;
+	__atomic_store_n(&a->done, 1, __ATOMIC_RELEASE);
+	return NULL;
+}
+
+static void test_open_blackhole(void **state)
+{
+	struct engine e;
+	struct dg_host *srv, *cli, *other;
+	struct dg_server *s;
+	struct blackhole_arg a = {0};
+	pthread_t thr;
+	char out[8];
+	size_t olen;
+	uint64_t worst = 0, t0;
+	uint32_t calls = 0;
+	int conn;
+
+	(void)state;
+	engine_start(&e, dg_rxe_addr(0), 1);
+	srv = attach_to(&e, NULL, 1, 256);
+	assert_int_equal(dg_server_start(srv, &echo_svc, 0, 1, &s), 0);
+	cli = attach_to(&e, NULL, 1, 256);
+	other = attach_to(&e, NULL, 1, 256);
+	conn = connect_wait(dg_host_flow(cli, 0), NULL);
+	assert_true(conn >= 0);
+	a.f = dg_host_flow(other, 0);
+	assert_int_equal(pthread_create(&thr, NULL, blackhole_open, &a), 0);
+	/* Calls all the while the OPEN waits. */
+	while (!__atomic_load_n(&a.done, __ATOMIC_ACQUIRE)) {
+		olen = sizeof(out);
+		t0 = now_ms();
+		assert_int_equal(dg_call_sync(dg_host_flow(cli, 0), conn,
+					      FN_ECHO, "bh", 2, out, &olen,
+					      20000),
+				 0);
+		if (now_ms() - t0 > worst)
+			worst = now_ms() - t0;
+		calls++;
+	}
+	pthread_join(thr, NULL);
+	printf("# OPEN of a black-holed engine: %s after %llu ms; meanwhile "
+	       "%u calls, the slowest %llu ms\n",
+	       strerror(-a.rc), (unsigned long long)a.ms, calls,
+	       (unsigned long long)worst);
+	assert_int_equal(a.rc, -EHOSTUNREACH);
+	/* It waited for rdma_cm, long enough to tell the loop was free. */
+	assert_true(a.ms >= 1000);
+	assert_true(calls >= 10);
+	/* A blocked loop held calls for the whole wait (seconds). */
+	assert_true(worst * 4 < a.ms);
+	dg_server_stop(s);
+	dg_host_detach(other);
+	dg_host_detach(cli);
+	dg_host_detach(srv);
+	engine_stop(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -890,6 +968,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_server_killed, reap_children),
 		cmocka_unit_test_teardown(test_engine_killed, reap_children),
 		cmocka_unit_test(test_idle_flows_backoff),
+		cmocka_unit_test(test_open_blackhole),
 		cmocka_unit_test_teardown(test_peer_engine_stopped,
 					  reap_children),
 	};
