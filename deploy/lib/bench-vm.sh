@@ -447,7 +447,8 @@ for bp in sleep busy; do
 done
 
 log "host CPU per RPC: callgrind on the client, then on the server"
-rm -f "$out"/cg-*
+# Only this part's dumps: the native part's (cg-native-*) stay for the report.
+rm -f "$out"/cg-dagger-* "$out"/cg-hostrpc-*
 engine --listen "$a0" --port 7487 --id 1
 wait_port "$a0" 7487
 bg "$bench" server --wait 60 --engine "$a0:7487" --src "$a0" --yield --label cg-server-peer
