@@ -116,7 +116,8 @@ call_fast(struct dg_flow *f, int conn, uint16_t fn, const void *req, size_t len,
 	 */
 	if (cnt == 2)
 		dg_cont_publish((struct dg_frame_cont *)(s + 1), pos + 1, csum);
-	dg_ring_guard(f->tx, f->mask, pos + cnt); /* dagger/ring.h */
+	if (csum) /* RDMA rings (dagger/ring.h) */
+		dg_ring_guard(f->tx, f->mask, pos + cnt);
 	dg_slot_publish(s, pos, csum);
 	dg_after_tx(f);
 	return 0;
@@ -242,7 +243,8 @@ int dg_call_fill(struct dg_flow *f, int conn, uint16_t fn, size_t len,
 		      (uint32_t)conn, fn, (uint32_t)len, cnt);
 	for (i = 1; i < cnt; i++)
 		dg_cont_publish(dg_tx_cont(f, pos + i), pos + i, f->rflags);
-	dg_ring_guard(f->tx, f->mask, pos + cnt);
+	if (f->rflags)
+		dg_ring_guard(f->tx, f->mask, pos + cnt);
 	dg_slot_publish(&f->tx[pos & f->mask], pos, f->rflags);
 	f->tx_tail = pos + cnt;
 	f->st.calls++;

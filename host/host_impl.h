@@ -327,7 +327,8 @@ static inline void dg_tx_put(struct dg_flow *f, uint8_t flags, uint8_t status,
 		dg_copy64(dg_tx_cont(f, pos + i)->data, p, left);
 		dg_cont_publish(dg_tx_cont(f, pos + i), pos + i, f->rflags);
 	}
-	dg_ring_guard(f->tx, f->mask, pos + cnt);
+	if (f->rflags) /* RDMA rings (dagger/ring.h) */
+		dg_ring_guard(f->tx, f->mask, pos + cnt);
 	dg_slot_publish(s, pos, f->rflags);
 	f->tx_tail = pos + cnt;
 }

@@ -69,7 +69,8 @@ int dg_call_fill_key(struct dg_flow *f, int conn, uint16_t fn, uint32_t key,
 	s->key = key;
 	for (i = 1; i < cnt; i++)
 		dg_cont_publish(dg_tx_cont(f, pos + i), pos + i, f->rflags);
-	dg_ring_guard(f->tx, f->mask, pos + cnt);
+	if (f->rflags)
+		dg_ring_guard(f->tx, f->mask, pos + cnt);
 	dg_slot_publish(s, pos, f->rflags);
 	f->tx_tail = pos + cnt;
 	f->st.calls++;

@@ -226,6 +226,13 @@ uint32_t nic_tx_process(struct dg_nic *n, uint32_t tid, uint32_t f,
 		fl->st.bytes_tx += m.h.len;
 		fl->tx_tail += cnt;
 		done += cnt;
+		/*
+		 * Shared memory: this message's continuation frames must not
+		 * pass for first frames one lap later (dagger/ring.h); the
+		 * host reuses them only after our tx_head, stored after this.
+		 */
+		if (cnt > 1 && t->direct)
+			dg_ring_scrub(fl->txr, t->mask, pos + 1, pos + cnt);
 	}
 	if (seen)
 		fl->idle_reads = 0;

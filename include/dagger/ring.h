@@ -76,13 +76,16 @@ static inline void dg_cont_publish(struct dg_frame_cont *s, uint32_t pos,
  *    frame of the oldest message, whose stamp is that value already. The
  *    release store of the message's stamp orders it first; a remote READ
  *    that moves bytes front to back reads it after the message.
- *  - dg_ring_scrub, the consumer of a ring written by RDMA (a WRITE
- *    cannot fix slot next ahead of a message in the same WRITE): before it
- *    releases slots [from, to) to the producer (release store of its head),
- *    it stores that stamp into every one of them.
+ *  - dg_ring_scrub, the consumer: before it releases slots [from, to) to
+ *    the producer (release store of its head), it stores that stamp into
+ *    every one of them that held a continuation frame.
  *
- * Either one per ring suffices; the host library does both, the engine
- * needs neither (it reads TX rings and writes RX rings).
+ * Either one per ring suffices. RX rings: the host scrubs (a WRITE cannot
+ * fix a slot ahead of a message in the same WRITE). TX rings: on RDMA the
+ * host guards (the engine cannot store into host memory cheaply); on
+ * shared memory the engine scrubs the continuation frames it consumed (a
+ * guard would store into the very line the engine polls next: a
+ * cache-line transfer per call).
  */
 static inline void dg_ring_guard(struct dg_frame *ring, uint32_t mask,
 				 uint32_t next)

@@ -69,7 +69,6 @@ struct env {
 };
 
 static struct env *E;
-static bool invalidate; /* FZ_INVALIDATE=1, see tx_consume */
 
 static int attach_cb(void *arg, void *region, uint64_t size)
 {
@@ -300,15 +299,13 @@ static void tx_consume(struct env *e, uint32_t f)
 					h.rpc_id);
 		}
 		/*
-		 * FZ_INVALIDATE=1: stamp every slot taken 0 before freeing
-		 * it, so that what a slot held in the last lap (a
-		 * continuation frame's payload) cannot pass for the stamp of
-		 * a first frame in the next (corpus repro-stale-continuation
-		 * shows it can): lets the fuzzer go on past that one.
+		 * As an engine on plain (shared-memory) rings: consumed
+		 * continuation frames are scrubbed before tx_head frees them
+		 * (dagger/ring.h); on checksummed rings the host guards.
 		 */
-		if (invalidate)
-			for (i = 0; i < h.cnt; i++)
-				memset(tx_slot(e, f, pos + i), 0, 4);
+		if (!e->rflags && h.cnt > 1)
+			dg_ring_scrub(tx_slot(e, f, 0), SLOTS - 1, pos + 1,
+				      pos + h.cnt);
 		e->txr[f] = pos + h.cnt;
 	}
 	/* Release: our reads of the slots come first. */
@@ -443,7 +440,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		e = E = calloc(1, sizeof(*E));
 		if (!e)
 			abort();
-		invalidate = getenv("FZ_INVALIDATE") != NULL;
 	}
 	setup(e, fz_u8(&in) & 1 ? DG_RING_F_CSUM : 0);
 	for (step = 0; step < MAX_STEPS && fz_left(&in); step++) {

@@ -123,8 +123,9 @@ int fz_raw_send(struct fz_raw *r, uint32_t f, uint8_t flags, uint8_t status,
 	if (len)
 		memcpy(s->data, p,
 		       len < DG_FRAME_PAYLOAD ? len : DG_FRAME_PAYLOAD);
-	/* An honest host, as libdagger (dagger/ring.h). */
-	dg_ring_guard(fz_tx_slot(r, f, 0), r->mask, pos + cnt);
+	/* An honest host, as libdagger: on RDMA rings (dagger/ring.h). */
+	if (r->rflags)
+		dg_ring_guard(fz_tx_slot(r, f, 0), r->mask, pos + cnt);
 	dg_slot_publish(s, pos, r->rflags);
 	r->tx[f] = pos + cnt;
 	return 0;

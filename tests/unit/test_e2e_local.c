@@ -953,6 +953,68 @@ static void test_trace(void **state)
 	dg_host_detach(srv);
 }
 
+/*
+ * A continuation frame's payload that equals the stamp its slot would
+ * carry one lap later, laid out as a first frame (a request on our own
+ * connection): the engine, polling that slot for the next message, must
+ * not take it (shared memory: the engine scrubs what it consumed,
+ * dagger/ring.h). Without that, the forged request is answered.
+ */
+static void test_stale_continuation(void **state)
+{
+	struct dg_host *h = attach(1, 64);
+	struct dg_flow *f = dg_host_flow(h, 0);
+	/* Position of the 2-frame call: after the OPEN's frames. */
+	uint32_t p = dg_frames_for(sizeof(struct dg_ctrl_msg)), i, id, k;
+	uint8_t req[DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD];
+	struct dg_completion c[4];
+	struct dg_nic_stats s0, s1;
+	struct dg_frame fake;
+	char out[sizeof(req)];
+	size_t olen = sizeof(out);
+	int conn;
+
+	(void)state;
+	conn = dg_connect(f, NULL, 0, DG_LOOPBACK_SERVICE, 5000);
+	assert_true(conn >= 0);
+	/* The continuation frame (slot p + 1) holds req[32..87]. */
+	memset(&fake, 0, sizeof(fake));
+	fake.stamp = dg_stamp(p + 1 + 64);
+	fake.rpc_id = 0xdead;
+	fake.conn = (uint32_t)conn;
+	fake.len = 1;
+	fake.fn_id = 9;
+	fake.cnt = 1;
+	fake.flags = DG_FF_REQ;
+	memset(req, 0x11, sizeof(req));
+	memcpy(req + DG_FRAME_PAYLOAD, &fake, DG_CONT_PAYLOAD);
+	assert_int_equal(
+		dg_call_sync(f, conn, 9, req, sizeof(req), out, &olen, 5000),
+		0);
+	assert_memory_equal(out, req, sizeof(req));
+	/* One-frame calls up to position p + 64: the engine looks at p + 65. */
+	for (i = 0; i < 63; i++) {
+		olen = sizeof(out);
+		assert_int_equal(
+			dg_call_sync(f, conn, 9, "x", 1, out, &olen, 5000), 0);
+	}
+	/* Runs on the loop thread: the loop polled that slot since. */
+	assert_int_equal(dg_nic_stats(E.nic, &s0, 5000), 0);
+	assert_int_equal(dg_nic_stats(E.nic, &s1, 5000), 0);
+	k = (uint32_t)dg_poll(f, c, 4);
+	assert_int_equal(k, 0);
+	assert_int_equal(s1.rpcs_tx, s0.rpcs_tx);
+	/* The flow goes on: the next call is whole, its id ours. */
+	assert_int_equal(dg_call(f, conn, 9, "y", 1, &id), 0);
+	do
+		k = (uint32_t)dg_poll(f, c, 4);
+	while (k == 0);
+	assert_int_equal(k, 1);
+	assert_int_equal(c[0].rpc_id, id);
+	assert_int_equal(dg_close(f, conn), 0);
+	dg_host_detach(h);
+}
+
 static void test_loopback(void **state)
 {
 	struct dg_host *h = attach(2, 4096);
@@ -998,6 +1060,7 @@ int main(void)
 		cmocka_unit_test(test_register_race),
 		cmocka_unit_test(test_trace),
 		cmocka_unit_test(test_loopback),
+		cmocka_unit_test(test_stale_continuation),
 	};
 
 	/* DG_TEST_FILTER=test_ring_full runs one case (a glob). */
