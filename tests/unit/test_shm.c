@@ -129,35 +129,58 @@ static void wait_tenants(uint32_t want)
 }
 
 /*
+ * The test's other processes run this binary again in a role (main():
+ * --server, --client): a fork of this multithreaded process (the engine's
+ * thread, the allocator's locks) may not run library code before exec.
+ * Descriptors (pipes) are inherited across the exec; the child dies with
+ * the test, whatever becomes of it.
+ */
+static pid_t spawn_role(char *const argv[])
+{
+	pid_t pid = fork();
+
+	assert_true(pid >= 0);
+	if (pid == 0) {
+		prctl(PR_SET_PDEATHSIG, SIGKILL);
+		execv("/proc/self/exe", argv);
+		_exit(127);
+	}
+	return pid;
+}
+
+/*
  * A server process: attaches, serves "echo" on one dispatch thread,
  * writes one byte to ready when it serves, then waits to be killed (or
  * for its stdin pipe to close). Handlers of FN_HOLD wait on hold.
  */
+static int server_role(int csum, int hold_rd, int ready)
+{
+	struct dg_server *s;
+	struct dg_host *h;
+
+	hold_fd = hold_rd;
+	if (attach_shm(64, csum, &h) || dg_server_start(h, &svc, 0, 1, &s))
+		return 3;
+	if (write(ready, "r", 1) != 1)
+		return 4;
+	for (;;)
+		pause();
+}
+
 static pid_t fork_server(int csum, int hold_rd)
 {
+	char a_csum[8], a_hold[16], a_rd[16], self[] = "test_shm",
+					      role[] = "--server";
+	char *argv[] = {self, role, a_csum, a_hold, a_rd, E.path, NULL};
 	int rp[2];
 	pid_t pid;
 	char b;
 
 	assert_int_equal(pipe(rp), 0);
-	pid = fork();
-	assert_true(pid >= 0);
-	if (pid == 0) {
-		struct dg_server *s;
-		struct dg_host *h;
-
-		/* Dies with the test, whatever becomes of it. */
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		close(rp[0]);
-		hold_fd = hold_rd;
-		if (attach_shm(64, csum, &h) ||
-		    dg_server_start(h, &svc, 0, 1, &s))
-			_exit(3);
-		if (write(rp[1], "r", 1) != 1)
-			_exit(4);
-		for (;;)
-			pause();
-	}
+	snprintf(a_csum, sizeof(a_csum), "%d", csum);
+	snprintf(a_hold, sizeof(a_hold), "%d", hold_rd);
+	snprintf(a_rd, sizeof(a_rd), "%d", rp[1]);
+	pid = spawn_role(argv);
 	close(rp[1]);
 	assert_int_equal(read(rp[0], &b, 1), 1);
 	close(rp[0]);
@@ -321,24 +344,12 @@ static void test_client_killed(void **state)
 	hold_fd = hp[0];
 	assert_int_equal(attach_shm(64, 0, &h), 0);
 	assert_int_equal(dg_server_start(h, &svc, 0, 1, &s), 0);
-	cli = fork();
-	assert_true(cli >= 0);
-	if (cli == 0) {
-		struct dg_host *ch;
-		uint32_t id;
-		int cn;
+	{
+		char a_rd[16], self[] = "test_shm", role[] = "--client";
+		char *argv[] = {self, role, a_rd, E.path, NULL};
 
-		prctl(PR_SET_PDEATHSIG, SIGKILL);
-		if (attach_shm(64, 0, &ch))
-			_exit(3);
-		cn = dg_connect(dg_host_flow(ch, 0), NULL, 0, "echo", 5000);
-		if (cn < 0 ||
-		    dg_call(dg_host_flow(ch, 0), cn, FN_HOLD, "y", 1, &id))
-			_exit(4);
-		if (write(rp[1], "c", 1) != 1)
-			_exit(5);
-		for (;;)
-			pause();
+		snprintf(a_rd, sizeof(a_rd), "%d", rp[1]);
+		cli = spawn_role(argv);
 	}
 	assert_int_equal(read(rp[0], &b, 1), 1);
 	wait_tenants(2);
@@ -535,7 +546,25 @@ static void test_bad_attach(void **state)
 	wait_tenants(0);
 }
 
-int main(void)
+/* A client process: a call held by the server, then it waits to die. */
+static int client_role(int ready)
+{
+	struct dg_host *ch;
+	uint32_t id;
+	int cn;
+
+	if (attach_shm(64, 0, &ch))
+		return 3;
+	cn = dg_connect(dg_host_flow(ch, 0), NULL, 0, "echo", 5000);
+	if (cn < 0 || dg_call(dg_host_flow(ch, 0), cn, FN_HOLD, "y", 1, &id))
+		return 4;
+	if (write(ready, "c", 1) != 1)
+		return 5;
+	for (;;)
+		pause();
+}
+
+int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test(test_echo_sizes),
@@ -545,6 +574,15 @@ int main(void)
 		cmocka_unit_test(test_bad_attach),
 	};
 
+	/* The roles of the test's other processes (spawn_role). */
+	if (argc == 6 && !strcmp(argv[1], "--server")) {
+		snprintf(E.path, sizeof(E.path), "%s", argv[5]);
+		return server_role(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
+	}
+	if (argc == 4 && !strcmp(argv[1], "--client")) {
+		snprintf(E.path, sizeof(E.path), "%s", argv[3]);
+		return client_role(atoi(argv[2]));
+	}
 	return cmocka_run_group_tests_name("shm", tests, group_setup,
 					   group_teardown);
 }
