@@ -128,12 +128,16 @@ static void wait_tenants(uint32_t want)
 	}
 }
 
+static int run_role(char *const argv[]);
+
 /*
  * The test's other processes run this binary again in a role (main():
- * --server, --client): a fork of this multithreaded process (the engine's
- * thread, the allocator's locks) may not run library code before exec.
- * Descriptors (pipes) are inherited across the exec; the child dies with
- * the test, whatever becomes of it.
+ * --server, --client): a fork of this multithreaded process may not run
+ * library code before exec (under ASan it could inherit an allocator lock
+ * the engine's thread held, and hang). Where the binary cannot be exec'd
+ * (an arm64 build run by qemu-user without binfmt_misc: no ASan there) the
+ * fork runs the role itself. Descriptors (pipes) are inherited; the child
+ * dies with the test, whatever becomes of it.
  */
 static pid_t spawn_role(char *const argv[])
 {
@@ -143,7 +147,7 @@ static pid_t spawn_role(char *const argv[])
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
 		execv("/proc/self/exe", argv);
-		_exit(127);
+		_exit(run_role(argv));
 	}
 	return pid;
 }
@@ -564,6 +568,26 @@ static int client_role(int ready)
 		pause();
 }
 
+/* The roles of the test's other processes (spawn_role). */
+static int run_role(char *const argv[])
+{
+	int n = 0;
+
+	while (argv[n])
+		n++;
+	if (n == 6 && !strcmp(argv[1], "--server")) {
+		if (argv[5] != E.path) /* a fork that could not exec: set */
+			snprintf(E.path, sizeof(E.path), "%s", argv[5]);
+		return server_role(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
+	}
+	if (n == 4 && !strcmp(argv[1], "--client")) {
+		if (argv[3] != E.path)
+			snprintf(E.path, sizeof(E.path), "%s", argv[3]);
+		return client_role(atoi(argv[2]));
+	}
+	return 2;
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -574,15 +598,8 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_bad_attach),
 	};
 
-	/* The roles of the test's other processes (spawn_role). */
-	if (argc == 6 && !strcmp(argv[1], "--server")) {
-		snprintf(E.path, sizeof(E.path), "%s", argv[5]);
-		return server_role(atoi(argv[2]), atoi(argv[3]), atoi(argv[4]));
-	}
-	if (argc == 4 && !strcmp(argv[1], "--client")) {
-		snprintf(E.path, sizeof(E.path), "%s", argv[3]);
-		return client_role(atoi(argv[2]));
-	}
+	if (argc > 1 && argv[1][0] == '-')
+		return run_role(argv);
 	return cmocka_run_group_tests_name("shm", tests, group_setup,
 					   group_teardown);
 }
