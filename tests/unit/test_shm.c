@@ -131,12 +131,12 @@ static void wait_tenants(uint32_t want)
 static int run_role(char *const argv[]);
 
 /*
- * The test's other processes run this binary again in a role (main():
- * --server, --client): a fork of this multithreaded process may not run
- * library code before exec (under ASan it could inherit an allocator lock
- * the engine's thread held, and hang). Where the binary cannot be exec'd
- * (an arm64 build run by qemu-user without binfmt_misc: no ASan there) the
- * fork runs the role itself. Descriptors (pipes) are inherited; the child
+ * The test's other processes: a fork that runs a role (--server,
+ * --client). Under ASan the fork runs this binary again in that role
+ * instead (main()): library code in a fork of this multithreaded process
+ * could inherit an allocator lock the engine's thread held, and hang.
+ * Elsewhere the fork runs the role itself (an arm64 build under qemu-user
+ * could not exec itself). Descriptors (pipes) are inherited; the child
  * dies with the test, whatever becomes of it.
  */
 static pid_t spawn_role(char *const argv[])
@@ -146,7 +146,9 @@ static pid_t spawn_role(char *const argv[])
 	assert_true(pid >= 0);
 	if (pid == 0) {
 		prctl(PR_SET_PDEATHSIG, SIGKILL);
+#ifdef __SANITIZE_ADDRESS__
 		execv("/proc/self/exe", argv);
+#endif
 		_exit(run_role(argv));
 	}
 	return pid;
