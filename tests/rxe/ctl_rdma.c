@@ -56,8 +56,8 @@ static int stop_load;
  * dagger-ctl, as under ASan, made fewer changes than the list).
  */
 static int changes_done = 1;
-	/* atomic; 0 while a change list runs */ /* atomic: load threads give up
-						    (a test failed) */
+/* atomic; 0 while a change list runs */ /* atomic: load threads give up
+					    (a test failed) */
 
 static struct {
 	pid_t nic;
