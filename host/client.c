@@ -669,6 +669,8 @@ int dg_status_errno(int st)
 		return -ENOTCONN;
 	case DG_ST_QUOTA:
 		return -EDQUOT;
+	case DG_ST_DROPPED:
+		return -ENOBUFS;
 	default:
 		return st < 0 ? st : -EPROTO;
 	}
@@ -728,6 +730,8 @@ const char *dg_status_str(int st)
 		return "no such connection";
 	case DG_ST_QUOTA:
 		return "over the tenant's share";
+	case DG_ST_DROPPED:
+		return "answer dropped: the caller's RX ring stayed full";
 	default:
 		return st >= DG_ST_APP_BASE ? "application error" : "error";
 	}

@@ -35,6 +35,98 @@ struct conn *nic_conn_alloc(struct dg_nic *n)
 	return NULL;
 }
 
+/*
+ * A response for client flow cf found no room in its RX ring: whether it
+ * may be dropped now (the client is then owed DG_ST_DROPPED). Not before
+ * the hold that *since times (the server flow's, or the peer link's) has
+ * lasted hold_us, unless cf owes answers already: it is known not to
+ * read, so nobody waits for it again. The first call starts the hold;
+ * the loop must not sleep past its end.
+ */
+bool nic_hold_over(struct dg_nic *n, uint64_t *since, const struct flow *cf)
+{
+	uint64_t now = nic_clock(n), end;
+
+	if (cf->owed_tail != cf->owed_head)
+		return true;
+	if (!*since)
+		*since = now;
+	end = *since + (uint64_t)n->o.hold_us * 1000u;
+	if (now >= end)
+		return true;
+	/* In mono_us terms (the same clock), rounded up. */
+	if (end / 1000u + 1 < n->next_due_us)
+		n->next_due_us = end / 1000u + 1;
+	return false;
+}
+
+/*
+ * Owes client flow cf a status for a call whose response it cannot take
+ * now. -ENOSPC when cf owes as many as it may have calls tracked.
+ */
+int nic_owe(struct dg_nic *n, struct flow *cf, uint32_t rpc, uint32_t conn,
+	    uint16_t fn, uint8_t status)
+{
+	if (cf->owed_tail - cf->owed_head > cf->pend_mask)
+		return -ENOSPC;
+	if (cf->owed_tail == cf->owed_head)
+		n->nowing++;
+	cf->owed[cf->owed_tail++ & cf->pend_mask] = (struct owed){
+		.rpc = rpc, .conn = conn, .fn = fn, .status = status};
+	return 0;
+}
+
+/*
+ * Sends owed answers, in order, as far as each client's RX ring has room
+ * (rx_put asks for a fresh rx_head when it has none), and counts the
+ * flows that still owe. A host does not tell the engine when it reads:
+ * while some flow owes, a sleeping loop looks again after 1 ms, and after
+ * twice as long each time nothing could be sent, up to idle_us (a client
+ * that never reads again costs no busy engine).
+ */
+void nic_owed_flush(struct dg_nic *n)
+{
+	uint32_t tid, f, owing = 0;
+	bool sent = false;
+	uint64_t now;
+
+	for (tid = 0; tid < MAX_TENANTS; tid++) {
+		struct tenant *t = &n->tenants[tid];
+
+		if (!t->used || t->dead)
+			continue;
+		for (f = 0; f < t->nflows; f++) {
+			struct flow *fl = &t->flows[f];
+
+			while (fl->owed_head != fl->owed_tail) {
+				const struct owed *o = &fl->owed[fl->owed_head &
+								 fl->pend_mask];
+
+				if (nic_rx_status(t, f, DG_FF_RESP, o->rpc,
+						  o->conn, o->fn, o->status))
+					break;
+				fl->owed_head++;
+				sent = true;
+			}
+			owing += fl->owed_head != fl->owed_tail;
+		}
+	}
+	n->nowing = owing;
+	if (!owing)
+		return;
+	now = mono_us();
+	if (sent || !n->owed_wait_us) {
+		n->owed_wait_us = 1000;
+		n->owed_next_us = now + 1000;
+	} else if (now >= n->owed_next_us) {
+		if (n->owed_wait_us < n->o.idle_us)
+			n->owed_wait_us *= 2;
+		n->owed_next_us = now + n->owed_wait_us;
+	}
+	if (n->owed_next_us < n->next_due_us)
+		n->next_due_us = n->owed_next_us;
+}
+
 /* Drops the answered entries at the head. */
 void nic_pend_advance(struct flow *fl)
 {
@@ -134,10 +226,16 @@ void nic_pend_fail(struct dg_nic *n, struct tenant *t)
 			else if (c->state == CONN_OPEN &&
 				 n->tenants[c->tenant].used &&
 				 !n->tenants[c->tenant].dead &&
-				 &n->tenants[c->tenant] != t)
-				nic_rx_status(&n->tenants[c->tenant], c->flow,
-					      DG_FF_RESP, p->rpc, p->conn,
-					      p->fn, DG_ST_UNREACHABLE);
+				 &n->tenants[c->tenant] != t &&
+				 nic_rx_status(&n->tenants[c->tenant], c->flow,
+					       DG_FF_RESP, p->rpc, p->conn,
+					       p->fn, DG_ST_UNREACHABLE))
+				/* No room: owed (nic_owed_flush). */
+				(void)nic_owe(
+					n,
+					&n->tenants[c->tenant].flows[c->flow],
+					p->rpc, p->conn, p->fn,
+					DG_ST_UNREACHABLE);
 		}
 		fl->pend_head = fl->pend_tail;
 	}

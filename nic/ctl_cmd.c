@@ -94,7 +94,7 @@ static void flow_stats_json(struct dg_buf *o, const struct flow_stats *s)
 		"\"rpcs_rx\":%llu,\"frames_rx\":%llu,\"reads\":%llu,"
 		"\"read_slots\":%llu,\"writes\":%llu,\"busy\":%llu,"
 		"\"stalled\":%llu,\"doorbells\":%llu,\"wakes\":%llu,"
-		"\"drops\":{",
+		"\"dropped\":%llu,\"drops\":{",
 		(unsigned long long)s->rpcs_tx,
 		(unsigned long long)s->frames_tx,
 		(unsigned long long)s->bytes_tx, (unsigned long long)s->rpcs_rx,
@@ -102,7 +102,8 @@ static void flow_stats_json(struct dg_buf *o, const struct flow_stats *s)
 		(unsigned long long)s->read_slots,
 		(unsigned long long)s->writes, (unsigned long long)s->busy,
 		(unsigned long long)s->stalled,
-		(unsigned long long)s->doorbells, (unsigned long long)s->wakes);
+		(unsigned long long)s->doorbells, (unsigned long long)s->wakes,
+		(unsigned long long)s->dropped);
 	for (r = 0; r < DROP_NREASONS; r++)
 		dg_buf_printf(o, "%s\"%s\":%llu", r ? "," : "", drop_names[r],
 			      (unsigned long long)s->drops[r]);
@@ -478,7 +479,8 @@ static void cmd_set(struct dg_nic *n, const struct dg_json *rq,
 
 	if (!name) {
 		fail(o, "set: missing \"name\" (batch, spin_us, idle_us, "
-			"poll_max_us, peer_timeout_ms, verbose, policy, mode)");
+			"poll_max_us, peer_timeout_ms, verbose, hold_us, "
+			"policy, mode)");
 		return;
 	}
 	if (!strcmp(name, "mode")) {
@@ -520,7 +522,8 @@ static void cmd_set(struct dg_nic *n, const struct dg_json *rq,
 	if (i == DG_NIC_SET_N) {
 		fail(o,
 		     "set: unknown setting \"%s\" (batch, spin_us, idle_us, "
-		     "poll_max_us, peer_timeout_ms, verbose, policy, mode)",
+		     "poll_max_us, peer_timeout_ms, verbose, hold_us, policy, "
+		     "mode)",
 		     name);
 		return;
 	}
@@ -533,7 +536,8 @@ static void cmd_set(struct dg_nic *n, const struct dg_json *rq,
 	if (rc == -ERANGE) {
 		static const char *const range[DG_NIC_SET_N] = {
 			"1..1024",    "1..10000000", "1..10000000",
-			"1..1000000", "60..300000",  "0..1"};
+			"1..1000000", "60..300000",  "0..1",
+			"1..10000000"};
 
 		fail(o, "set %s: %u is out of range %s", name, v, range[i]);
 		return;

@@ -64,7 +64,7 @@ static void usage(FILE *f)
 		"  get                 the engine's settings\n"
 		"  set NAME VALUE      batch, spin_us, idle_us, poll_max_us, "
 		"peer_timeout_ms,\n"
-		"                      verbose\n"
+		"                      verbose, hold_us\n"
 		"  set policy SERVICE rr|static|random|key\n"
 		"  set mode TENANT poll|doorbell|push  an RDMA tenant's "
 		"interface mode\n"
@@ -380,6 +380,8 @@ static const char *const flow_counters[][2] = {
 	{"busy", "requests refused (BUSY) because the flow's RX ring was "
 		 "full"},
 	{"stalled", "times an RPC from the flow waited for room"},
+	{"dropped", "answers to the flow dropped (DROPPED) because its RX "
+		    "ring stayed full past the hold bound"},
 };
 
 static void print_prometheus(const struct dg_json *j)

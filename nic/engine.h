@@ -45,10 +45,19 @@ struct dg_nic_opts {
 	 * back while it is busy (its last READ found frames, frames were
 	 * just delivered to it, or it holds requests it has not answered);
 	 * an idle flow is READ at intervals that double from 8 us up to this
-	 * (default 100 us). Bounds the extra latency of the first call after
+	 * (default 1000 us). Bounds the extra latency of the first call after
 	 * a pause; keeps idle flows from taking the READ rate of busy ones.
 	 */
 	uint32_t poll_max_us;
+	/*
+	 * A response whose client has no room in its RX ring holds the
+	 * server flow (or peer link) that carries it for at most this long
+	 * (default 100000 us); then it is dropped and the client is answered
+	 * DG_ST_DROPPED for that call once it reads, and until it has read
+	 * those answers its later responses are not held at all. So a client
+	 * that stops reading delays the others of its server by one bound.
+	 */
+	uint32_t hold_us;
 	bool verbose;
 	/*
 	 * The control socket (dagger-ctl, nic/ctl.c): a unix stream socket
@@ -126,6 +135,11 @@ struct dg_nic_stats {
 	uint64_t trace_server_n, trace_remote_n;
 	double trace_server_p50_ns, trace_server_p99_ns;
 	double trace_remote_p50_ns, trace_remote_p99_ns;
+	/*
+	 * Answers dropped after the hold bound (dg_nic_opts.hold_us): their
+	 * clients' RX rings stayed full; each was told DG_ST_DROPPED.
+	 */
+	uint64_t dropped;
 };
 
 /*
@@ -149,6 +163,7 @@ enum dg_nic_setting {
 	DG_NIC_SET_POLL_MAX_US,	    /* 1..10^6 */
 	DG_NIC_SET_PEER_TIMEOUT_MS, /* 60..300000, links up now too */
 	DG_NIC_SET_VERBOSE,	    /* 0 or 1 */
+	DG_NIC_SET_HOLD_US,	    /* 1..10^7 */
 	DG_NIC_SET_N,
 };
 

@@ -100,6 +100,11 @@ struct flow_stats {
 	uint64_t busy;	  /* requests refused: this flow's RX ring full */
 	uint64_t stalled; /* iterations an RPC waited for room */
 	uint64_t doorbells, wakes; /* received; sent to its sleeping thread */
+	/*
+	 * Answers to this flow (a client) dropped because its RX ring stayed
+	 * full past the hold bound; it was told DG_ST_DROPPED instead.
+	 */
+	uint64_t dropped;
 };
 
 /* d += s, counter by counter. */
@@ -120,6 +125,7 @@ static inline void nic_flow_stats_add(struct flow_stats *d,
 	d->stalled += s->stalled;
 	d->doorbells += s->doorbells;
 	d->wakes += s->wakes;
+	d->dropped += s->dropped;
 	for (r = 0; r < DROP_NREASONS; r++)
 		d->drops[r] += s->drops[r];
 }
@@ -142,6 +148,16 @@ struct pending {
 	uint16_t fn;
 	uint16_t svc;  /* delivered by nic_svc_deliver: its service */
 	uint64_t t_ns; /* when (nic_clock); 0: not a service's request */
+};
+
+/*
+ * An answer a client flow is owed (nic_owe): a status that takes the
+ * place of a response it had no room for, sent once it has room.
+ */
+struct owed {
+	uint32_t rpc, conn;
+	uint16_t fn;
+	uint8_t status;
 };
 
 /* A request (by rpc id) that found its server's ring full once. */
@@ -200,6 +216,21 @@ struct flow {
 	 */
 	struct pending *pend;
 	uint32_t pend_head, pend_tail, pend_mask;
+	/*
+	 * Client side: answers owed (a ring of pend_mask + 1). A response
+	 * that found this flow's RX ring full for longer than the hold bound
+	 * was dropped and is owed as DG_ST_DROPPED (an answer to a dead
+	 * server's call, as DG_ST_UNREACHABLE); nic_owed_flush sends them as
+	 * room appears. While any is owed, responses that find no room are
+	 * not held at all, and the flow's new requests wait in its TX ring.
+	 */
+	struct owed *owed;
+	uint32_t owed_head, owed_tail;
+	/*
+	 * Server side: since when (nic_clock) the response at the head of
+	 * this flow's TX ring has waited for room at its client; 0: none.
+	 */
+	uint64_t hold_ns;
 	struct flow_stats st;
 };
 
@@ -334,6 +365,9 @@ struct peer_ref {
 	struct dg_frame *fifo;
 	uint32_t head, tail;
 	struct busy busy;
+	/* Since when the FIFO's head response waits for its client (as
+	 * flow.hold_ns); 0: none. */
+	uint64_t hold_ns;
 	struct peer_stats st;
 };
 
@@ -396,7 +430,9 @@ struct dg_nic {
 	bool sweep;	       /* this round looks at connection states */
 	uint64_t missed_wakes; /* direct_missed() after a timed-out sleep */
 	bool remote_sweep;     /* remote_fail() still owes answers */
-	bool any_direct;       /* some tenant is direct (shared memory) */
+	uint32_t nowing;       /* flows with answers owed (nic_owed_flush) */
+	uint64_t owed_wait_us, owed_next_us; /* the next look while they owe */
+	bool any_direct; /* some tenant is direct (shared memory) */
 	uint64_t
 		next_due_us; /* earliest idle-flow READ put off (tenant_poll) */
 	uint64_t clk_ns;     /* nic_clock: read once per loop iteration */
@@ -616,6 +652,10 @@ static inline void nic_svc_answered(struct dg_nic *n, const struct pending *p)
 
 /* conn.c */
 struct conn *nic_conn_alloc(struct dg_nic *n);
+bool nic_hold_over(struct dg_nic *n, uint64_t *since, const struct flow *cf);
+int nic_owe(struct dg_nic *n, struct flow *cf, uint32_t rpc, uint32_t conn,
+	    uint16_t fn, uint8_t status);
+void nic_owed_flush(struct dg_nic *n);
 void nic_pend_advance(struct flow *fl);
 bool nic_pend_full(const struct flow *fl);
 void nic_pend_push(struct flow *fl, const struct dg_frame *h, uint32_t cid);

@@ -24,6 +24,7 @@ static const struct {
 	[DG_NIC_SET_POLL_MAX_US] = {"poll_max_us", 1, 1000000},
 	[DG_NIC_SET_PEER_TIMEOUT_MS] = {"peer_timeout_ms", 60, 300000},
 	[DG_NIC_SET_VERBOSE] = {"verbose", 0, 1},
+	[DG_NIC_SET_HOLD_US] = {"hold_us", 1, 10000000},
 };
 
 const char *dg_nic_setting_name(enum dg_nic_setting what)
@@ -46,6 +47,8 @@ uint32_t dg_nic_setting_get(const struct dg_nic *n, enum dg_nic_setting what)
 		return n->o.peer_timeout_ms ? n->o.peer_timeout_ms : 3000u;
 	case DG_NIC_SET_VERBOSE:
 		return n->o.verbose;
+	case DG_NIC_SET_HOLD_US:
+		return n->o.hold_us;
 	default:
 		return 0;
 	}
@@ -75,6 +78,10 @@ static void set_on_loop(struct dg_nic *n, void *arg)
 	case DG_NIC_SET_POLL_MAX_US:
 		/* Idle flows already scheduled keep their next READ time. */
 		n->o.poll_max_us = a->v;
+		break;
+	case DG_NIC_SET_HOLD_US:
+		/* Holds under way end by the new bound. */
+		n->o.hold_us = a->v;
 		break;
 	case DG_NIC_SET_PEER_TIMEOUT_MS:
 		/* New links take it from the options, those up now here. */

@@ -352,6 +352,9 @@ int dg_nic_poll(struct dg_nic *n)
 		}
 		work += nic_peer_poll(n, pi);
 	}
+	/* Answers owed to clients that had no room: as room appears. */
+	if (UNLIKELY(n->nowing))
+		nic_owed_flush(n);
 	/* Deliveries above may have touched any RDMA tenant's RX rings. */
 	for (i = 0; i < ntact; i++) {
 		struct tenant *t = &n->tenants[tact[i]];
@@ -629,6 +632,8 @@ int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out)
 		n->o.spin_us = 50;
 	if (!n->o.poll_max_us)
 		n->o.poll_max_us = 1000;
+	if (!n->o.hold_us)
+		n->o.hold_us = 100000;
 	if (!n->o.peer_timeout_ms)
 		n->o.peer_timeout_ms = DG_PEER_TIMEOUT_DEFAULT;
 	n->rng = 0x9E3779B97F4A7C15ull ^ n->o.engine_id;

@@ -57,7 +57,7 @@ static void usage(FILE *f)
 		"batch,\n"
 		"                      cpu, spin_us, idle_us, "
 		"peer_timeout_ms,\n"
-		"                      poll_max_us, verbose, and the\n"
+		"                      poll_max_us, hold_us, verbose, and the\n"
 		"                      machine's rdma_device (checked "
 		"present)\n"
 		"  -e, --engine NAME   which engine of FILE (default: the only "
@@ -86,6 +86,13 @@ static void usage(FILE *f)
 		"      --poll-max-us N  longest interval between READs of an "
 		"idle\n"
 		"                      flow's TX ring (default 1000)\n"
+		"      --hold-us N     longest a response waits for room at a "
+		"client\n"
+		"                      that does not read, holding the others "
+		"of its\n"
+		"                      server or link; then the client is "
+		"answered\n"
+		"                      DROPPED for it (default 100000)\n"
 		"      --spin-us N     spin this long without work before "
 		"sleeping\n"
 		"                      until there is some (default 50)\n"
@@ -151,7 +158,7 @@ static const char *listen_hint(int err)
 /* The settings flags gave, to apply over the description's. */
 struct flags {
 	const char *listen, *shm, *port, *batch, *id, *cpu, *peer_timeout,
-		*poll_max, *spin, *idle, *ctl;
+		*poll_max, *spin, *idle, *ctl, *hold;
 	bool verbose, busy_poll, no_ctl;
 };
 
@@ -218,6 +225,7 @@ static int resolve(const struct dg_deploy *d, const char *engine,
 		c->o.idle_us = e->idle_us;
 		c->o.peer_timeout_ms = e->peer_timeout_ms;
 		c->o.poll_max_us = e->poll_max_us;
+		c->o.hold_us = e->hold_us;
 		c->o.verbose = e->verbose;
 		c->o.busy_poll = e->busy_poll;
 		c->cpu = e->cpu;
@@ -256,6 +264,7 @@ static int resolve(const struct dg_deploy *d, const char *engine,
 	NUM("--peer-timeout", fl->peer_timeout, 60, 300000,
 	    c->o.peer_timeout_ms);
 	NUM("--poll-max-us", fl->poll_max, 1, 1000000, c->o.poll_max_us);
+	NUM("--hold-us", fl->hold, 1, 10000000, c->o.hold_us);
 	NUM("--spin-us", fl->spin, 1, 10000000, c->o.spin_us);
 	NUM("--idle-us", fl->idle, 1, 10000000, c->o.idle_us);
 	if (fl->busy_poll)
@@ -435,11 +444,13 @@ static int reload(void *arg, char *msg, size_t len)
 		say(msg, len, "cpu %d -> %d; ", app.c.cpu, c.cpu);
 	}
 	for (i = 0; i < DG_NIC_SET_N; i++) {
-		static const uint32_t def[DG_NIC_SET_N] = {16,	50,   1000,
-							   100, 3000, 0};
+		/* The engine's defaults (dg_nic_create), for keys unset. */
+		static const uint32_t def[DG_NIC_SET_N] = {
+			16, 50, 100000, 1000, 3000, 0, 100000};
 		const uint32_t *vals[DG_NIC_SET_N] = {
 			&b->read_batch,	 &b->spin_us,	      &b->idle_us,
-			&b->poll_max_us, &b->peer_timeout_ms, NULL};
+			&b->poll_max_us, &b->peer_timeout_ms, NULL,
+			&b->hold_us};
 
 		cur = dg_nic_setting_get(the_nic, i);
 		want = vals[i] ? or_default(*vals[i], def[i]) : b->verbose;
@@ -490,6 +501,7 @@ int main(int argc, char **argv)
 		{"cpu", required_argument, NULL, 'C'},
 		{"peer-timeout", required_argument, NULL, 'T'},
 		{"poll-max-us", required_argument, NULL, 'M'},
+		{"hold-us", required_argument, NULL, 'H'},
 		{"spin-us", required_argument, NULL, 'S'},
 		{"idle-us", required_argument, NULL, 'I'},
 		{"busy-poll", no_argument, NULL, 'B'},
@@ -544,6 +556,9 @@ int main(int argc, char **argv)
 			break;
 		case 'M':
 			fl->poll_max = optarg;
+			break;
+		case 'H':
+			fl->hold = optarg;
 			break;
 		case 'S':
 			fl->spin = optarg;
@@ -624,13 +639,14 @@ int main(int argc, char **argv)
 		printf("listen %s\nshm %s\nport %u\nid %u\nbatch %u\ncpu %d\n"
 		       "spin_us %u\nidle_us %u\nbusy_poll %d\n"
 		       "peer_timeout_ms %u\n"
-		       "poll_max_us %u\nverbose %d\nctl %s\n",
+		       "poll_max_us %u\nhold_us %u\nverbose %d\nctl %s\n",
 		       o.listen_addr ? o.listen_addr : "-",
 		       o.shm_path ? o.shm_path : "-", o.port, o.engine_id,
 		       o.read_batch ? o.read_batch : 16, cf->cpu, o.spin_us,
 		       o.idle_us, o.busy_poll,
 		       o.peer_timeout_ms ? o.peer_timeout_ms : 3000u,
-		       o.poll_max_us ? o.poll_max_us : 1000u, o.verbose,
+		       o.poll_max_us ? o.poll_max_us : 1000u,
+		       o.hold_us ? o.hold_us : 100000u, o.verbose,
 		       cf->ctl[0] ? cf->ctl : "-");
 		dg_deploy_free(app.d);
 		return 0;

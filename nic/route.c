@@ -380,6 +380,7 @@ static enum verdict peer_response(struct dg_nic *n, uint32_t pi,
 	struct conn *c = conn_get(n, m->h.conn);
 	struct pending *pd;
 	struct tenant *ct;
+	struct flow *cf;
 
 	if (!c || c->state != CONN_REMOTE || c->peer != pi) {
 		n->peers[pi].st.drops++; /* closed meanwhile */
@@ -392,12 +393,22 @@ static enum verdict peer_response(struct dg_nic *n, uint32_t pi,
 		n->peers[pi].st.drops++;
 		return V_DONE;
 	}
-	/* No room: the FIFO holds it, then the link's credits stop. */
-	if (nic_rx_put(ct, c->flow, m, m->h.conn, 0))
-		return V_RETRY;
-	if (UNLIKELY(m->h.flags & DG_FF_TRACE) && pd->t_ns)
+	/*
+	 * No room: the FIFO holds it, then the link's credits stop; not past
+	 * the hold bound: then the answer is dropped and the client owed
+	 * DG_ST_DROPPED, and the link carries on for everyone else.
+	 */
+	cf = &ct->flows[c->flow];
+	if (nic_rx_put(ct, c->flow, m, m->h.conn, 0)) {
+		if (!nic_hold_over(n, &n->peers[pi].hold_ns, cf) ||
+		    nic_owe(n, cf, m->h.rpc_id, m->h.conn, m->h.fn_id,
+			    DG_ST_DROPPED))
+			return V_RETRY;
+		cf->st.dropped++;
+	} else if (UNLIKELY(m->h.flags & DG_FF_TRACE) && pd->t_ns) {
 		dg_hist_add(&n->trace_remote, nic_clock(n) - pd->t_ns);
-	nic_pend_done(&ct->flows[c->flow], pd);
+	}
+	nic_pend_done(cf, pd);
 	return V_DONE;
 }
 
@@ -432,6 +443,7 @@ static uint32_t peer_process(struct dg_nic *n, uint32_t pi)
 			v = peer_response(n, pi, &m);
 		if (v == V_RETRY)
 			break;
+		p->hold_ns = 0; /* whatever waited at the head went */
 		p->st.rpcs_rx++;
 		p->st.frames_rx += cnt;
 		p->head += cnt;

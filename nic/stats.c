@@ -115,6 +115,7 @@ static void stats_take(struct dg_nic *n, void *arg)
 	s->stalled = tot.stalled;
 	s->doorbells = tot.doorbells;
 	s->wakes = tot.wakes;
+	s->dropped = tot.dropped;
 	for (r = 0; r < DROP_NREASONS; r++)
 		s->drops[r] = tot.drops[r];
 	for (c = 0; c < MAX_CONNS; c++)

@@ -71,9 +71,14 @@ int nic_tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
 				      : -1;
 		fl->pend_mask = 2 * hdr->slots - 1;
 		fl->pend = calloc(2 * hdr->slots, sizeof(*fl->pend));
-		if (!fl->pend) {
-			while (j--)
+		fl->owed = calloc(2 * hdr->slots, sizeof(*fl->owed));
+		if (!fl->pend || !fl->owed) {
+			free(fl->pend);
+			free(fl->owed);
+			while (j--) {
 				free(t->flows[j].pend);
+				free(t->flows[j].owed);
+			}
 			free(t->flows);
 			t->flows = NULL;
 			return -ENOMEM;
@@ -137,6 +142,7 @@ void nic_tenant_free(struct dg_nic *n, uint32_t tid)
 	for (i = 0; t->flows && i < t->nflows; i++) {
 		nic_flow_stats_add(&n->gone, &t->flows[i].st);
 		free(t->flows[i].pend);
+		free(t->flows[i].owed);
 	}
 	free(t->flows);
 	memset(t, 0, sizeof(*t));

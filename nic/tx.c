@@ -25,6 +25,14 @@ static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
 	struct conn *c = conn_get(n, cid);
 	int st;
 
+	/*
+	 * A client owed answers it had no room for (nic_owe) sends nothing
+	 * more until it has read them: its own TX ring waits, nobody else's.
+	 */
+	if (UNLIKELY(fl->owed_head != fl->owed_tail)) {
+		fl->st.stalled++;
+		return V_RETRY;
+	}
 	if (UNLIKELY(!c ||
 		     (c->state != CONN_OPEN && c->state != CONN_REMOTE &&
 		      c->state != CONN_DEAD) ||
@@ -90,6 +98,7 @@ static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
 	struct conn *c = conn_get(n, m->h.conn);
 	struct pending *p = nic_pend_find(fl, &m->h);
 	struct tenant *ct;
+	struct flow *cf;
 	int rc;
 
 	if (UNLIKELY(!p)) {
@@ -117,10 +126,21 @@ static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
 		fl->st.drops[DROP_BAD_CONN]++;
 		return V_DONE;
 	}
-	/* No room at the client: hold the server's ring (back-pressure). */
+	/*
+	 * No room at the client: hold the server's ring (back-pressure),
+	 * but not past the hold bound: then the answer is dropped and the
+	 * client owed DG_ST_DROPPED, so a client that does not read delays
+	 * the server's other clients once, by the bound, and stops nobody.
+	 */
 	if (rx_put(ct, c->flow, m, m->h.conn, 0)) {
-		fl->st.stalled++;
-		return V_RETRY;
+		cf = &ct->flows[c->flow];
+		if (!nic_hold_over(n, &fl->hold_ns, cf) ||
+		    nic_owe(n, cf, m->h.rpc_id, m->h.conn, m->h.fn_id,
+			    DG_ST_DROPPED)) {
+			fl->st.stalled++;
+			return V_RETRY;
+		}
+		cf->st.dropped++;
 	}
 	nic_svc_answered(n, p);
 	nic_pend_done(fl, p);
@@ -221,6 +241,7 @@ uint32_t nic_tx_process(struct dg_nic *n, uint32_t tid, uint32_t f,
 			fl->blocked = true;
 			break;
 		}
+		fl->hold_ns = 0; /* whatever waited at the head went */
 		fl->st.rpcs_tx++;
 		fl->st.frames_tx += cnt;
 		fl->st.bytes_tx += m.h.len;

@@ -534,7 +534,8 @@ static int parse_engine(struct ctx *c, yaml_node_t *n, size_t i)
 			    {.key = "poll_max_us"},
 			    {.key = "shm"},
 			    {.key = "busy_poll"},
-			    {.key = "ctl"}};
+			    {.key = "ctl"},
+			    {.key = "hold_us"}};
 	const char *w = "engine";
 	uint64_t v;
 	int rc;
@@ -605,6 +606,10 @@ static int parse_engine(struct ctx *c, yaml_node_t *n, size_t i)
 			  e->name);
 	if (!rc)
 		rc = get_str(c, &f[14], w, &e->ctl);
+	if (!rc && f[15].val) {
+		rc = get_uint(c, &f[15], w, 1, 10000000, &v);
+		e->hold_us = (uint32_t)v;
+	}
 	if (!rc && e->ctl && (e->ctl[0] != '/' || strlen(e->ctl) >= 108))
 		rc = fail(c, f[14].val,
 			  "engine \"%s\": ctl must be an absolute path of at "

@@ -50,7 +50,8 @@ struct dg_deploy_engine {
 	uint32_t spin_us;	  /* 0: the engine's default */
 	uint32_t idle_us;	  /* 0: the engine's default */
 	uint32_t peer_timeout_ms; /* 0: the engine's default (3000) */
-	uint32_t poll_max_us;	  /* 0: the engine's default (100) */
+	uint32_t poll_max_us;	  /* 0: the engine's default (1000) */
+	uint32_t hold_us;	  /* 0: the engine's default (100000) */
 	char *shm;	/* unix socket for shared-memory tenants; NULL: none */
 	char *ctl;	/* control socket (dagger-ctl); NULL: the default */
 	bool busy_poll; /* never sleep */

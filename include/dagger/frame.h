@@ -83,6 +83,12 @@ enum dg_status {
 	DG_ST_TOO_BIG = 6,     /* larger than DG_MAX_MSG or the ring */
 	DG_ST_NO_CONN = 7,     /* unknown or closed connection id */
 	DG_ST_QUOTA = 8,       /* the tenant holds its share already */
+	/*
+	 * The call ran, but its answer was discarded: the caller's RX ring
+	 * stayed full for longer than the engine holds an answer
+	 * (dg_nic_opts.hold_us), so it did not read while others waited.
+	 */
+	DG_ST_DROPPED = 9,
 	DG_ST_APP_BASE = 64,
 };
 

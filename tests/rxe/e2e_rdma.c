@@ -20,7 +20,9 @@
  *    that has been idle still completes;
  *  - a peer engine that stops (SIGSTOP: its device still acknowledges,
  *    nothing answers): calls in flight through it and later ones complete
- *    UNREACHABLE once its link times out, without any caller deadline.
+ *    UNREACHABLE once its link times out, without any caller deadline;
+ *  - a client that stops reading: the peer link carries on for another
+ *    client after the hold bound, and the reader's answers are DROPPED.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -94,14 +96,22 @@ static void *engine_main(void *arg)
 	return NULL;
 }
 
-static void engine_start(struct engine *e, const char *addr, uint32_t id)
+/* An engine with hold_us (0: the default). */
+static void engine_start_hold(struct engine *e, const char *addr, uint32_t id,
+			      uint32_t hold_us)
 {
-	struct dg_nic_opts o = {.listen_addr = addr, .engine_id = id};
+	struct dg_nic_opts o = {
+		.listen_addr = addr, .engine_id = id, .hold_us = hold_us};
 
 	assert_int_equal(dg_nic_create(&o, &e->nic), 0);
 	e->port = dg_nic_port(e->nic);
 	e->addr = addr;
 	assert_int_equal(pthread_create(&e->thr, NULL, engine_main, e->nic), 0);
+}
+
+static void engine_start(struct engine *e, const char *addr, uint32_t id)
+{
+	engine_start_hold(e, addr, id, 0);
 }
 
 static void engine_stop(struct engine *e)
@@ -958,6 +968,111 @@ static void test_open_blackhole(void **state)
 	engine_stop(&e);
 }
 
+/*
+ * A client that stops reading must not stop a peer link for the others.
+ * Clients B and G at engine A call the echo server behind engine B; B
+ * makes N calls (more than its RX ring holds) and does not read. Its
+ * answers come back over the link and find its ring full: A holds the
+ * link's FIFO for at most the hold bound (20 ms here), then drops them
+ * and owes B DG_ST_DROPPED, so G's calls, whose answers queue behind B's
+ * on the same link, complete while B still does not read (without the
+ * bound the link stops for good: G's first call behind B's times out).
+ * Then B reads: each of its calls answered exactly once, echoed or
+ * DROPPED, as many DROPPED as engine A counted.
+ */
+static void test_slow_reader_link(void **state)
+{
+	enum { N = 100, S = 64, G_CALLS = 20 };
+	struct engine ea, eb;
+	struct dg_host *srv, *cli;
+	struct dg_server *s;
+	struct dg_flow *bf, *gf;
+	struct dg_completion c[64];
+	struct dg_nic_stats s0, s1;
+	uint8_t seen[N] = {0}, req[8];
+	uint32_t first = 0, id, i, ok = 0, dropped = 0, done = 0;
+	char out[8];
+	size_t olen;
+	uint64_t until;
+	int bc, gc, rc, k;
+
+	(void)state;
+	engine_start_hold(&ea, dg_rxe_addr(0), 1, 20000);
+	engine_start(&eb, dg_rxe_addr(1), 2);
+	srv = attach_to(&eb, NULL, 1, 1024);
+	cli = attach_to(&ea, NULL, 2, S);
+	assert_int_equal(dg_server_start(srv, &echo_svc, 0, 1, &s), 0);
+	bf = dg_host_flow(cli, 0);
+	gf = dg_host_flow(cli, 1);
+	bc = connect_wait(bf, &eb);
+	gc = connect_wait(gf, &eb);
+	assert_true(bc >= 0 && gc >= 0);
+	assert_int_equal(dg_nic_stats(ea.nic, &s0, 5000), 0);
+
+	until = now_ms() + 60000;
+	for (i = 0; i < N && now_ms() < until;) {
+		memcpy(req, &i, 4);
+		memcpy(req + 4, "bbbb", 4);
+		rc = dg_call(bf, bc, FN_ECHO, req, 8, &id);
+		if (rc == -EAGAIN)
+			continue; /* B's TX ring: engine A takes it */
+		assert_int_equal(rc, 0);
+		if (!i)
+			first = id;
+		i++;
+	}
+	assert_int_equal(i, N);
+	for (i = 0; i < G_CALLS; i++) {
+		olen = sizeof(out);
+		assert_int_equal(dg_call_sync(gf, gc, FN_ECHO, "good", 4, out,
+					      &olen, 30000),
+				 0);
+		assert_int_equal(olen, 4);
+		assert_memory_equal(out, "good", 4);
+	}
+
+	until = now_ms() + 60000;
+	while (done < N && now_ms() < until) {
+		k = dg_poll(bf, c, 64);
+		assert_true(k >= 0);
+		for (i = 0; i < (uint32_t)k; i++) {
+			uint32_t n = c[i].rpc_id - first, v;
+
+			assert_true(n < N);
+			assert_int_equal(seen[n], 0);
+			seen[n] = 1;
+			done++;
+			if (c[i].status == DG_ST_DROPPED) {
+				dropped++;
+				continue;
+			}
+			assert_int_equal(c[i].status, 0);
+			assert_int_equal(c[i].len, 8);
+			memcpy(&v, c[i].data, 4);
+			assert_int_equal(v, n);
+			ok++;
+		}
+	}
+	assert_int_equal(dg_nic_stats(ea.nic, &s1, 5000), 0);
+	printf("# G's %u calls answered; B: %u echoed, %u dropped (engine "
+	       "A: %llu)\n",
+	       G_CALLS, ok, dropped,
+	       (unsigned long long)(s1.dropped - s0.dropped));
+	assert_int_equal(done, N);
+	assert_true(ok <= S && dropped >= N - S);
+	assert_int_equal(dropped, s1.dropped - s0.dropped);
+	/* B works again. */
+	olen = sizeof(out);
+	assert_int_equal(
+		dg_call_sync(bf, bc, FN_ECHO, "more", 4, out, &olen, 30000), 0);
+	assert_memory_equal(out, "more", 4);
+	dg_server_stop(s);
+	dg_host_detach(cli);
+	dg_host_detach(srv);
+	engine_stop(&ea);
+	engine_stop(&eb);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -969,6 +1084,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_engine_killed, reap_children),
 		cmocka_unit_test(test_idle_flows_backoff),
 		cmocka_unit_test(test_open_blackhole),
+		cmocka_unit_test(test_slow_reader_link),
 		cmocka_unit_test_teardown(test_peer_engine_stopped,
 					  reap_children),
 	};

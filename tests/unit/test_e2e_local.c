@@ -66,17 +66,23 @@ static const struct dg_handler handlers[] = {{FN_ECHO, echo},
 static const struct dg_service_def echo_svc = {
 	.name = "echo", .handlers = handlers, .nhandlers = 2};
 
-static struct dg_host *attach(uint32_t nflows, uint32_t slots)
+static struct dg_host *attach_to(struct dg_nic *nic, uint32_t nflows,
+				 uint32_t slots)
 {
 	struct dg_host_opts o = {.attach_local = dg_nic_attach_cb,
 				 .detach_local = dg_nic_detach_cb,
-				 .local_arg = E.nic,
+				 .local_arg = nic,
 				 .nflows = nflows,
 				 .slots = slots};
 	struct dg_host *h = NULL;
 
 	assert_int_equal(dg_host_attach(&o, &h), 0);
 	return h;
+}
+
+static struct dg_host *attach(uint32_t nflows, uint32_t slots)
+{
+	return attach_to(E.nic, nflows, slots);
 }
 
 static int group_setup(void **state)
@@ -1046,6 +1052,142 @@ static void test_loopback(void **state)
 	dg_host_detach(h);
 }
 
+/*
+ * A client that stops reading must not stop its server's answers to
+ * others (no head-of-line blocking). One server flow, a client B that
+ * makes N calls and never reads, a client G that makes one call after
+ * them: the server answers in order, B's ring fills, and B's next answer
+ * waits at the head of the server's TX ring. Past the engine's hold bound
+ * it is dropped and B owed DG_ST_DROPPED, B's other answers are dropped
+ * at once, and G's answer arrives while B still has not read. Proven by
+ * the answers and the engine's counters, with the time bound only there
+ * to fail the test (without the bound G waits for B for ever). Then B
+ * reads: every call of B answered exactly once (echoed or DROPPED, as
+ * many DROPPED as the engine counted), a call B made while it owed was
+ * held in its own ring, and B works again.
+ */
+static void test_slow_reader(void **state)
+{
+	enum { N = 160, SB = 64 };
+	struct dg_nic_opts no = {.hold_us = 20000};
+	struct dg_nic *nic;
+	pthread_t thr;
+	struct dg_host *srv, *bad, *good;
+	struct dg_flow *sf, *bf, *gf;
+	struct dg_completion c[64];
+	struct dg_nic_stats s0, s1, s2;
+	uint8_t seen[N + 1] = {0};
+	uint32_t first = 0, id, gid, extra, i, ok = 0, dropped = 0, done = 0;
+	uint8_t req[8];
+	time_t until;
+	int bc, gc, rc, k, served;
+
+	(void)state;
+	assert_int_equal(dg_nic_create(&no, &nic), 0);
+	assert_int_equal(pthread_create(&thr, NULL, engine_main, nic), 0);
+	srv = attach_to(nic, 1, 256);
+	bad = attach_to(nic, 1, SB);
+	good = attach_to(nic, 1, 64);
+	sf = dg_host_flow(srv, 0);
+	bf = dg_host_flow(bad, 0);
+	gf = dg_host_flow(good, 0);
+	assert_int_equal(dg_serve(sf, &echo_svc, 5000), 0);
+	bc = dg_connect(bf, NULL, 0, "echo", 5000);
+	gc = dg_connect(gf, NULL, 0, "echo", 5000);
+	assert_true(bc >= 0 && gc >= 0);
+	assert_int_equal(dg_nic_stats(nic, &s0, 5000), 0);
+
+	/* B's N calls, all taken into the server's RX ring (it has room). */
+	until = time(NULL) + 30;
+	for (i = 0; i < N && time(NULL) <= until;) {
+		memcpy(req, &i, 4);
+		memcpy(req + 4, "bbbb", 4);
+		rc = dg_call(bf, bc, FN_ECHO, req, 8, &id);
+		if (rc == -EAGAIN)
+			continue; /* B's own TX ring: the engine takes it */
+		assert_int_equal(rc, 0);
+		if (!i)
+			first = id;
+		assert_int_equal(id, first + i);
+		i++;
+	}
+	assert_int_equal(i, N);
+	assert_int_equal(dg_call(gf, gc, FN_ECHO, "good", 4, &gid), 0);
+
+	/* Serve; only G reads. G's answer comes past B's N. */
+	until = time(NULL) + 30;
+	for (k = 0, served = 0; k == 0 && time(NULL) <= until;) {
+		served += dg_serve_poll(sf, 64);
+		k = dg_poll(gf, c, 64);
+	}
+	assert_int_equal(k, 1);
+	assert_int_equal(served, N + 1);
+	assert_int_equal(c[0].rpc_id, gid);
+	assert_int_equal(c[0].status, 0);
+	assert_int_equal(c[0].len, 4);
+	assert_memory_equal(c[0].data, "good", 4);
+	assert_int_equal(dg_nic_stats(nic, &s1, 5000), 0);
+	/*
+	 * B's ring took SB - 1 answers (one slot still holds the reply to
+	 * its OPEN, which B has not released); the rest were dropped.
+	 */
+	assert_int_equal(s1.dropped - s0.dropped, N - (SB - 1));
+	printf("# G answered; %llu of B's %u answers dropped\n",
+	       (unsigned long long)(s1.dropped - s0.dropped), N);
+
+	/* B, owing answers, calls again: held in B's own TX ring. */
+	assert_int_equal(dg_call(bf, bc, FN_ECHO, "more", 4, &extra), 0);
+	(void)dg_nic_stats(nic, &s2, 5000);
+	assert_int_equal(dg_nic_stats(nic, &s2, 5000), 0);
+	assert_int_equal(dg_serve_poll(sf, 64), 0);
+	assert_int_equal(s2.rpcs_tx, s1.rpcs_tx);
+
+	/* B reads: each call answered once; then its held call goes on. */
+	until = time(NULL) + 30;
+	while (done < N + 1 && time(NULL) <= until) {
+		dg_serve_poll(sf, 64);
+		k = dg_poll(bf, c, 64);
+		assert_true(k >= 0);
+		for (i = 0; i < (uint32_t)k; i++) {
+			uint32_t n = c[i].rpc_id - first, v;
+
+			assert_true(n <= N);
+			assert_int_equal(seen[n], 0);
+			seen[n] = 1;
+			done++;
+			if (n == N) { /* the call made while B owed */
+				assert_int_equal(c[i].rpc_id, extra);
+				assert_int_equal(c[i].status, 0);
+				assert_memory_equal(c[i].data, "more", 4);
+				continue;
+			}
+			if (c[i].status == DG_ST_DROPPED) {
+				assert_int_equal(c[i].len, 0);
+				dropped++;
+				continue;
+			}
+			assert_int_equal(c[i].status, 0);
+			assert_int_equal(c[i].len, 8);
+			memcpy(&v, c[i].data, 4);
+			assert_int_equal(v, n);
+			ok++;
+		}
+	}
+	printf("# B: %u echoed, %u dropped\n", ok, dropped);
+	assert_int_equal(done, N + 1);
+	assert_int_equal(ok + dropped, N);
+	assert_int_equal(ok, SB - 1);
+	assert_int_equal(dg_nic_stats(nic, &s2, 5000), 0);
+	assert_int_equal(dropped, s2.dropped - s0.dropped);
+	assert_int_equal(s2.dropped, s1.dropped);
+	dg_host_detach(good);
+	dg_host_detach(bad);
+	dg_host_detach(srv);
+	dg_nic_stop(nic);
+	pthread_join(thr, NULL);
+	dg_nic_destroy(nic);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1061,6 +1203,7 @@ int main(void)
 		cmocka_unit_test(test_trace),
 		cmocka_unit_test(test_loopback),
 		cmocka_unit_test(test_stale_continuation),
+		cmocka_unit_test(test_slow_reader),
 	};
 
 	/* DG_TEST_FILTER=test_ring_full runs one case (a glob). */
