@@ -671,6 +671,8 @@ int dg_status_errno(int st)
 		return -EDQUOT;
 	case DG_ST_DROPPED:
 		return -ENOBUFS;
+	case DG_ST_DENIED:
+		return -EACCES;
 	default:
 		return st < 0 ? st : -EPROTO;
 	}
@@ -732,6 +734,8 @@ const char *dg_status_str(int st)
 		return "over the tenant's share";
 	case DG_ST_DROPPED:
 		return "answer dropped: the caller's RX ring stayed full";
+	case DG_ST_DENIED:
+		return "another tenant's service";
 	default:
 		return st >= DG_ST_APP_BASE ? "application error" : "error";
 	}

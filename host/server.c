@@ -17,11 +17,21 @@
 int dg_serve(struct dg_flow *f, const struct dg_service_def *def,
 	     int timeout_ms)
 {
-	struct dg_ctrl_msg m = {.op = DG_CTRL_REGISTER, .lb = def->lb};
+	struct dg_ctrl_msg m = {
+		.op = DG_CTRL_REGISTER, .lb = def->lb, .secret = def->secret};
+	const char *env = getenv("DG_SERVICE_SECRET");
 	int st;
 
 	if (!def->name || strlen(def->name) >= DG_NAME_MAX)
 		return -EINVAL;
+	if (!m.secret && env && *env) {
+		char *end;
+
+		errno = 0;
+		m.secret = strtoull(env, &end, 0);
+		if (errno || *end)
+			return -EINVAL;
+	}
 	strcpy(m.service, def->name);
 	f->svc = def;
 	f->last_h = NULL;

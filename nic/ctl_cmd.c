@@ -280,13 +280,14 @@ static void cmd_stats(struct dg_nic *n, const struct dg_json *rq,
 		      "\"sleeps\":%llu,\"missed_wakes\":%llu,\"tenants\":%u,"
 		      "\"shm_tenants\":%u,\"services\":%u,"
 		      "\"peers\":%u,\"attach_refused\":%llu,"
-		      "\"quota_refused\":%llu,\"conns\":{",
+		      "\"quota_refused\":%llu,\"denied\":%llu,\"conns\":{",
 		      n->o.engine_id, (double)(mono_ns() - n->start_ns) / 1e9,
 		      (unsigned long long)n->loops,
 		      (unsigned long long)n->sleeps,
 		      (unsigned long long)n->missed_wakes, ntenants, nshm, nsvc,
 		      npeer, (unsigned long long)n->attach_refused,
-		      (unsigned long long)n->quota_refused);
+		      (unsigned long long)n->quota_refused,
+		      (unsigned long long)n->denied);
 	for (i = 1, k = 0; i < 6; i++) {
 		dg_buf_printf(o, "\"%s\":%u,", states[i], cs[i]);
 		k += cs[i];

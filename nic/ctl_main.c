@@ -275,12 +275,13 @@ static void print_stats(const struct dg_json *j)
 	printf("engine %llu: up %.1f s, %llu tenants (%llu shared memory), "
 	       "%llu services, %llu peer links, %llu connections (open %llu, "
 	       "binding %llu, remote %llu, inbound %llu, dead %llu), %llu "
-	       "attaches refused, %llu over a tenant's share\n",
+	       "attaches refused, %llu over a tenant's share, %llu REGISTERs "
+	       "into another tenant's service\n",
 	       U(e, "id"), dg_json_num(e, "uptime_s", 0), U(e, "tenants"),
 	       U(e, "shm_tenants"), U(e, "services"), U(e, "peers"),
 	       U(cs, "total"), U(cs, "open"), U(cs, "binding"), U(cs, "remote"),
 	       U(cs, "inbound"), U(cs, "dead"), U(e, "attach_refused"),
-	       U(e, "quota_refused"));
+	       U(e, "quota_refused"), U(e, "denied"));
 	for (t = arr(j, "tenants") ? arr(j, "tenants")->child : NULL; t;
 	     t = t->next) {
 		printf("tenant %llu (%s, %llu flows x %llu slots%s%s): %llu "
@@ -411,6 +412,10 @@ static void print_prometheus(const struct dg_json *j)
 	      "OPENs and REGISTERs refused over a tenant's share.");
 	printf("dagger_engine_quota_refused_total{engine=\"%llu\"} %llu\n", id,
 	       U(e, "quota_refused"));
+	phead("dagger_engine_register_denied_total", "counter",
+	      "REGISTERs refused: another tenant's service.");
+	printf("dagger_engine_register_denied_total{engine=\"%llu\"} %llu\n",
+	       id, U(e, "denied"));
 	phead("dagger_engine_connections", "gauge",
 	      "Connections in the engine's table, by state.");
 	for (c = dg_json_get(e, "conns") ? dg_json_get(e, "conns")->child

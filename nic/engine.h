@@ -140,6 +140,8 @@ struct dg_nic_stats {
 	 * clients' RX rings stayed full; each was told DG_ST_DROPPED.
 	 */
 	uint64_t dropped;
+	/* REGISTERs refused: another tenant's service (DG_ST_DENIED). */
+	uint64_t denied;
 };
 
 /*

@@ -234,8 +234,17 @@ struct flow {
 	struct flow_stats st;
 };
 
+/* A tenant with no identity to share (RDMA, fuzz harnesses). */
+#define NO_UID (-1)
+
 struct tenant {
 	bool used;
+	/*
+	 * Its identity, for joining another's service: the engine's user
+	 * (in-process tenants), the peer's user (shared memory: SO_PEERCRED),
+	 * NO_UID (RDMA: nothing authenticates it).
+	 */
+	int64_t uid;
 	bool dead;
 	bool draining;	/* its server flows take no new requests (ctl) */
 	bool direct;	/* hm->direct: rings in place, no READ/WRITE */
@@ -265,6 +274,13 @@ struct svc_stats {
 struct service {
 	bool used;
 	char name[DG_NAME_MAX];
+	/*
+	 * Who may join its servers (nic_ctrl_register): the identity of the
+	 * tenant that registered it while it had none (NO_UID: none to
+	 * share), and its secret (0: none).
+	 */
+	int64_t owner_uid;
+	uint64_t secret;
 	uint8_t lb;
 	bool lb_fixed; /* set by the operator or the description (ctl.c):
 			  registrations do not change it */
@@ -420,6 +436,7 @@ struct dg_nic {
 	int running; /* atomic: dg_nic_run is running on loop_thread */
 	uint64_t attach_refused;
 	uint64_t quota_refused; /* OPENs and REGISTERs over a tenant's share */
+	uint64_t denied; /* REGISTERs into another tenant's service (DENIED) */
 	uint64_t loops, sleeps;
 	/* Peer links being made off the loop thread (connect.c). */
 	struct connect_job connects[MAX_CONNECTS];

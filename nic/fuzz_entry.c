@@ -29,6 +29,8 @@ int nic_fuzz_attach(struct dg_nic *n, void *region, uint64_t size)
 	rc = nic_tenant_init(n, hm, &hdr, region, 0, NULL, 0);
 	if (rc < 0)
 		hm->ops->destroy(hm);
+	else /* the harness's tenants are strangers to each other */
+		n->tenants[rc].uid = NO_UID;
 	return rc;
 }
 

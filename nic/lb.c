@@ -217,11 +217,32 @@ int nic_ctrl_register(struct dg_nic *n, uint32_t tid, uint32_t f,
 		      const struct dg_ctrl_msg *m)
 {
 	struct service *s = svc_find(n, m->service);
+	const struct tenant *t = &n->tenants[tid];
 	uint32_t i;
 
 	if (!m->service[0] || memchr(m->service, 0, DG_NAME_MAX) == NULL ||
 	    !strcmp(m->service, DG_LOOPBACK_SERVICE))
 		return DG_ST_BAD_FRAME;
+	if (s && s->nservers) {
+		/*
+		 * Served already: a tenant that serves it, or shares the
+		 * identity of the one that registered it, or knows its
+		 * secret, may join; nobody else takes a share of its calls.
+		 */
+		for (i = 0; i < s->nservers && s->servers[i].tenant != tid; i++)
+			;
+		if (i == s->nservers &&
+		    !(s->owner_uid != NO_UID && s->owner_uid == t->uid) &&
+		    !(s->secret && s->secret == m->secret)) {
+			n->denied++;
+			if (n->o.verbose)
+				fprintf(stderr,
+					"dagger-nic: tenant %u may not serve "
+					"%s (another tenant's)\n",
+					tid, s->name);
+			return DG_ST_DENIED;
+		}
+	}
 	if (!s) {
 		/* One tenant cannot take every service of the engine. */
 		if (tenant_services(n, tid) >= TENANT_MAX_SERVICES) {
@@ -247,6 +268,11 @@ int nic_ctrl_register(struct dg_nic *n, uint32_t tid, uint32_t f,
 			return DG_ST_OK;
 	if (s->nservers == MAX_SERVERS)
 		return DG_ST_BUSY;
+	/* Nobody serves it (new, or all left): it is this tenant's now. */
+	if (!s->nservers) {
+		s->owner_uid = t->uid;
+		s->secret = m->secret;
+	}
 	s->servers[s->nservers++] =
 		(struct server_ref){(uint16_t)tid, (uint16_t)f};
 	nic_svc_rebuild(s, n);

@@ -257,6 +257,17 @@ static int take_request(struct dg_nic *n, int fd)
 		return 1;
 	}
 	close(fds[0]);
+	{
+		/* Its identity: the user the kernel says is at the other end.
+		 */
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+
+		n->tenants[rc].uid =
+			getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0
+				? (int64_t)cr.uid
+				: NO_UID;
+	}
 	reply(fd, 0, rc, n->o.engine_id, n->wake_fd);
 	return 1;
 refuse:

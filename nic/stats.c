@@ -134,6 +134,7 @@ static void stats_take(struct dg_nic *n, void *arg)
 	}
 	s->attach_refused = n->attach_refused;
 	s->quota_refused = n->quota_refused;
+	s->denied = n->denied;
 	s->sleeps = n->sleeps;
 	s->missed_wakes = n->missed_wakes;
 	s->trace_server_n = n->trace_server.n;

@@ -50,6 +50,8 @@ int nic_tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
 		return -EUSERS;
 	t = &n->tenants[i];
 	memset(t, 0, sizeof(*t));
+	/* In the engine's process: its user (shm.c sets a peer's). */
+	t->uid = local_region ? (int64_t)getuid() : NO_UID;
 	t->lay = lay;
 	t->flows = calloc(hdr->nflows, sizeof(*t->flows));
 	if (!t->flows)

@@ -88,6 +88,11 @@ struct dg_ctrl_msg {
 	uint32_t conn; /* CLOSE: the connection */
 	char service[DG_NAME_MAX];
 	char peer[DG_ADDR_MAX]; /* OPEN: peer engine address; "" = local */
+	/*
+	 * REGISTER: the service's secret (dg_service_def.secret; 0: none).
+	 * Older hosts send shorter messages: the engine reads 0.
+	 */
+	uint64_t secret;
 };
 
 #define DG_CTRL_MAX_FRAMES 4u

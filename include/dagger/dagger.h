@@ -270,6 +270,17 @@ struct dg_service_def {
 	uint32_t nhandlers;
 	void *arg;
 	uint8_t lb; /* enum dg_lb_policy */
+	/*
+	 * Who may serve the service beside the tenant that registered it
+	 * first (while any of its flows serve it): that tenant's other flows,
+	 * tenants with its identity (in the engine's process; shared-memory
+	 * tenants of the same user) and, from anywhere (RDMA tenants have no
+	 * identity), registrations that carry the same non-zero secret. Any
+	 * other REGISTER gets -EACCES (DG_ST_DENIED). 0 takes
+	 * $DG_SERVICE_SECRET (a number, as strtoull base 0 reads it) if set;
+	 * 0 there too: no secret, no one else may join.
+	 */
+	uint64_t secret;
 };
 
 /*

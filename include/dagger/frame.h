@@ -89,6 +89,12 @@ enum dg_status {
 	 * (dg_nic_opts.hold_us), so it did not read while others waited.
 	 */
 	DG_ST_DROPPED = 9,
+	/*
+	 * REGISTER refused: another tenant serves the service, and the
+	 * registrant neither shares its identity (the same process, or the
+	 * same user of a shared-memory tenant) nor knows its secret.
+	 */
+	DG_ST_DENIED = 10,
 	DG_ST_APP_BASE = 64,
 };
 

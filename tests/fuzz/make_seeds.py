@@ -507,44 +507,39 @@ GENERATORS = {"engine_tx": engine_tx, "attach": attach, "peer": peer,
               "host_rx": host_rx, "idl": idl}
 
 
-# ---- reproducers of what FZ_STRICT=1 reports (tests/fuzz/repro/) -------------
+# ---- reproducers of fixed bugs (corpus/engine_tx/repro-*) ------------------
 
 def repro_engine_tx():
     seeds = {}
-    # T registers as a server of "echo", S's service; C's calls to S then
-    # reach T in turn, which answers one with other bytes and never the
-    # next.
+    # T registers as a server of "echo", S's service (DENIED now); when
+    # the engine took it, C's calls to S reached T in turn, which answered
+    # one with other bytes and never the next.
     s = b"\0" + tx_ctrl(0, 16 | 1, ctrl_msg(), name=0) + tx_poll(2)
     s += t_drain(0) + c_call(False, 8) + c_call(False, 8) + tx_poll(2)
     s += S_SERVE + tx_poll(2) + C_DRAIN
-    seeds["service-hijack"] = s
+    seeds["repro-service-hijack"] = s
     # T calls S through A without ever reading its RX ring: once it is
-    # full, the engine holds S's TX ring, and S cannot answer C either.
+    # full, the engine held S's TX ring for good (now: for the hold
+    # bound), and S could not answer C either.
     s = b"\0"
     for n in range(150):
         s += tx_slot(0, 64 | 4, frame(rpc=1000 + n, length=8, fn=1,
                                       flags=REQ))
         s += tx_poll(1) + S_SERVE
     s += c_call(False, 8) + tx_poll(4) + S_SERVE + tx_poll(4) + C_DRAIN
-    seeds["held-server"] = s
+    seeds["repro-held-server"] = s
     return seeds
-
-
-def write_repros():
-    d = os.path.join(HERE, "repro")
-    os.makedirs(d, exist_ok=True)
-    for name, data in repro_engine_tx().items():
-        with open(os.path.join(d, "engine_tx-" + name), "wb") as f:
-            f.write(data)
 
 
 def main():
     names = sys.argv[1:] or sorted(GENERATORS)
-    write_repros()
     for name in names:
         d = os.path.join(HERE, "corpus", name)
         os.makedirs(d, exist_ok=True)
-        for seed, data in GENERATORS[name]().items():
+        gen = GENERATORS[name]()
+        if name == "engine_tx":
+            gen.update(repro_engine_tx())
+        for seed, data in gen.items():
             if not seed.startswith("repro-"):
                 seed = "seed-" + seed
             with open(os.path.join(d, seed), "wb") as f:

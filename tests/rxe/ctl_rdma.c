@@ -85,8 +85,11 @@ static int echo(void *arg, const struct dg_request *req,
 }
 
 static const struct dg_handler handlers[] = {{FN_ECHO, echo}};
-static const struct dg_service_def echo_svc = {
-	.name = "echo", .handlers = handlers, .nhandlers = 1};
+/* Two RDMA tenants serve it: they share its secret (no identity). */
+static const struct dg_service_def echo_svc = {.name = "echo",
+					       .handlers = handlers,
+					       .nhandlers = 1,
+					       .secret = 0x6563686f5eedull};
 
 static void write_yaml(uint32_t batch, const char *policy, uint16_t port)
 {

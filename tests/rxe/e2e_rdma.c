@@ -22,7 +22,9 @@
  *    nothing answers): calls in flight through it and later ones complete
  *    UNREACHABLE once its link times out, without any caller deadline;
  *  - a client that stops reading: the peer link carries on for another
- *    client after the hold bound, and the reader's answers are DROPPED.
+ *    client after the hold bound, and the reader's answers are DROPPED;
+ *  - a service is its servers': another RDMA tenant joins only with its
+ *    secret.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -1073,6 +1075,102 @@ static void test_slow_reader_link(void **state)
 	engine_stop(&eb);
 }
 
+/*
+ * n calls from f on conn, one at a time, each served by whichever of the
+ * server flows sf[] the engine hands it to; served[i] counts flow i's.
+ */
+static void calls_served(struct dg_flow *f, int conn, uint32_t n,
+			 struct dg_flow **sf, uint32_t nsf, uint32_t *served)
+{
+	struct dg_completion c;
+	uint32_t i, j, id;
+	uint64_t until;
+	int k;
+
+	for (i = 0; i < n; i++) {
+		assert_int_equal(dg_call(f, conn, FN_ECHO, "own", 3, &id), 0);
+		until = now_ms() + 30000;
+		for (k = 0; k == 0 && now_ms() < until;) {
+			for (j = 0; j < nsf; j++)
+				served[j] += (uint32_t)dg_serve_poll(sf[j], 8);
+			k = dg_poll(f, &c, 1);
+		}
+		assert_int_equal(k, 1);
+		assert_int_equal(c.rpc_id, id);
+		assert_int_equal(c.status, 0);
+		assert_memory_equal(c.data, "own", 3);
+	}
+}
+
+/*
+ * A service belongs to the tenants that serve it. RDMA tenants have no
+ * identity to share, so another one joins a served service only with its
+ * secret: without one, or with another, its REGISTER is -EACCES (counted:
+ * dg_nic_stats.denied) and it gets none of the calls; with it, it joins
+ * and gets its share. The owner's other flows join freely. A service
+ * registered without a secret is closed to every other tenant, until its
+ * last server leaves: then the name goes to whoever registers next.
+ */
+static void test_register_owner(void **state)
+{
+	struct dg_service_def sec = {.name = "echo",
+				     .handlers = handlers,
+				     .nhandlers = 1,
+				     .secret = 0x5eed5eedull};
+	struct dg_service_def wrong = sec, none = sec;
+	struct engine e;
+	struct dg_host *a, *b, *cli;
+	struct dg_flow *sf[3], *f;
+	struct dg_nic_stats s0, s1;
+	uint32_t served[3] = {0};
+	int conn;
+
+	(void)state;
+	wrong.secret = 0x5eed5eeeull;
+	none.secret = 0;
+	engine_start(&e, dg_rxe_addr(0), 1);
+	a = attach_to(&e, NULL, 2, 64);
+	b = attach_to(&e, NULL, 2, 64);
+	cli = attach_to(&e, NULL, 1, 64);
+	f = dg_host_flow(cli, 0);
+	sf[0] = dg_host_flow(a, 0);
+	sf[1] = dg_host_flow(a, 1);
+	sf[2] = dg_host_flow(b, 1);
+	assert_int_equal(dg_serve(sf[0], &sec, 20000), 0);
+	assert_int_equal(dg_nic_stats(e.nic, &s0, 5000), 0);
+	assert_int_equal(dg_serve(dg_host_flow(b, 0), &none, 20000), -EACCES);
+	assert_int_equal(dg_serve(dg_host_flow(b, 0), &wrong, 20000), -EACCES);
+	assert_int_equal(dg_nic_stats(e.nic, &s1, 5000), 0);
+	assert_int_equal(s1.denied - s0.denied, 2);
+	conn = connect_wait(f, NULL);
+	assert_true(conn >= 0);
+	/* Every call reaches a's one server flow (engine: a single one). */
+	calls_served(f, conn, 10, sf, 1, served);
+	assert_int_equal(served[0], 10);
+	/* The owner's other flow joins without the secret. */
+	assert_int_equal(dg_serve(sf[1], &none, 20000), 0);
+	/* With the secret: b's other flow joins; round-robin shares. */
+	assert_int_equal(dg_serve(sf[2], &sec, 20000), 0);
+	memset(served, 0, sizeof(served));
+	calls_served(f, conn, 30, sf, 3, served);
+	printf("# after b joined: a %u + %u, b %u\n", served[0], served[1],
+	       served[2]);
+	assert_int_equal(served[0] + served[1] + served[2], 30);
+	assert_true(served[1] > 0 && served[2] > 0);
+	dg_close(f, conn);
+
+	/* No secret: closed to b whatever it sends, until a leaves. */
+	none.name = wrong.name = "plain";
+	assert_int_equal(dg_serve(sf[1], &none, 20000), 0);
+	assert_int_equal(dg_serve(dg_host_flow(b, 0), &none, 20000), -EACCES);
+	assert_int_equal(dg_serve(dg_host_flow(b, 0), &wrong, 20000), -EACCES);
+	dg_host_detach(a);
+	assert_int_equal(dg_serve(dg_host_flow(b, 0), &none, 20000), 0);
+	dg_host_detach(cli);
+	dg_host_detach(b);
+	engine_stop(&e);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1085,6 +1183,7 @@ int main(void)
 		cmocka_unit_test(test_idle_flows_backoff),
 		cmocka_unit_test(test_open_blackhole),
 		cmocka_unit_test(test_slow_reader_link),
+		cmocka_unit_test(test_register_owner),
 		cmocka_unit_test_teardown(test_peer_engine_stopped,
 					  reap_children),
 	};
