@@ -62,6 +62,8 @@
 #define MAX_WAITING	     256       /* OPENs waiting for those links */
 #define NO_PEER		     0xffffu   /* a BINDING conn waiting for a link */
 #define MAX_SHM_PENDING	     16 /* unix-socket attaches not yet complete */
+#define MAX_ACCEPTING	     16 /* RDMA connections accepted, not established */
+#define ACCEPT_MS	     5000 /* how long they may take to establish */
 /* Receives an RDMA tenant keeps posted for its doorbells and sleeps. */
 /*
  * Per flow at most one doorbell is in flight, and a sleep for each time
@@ -247,6 +249,7 @@ struct tenant {
 	int64_t uid;
 	bool dead;
 	bool draining;	/* its server flows take no new requests (ctl) */
+	bool accepting; /* its connection is not established yet */
 	bool direct;	/* hm->direct: rings in place, no READ/WRITE */
 	bool delivered; /* direct: some flow's delivered flag is set */
 	int *fds;	/* shm: eventfds received with the attach (closed) */
@@ -387,6 +390,19 @@ struct peer_ref {
 	struct peer_stats st;
 };
 
+/*
+ * An RDMA connection accepted and not established yet (nic_accept_poll):
+ * an attach (its tenant, not polled until then) or a peer link (added
+ * then). The loop waits for nobody's handshake.
+ */
+struct accepting {
+	bool used;
+	int tenant;	       /* an attach's tenant; -1: a peer link */
+	struct dg_rdma_ep *ep; /* the attach's (its tenant's hostmem owns it) */
+	struct dg_peer *link;  /* the peer link's */
+	uint64_t deadline_us;  /* mono_us; past it the connection is dropped */
+};
+
 struct pending_attach {
 	void *region;
 	uint64_t size;
@@ -422,6 +438,8 @@ struct dg_nic {
 	int shm_fd; /* the daemon's listening unix socket, -1: none */
 	char shm_path[108];
 	struct shm_pending shm_pend[MAX_SHM_PENDING];
+	struct accepting acc[MAX_ACCEPTING];
+	uint32_t naccepting;
 	volatile int stop;
 
 	/* Hand-over of local attaches/detaches from other threads. */
@@ -744,6 +762,8 @@ int nic_tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
 void nic_tenant_free(struct dg_nic *n, uint32_t tid);
 void nic_take_pending(struct dg_nic *n);
 void nic_accept_rdma(struct dg_nic *n);
+void nic_accept_poll(struct dg_nic *n);
+void nic_reap(struct dg_hostmem *hm, struct dg_peer *link);
 int nic_call(struct dg_nic *n, void (*fn)(struct dg_nic *, void *), void *arg,
 	     int timeout_ms);
 void nic_wake(struct dg_nic *n);

@@ -299,6 +299,8 @@ int dg_nic_poll(struct dg_nic *n)
 	if (n->nconnects)
 		nic_connect_poll(n); /* peer links made off this thread */
 	n->next_due_us = UINT64_MAX;
+	if (UNLIKELY(n->naccepting))
+		nic_accept_poll(n); /* connections still establishing */
 	n->clk_ns = 0; /* nic_clock: at most one read per iteration */
 	if ((n->loops & 255) == 0) {
 		if (n->listener)
@@ -326,7 +328,7 @@ int dg_nic_poll(struct dg_nic *n)
 		uint32_t tid = tact[i];
 		struct tenant *t = &n->tenants[tid];
 
-		if (!t->used)
+		if (!t->used || t->accepting)
 			continue;
 		if (UNLIKELY(t->dead) && !t->local_region &&
 		    t->hm->ops->check(t->hm) != 0) {
@@ -359,7 +361,7 @@ int dg_nic_poll(struct dg_nic *n)
 	for (i = 0; i < ntact; i++) {
 		struct tenant *t = &n->tenants[tact[i]];
 
-		if (t->used && !t->dead && !t->direct)
+		if (t->used && !t->dead && !t->direct && !t->accepting)
 			tenant_flush(t);
 	}
 	if (n->any_direct)
@@ -440,8 +442,8 @@ static bool direct_missed(struct dg_nic *n)
  */
 static bool wait_events(struct dg_nic *n)
 {
-	struct pollfd fds[MAX_TENANTS * 3 + MAX_PEERS + 4];
-	int8_t fd_tenant[MAX_TENANTS * 3 + MAX_PEERS + 4];
+	struct pollfd fds[MAX_TENANTS * 3 + MAX_PEERS + MAX_ACCEPTING + 4];
+	int8_t fd_tenant[MAX_TENANTS * 3 + MAX_PEERS + MAX_ACCEPTING + 4];
 	struct timespec ts;
 	uint64_t tmo, now;
 	nfds_t k = 0, j;
@@ -452,7 +454,7 @@ static bool wait_events(struct dg_nic *n)
 	for (i = 0; i < n->ntact; i++) {
 		struct tenant *t = &n->tenants[n->tact[i]];
 
-		if (!t->used || t->dead)
+		if (!t->used || t->dead || t->accepting)
 			continue;
 		if (t->direct) {
 			/* A daemon's tenant: its socket's hang-up. */
@@ -485,6 +487,14 @@ static bool wait_events(struct dg_nic *n)
 		fds[k++] =
 			(struct pollfd){dg_peer_event_fd(p->link), POLLIN, 0};
 	}
+	/* Connections establishing: their handshake's end wakes us. */
+	for (i = 0; i < MAX_ACCEPTING; i++)
+		if (n->acc[i].used)
+			fds[k++] = (struct pollfd){
+				n->acc[i].tenant >= 0
+					? dg_rdma_ep_fd(n->acc[i].ep)
+					: dg_peer_cm_fd(n->acc[i].link),
+				POLLIN, 0};
 	if (n->shm_fd >= 0)
 		fds[k++] = (struct pollfd){n->shm_fd, POLLIN, 0};
 	if (n->ctl)
@@ -691,6 +701,9 @@ void dg_nic_destroy(struct dg_nic *n)
 	for (i = 0; i < MAX_TENANTS; i++)
 		if (n->tenants[i].used)
 			nic_tenant_free(n, i);
+	for (i = 0; i < MAX_ACCEPTING; i++)
+		if (n->acc[i].used && n->acc[i].tenant < 0)
+			nic_reap(NULL, n->acc[i].link);
 	nic_connect_shutdown(n); /* its links join, then go below */
 	for (i = 0; i < MAX_PEERS; i++)
 		if (n->peers[i].used)

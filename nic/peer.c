@@ -334,9 +334,8 @@ err:
 	return rc;
 }
 
-int dg_peer_accept(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
-		   const struct dg_peer_opts *o, int timeout_ms,
-		   struct dg_peer **out)
+int dg_peer_accept_start(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
+			 const struct dg_peer_opts *o, struct dg_peer **out)
 {
 	struct dg_peer_hello h;
 	struct dg_peer_opts n;
@@ -358,7 +357,7 @@ int dg_peer_accept(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
 		goto err;
 	set_remote(p, pdata);
 	h = local_hello(p);
-	rc = dg_rdma_ep_accept(ep, &h, sizeof(h), timeout_ms);
+	rc = dg_rdma_ep_accept_start(ep, &h, sizeof(h));
 	if (rc)
 		goto err;
 	*out = p;
@@ -366,6 +365,34 @@ int dg_peer_accept(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
 err:
 	free_peer(p);
 	return rc;
+}
+
+int dg_peer_accept_wait(struct dg_peer *p, int timeout_ms)
+{
+	return dg_rdma_ep_accept_wait(p->ep, timeout_ms);
+}
+
+int dg_peer_cm_fd(const struct dg_peer *p)
+{
+	return dg_rdma_ep_fd(p->ep);
+}
+
+int dg_peer_accept(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
+		   const struct dg_peer_opts *o, int timeout_ms,
+		   struct dg_peer **out)
+{
+	struct dg_peer *p;
+	int rc = dg_peer_accept_start(ep, pdata, plen, o, &p);
+
+	if (rc)
+		return rc;
+	rc = dg_peer_accept_wait(p, timeout_ms);
+	if (rc) {
+		free_peer(p);
+		return rc;
+	}
+	*out = p;
+	return 0;
 }
 
 void dg_peer_destroy(struct dg_peer *p)

@@ -130,6 +130,17 @@ int dg_peer_connect(const char *src, const char *dst, uint16_t port,
 int dg_peer_accept(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
 		   const struct dg_peer_opts *o, int timeout_ms,
 		   struct dg_peer **out);
+/*
+ * dg_peer_accept in two halves, for a caller that must not wait: the link
+ * is built and the accept sent; dg_peer_accept_wait then says whether the
+ * peer completed the connection (as dg_rdma_ep_accept_wait: 0, -EAGAIN
+ * with timeout_ms 0, or an error; the link is the caller's to destroy).
+ * dg_peer_cm_fd() becomes readable when there is news.
+ */
+int dg_peer_accept_start(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
+			 const struct dg_peer_opts *o, struct dg_peer **out);
+int dg_peer_accept_wait(struct dg_peer *p, int timeout_ms);
+int dg_peer_cm_fd(const struct dg_peer *p);
 
 /*
  * Queues one frame (64 bytes copied into the current batch). A batch that

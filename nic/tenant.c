@@ -118,11 +118,55 @@ int nic_tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
 	return (int)i;
 }
 
+static void *hm_reaper(void *arg)
+{
+	struct dg_hostmem *hm = arg;
+
+	hm->ops->destroy(hm);
+	return NULL;
+}
+
+static void *link_reaper(void *arg)
+{
+	dg_peer_destroy(arg);
+	return NULL;
+}
+
+/*
+ * Destroys, on a thread of its own, a connection that was accepted and
+ * never established: rdma_cm may hold the destroy of such an id until its
+ * handshake's retries run out (on soft-RoCE, seconds), and the loop must
+ * not wait for that. The object is the thread's alone. Where no thread
+ * can be made, here.
+ */
+void nic_reap(struct dg_hostmem *hm, struct dg_peer *link)
+{
+	pthread_attr_t at;
+	pthread_t thr;
+	int rc;
+
+	pthread_attr_init(&at);
+	pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+	rc = hm ? pthread_create(&thr, &at, hm_reaper, hm)
+		: pthread_create(&thr, &at, link_reaper, link);
+	pthread_attr_destroy(&at);
+	if (rc && hm)
+		hm->ops->destroy(hm);
+	else if (rc)
+		dg_peer_destroy(link);
+}
+
 void nic_tenant_free(struct dg_nic *n, uint32_t tid)
 {
 	struct tenant *t = &n->tenants[tid];
 	uint32_t i;
 
+	/* Not established yet: its place in the accept table goes too. */
+	for (i = 0; t->accepting && i < MAX_ACCEPTING; i++)
+		if (n->acc[i].used && n->acc[i].tenant == (int)tid) {
+			n->acc[i].used = false;
+			n->naccepting--;
+		}
 	nic_pend_fail(n, t);
 	/* Forget its services and connections. */
 	nic_svc_drop_tenant(n, tid);
@@ -137,7 +181,10 @@ void nic_tenant_free(struct dg_nic *n, uint32_t tid)
 			nic_peer_unbind(n, c->peer, conn_id(n, c));
 		c->state = CONN_FREE;
 	}
-	t->hm->ops->destroy(t->hm);
+	if (t->accepting)
+		nic_reap(t->hm, NULL);
+	else
+		t->hm->ops->destroy(t->hm);
 	for (i = 0; t->fds && i < t->nflows; i++)
 		close(t->fds[i]);
 	free(t->fds);
@@ -304,7 +351,8 @@ void nic_accept_rdma(struct dg_nic *n)
 	struct dg_rdma_ep *ep;
 	struct dg_hostmem *hm;
 	size_t plen = sizeof(pd);
-	int rc;
+	struct accepting *a;
+	int rc, i;
 
 	if (!n->listener)
 		return;
@@ -319,21 +367,36 @@ void nic_accept_rdma(struct dg_nic *n)
 	memset(&pd, 0, sizeof(pd));
 	if (dg_rdma_listener_next(n->listener, &attr, 0, &pd, &plen, &ep))
 		return;
+	/*
+	 * Accepted, the connection waits for the peer's side of the
+	 * handshake in the table, not on the loop: a peer that never
+	 * completes it costs a slot for ACCEPT_MS, not everyone's time.
+	 */
+	for (i = 0; i < MAX_ACCEPTING && n->acc[i].used; i++)
+		;
+	if (i == MAX_ACCEPTING) {
+		n->attach_refused++;
+		fprintf(stderr,
+			"dagger-nic: refused a connection: %u others "
+			"still establishing\n",
+			MAX_ACCEPTING);
+		dg_rdma_ep_destroy(ep);
+		return;
+	}
+	a = &n->acc[i];
 	if (dg_peer_is_hello(&pd, plen)) {
-		rc = dg_peer_accept(ep, &pd, plen, &po, 5000, &link);
+		rc = dg_peer_accept_start(ep, &pd, plen, &po, &link);
 		if (rc) {
 			fprintf(stderr, "dagger-nic: peer accept: %s\n",
 				strerror(-rc));
 			return;
 		}
-		rc = nic_peer_add(n, link, false, NULL, 0);
-		if (rc < 0)
-			dg_peer_destroy(link);
-		else if (n->o.verbose)
-			fprintf(stderr,
-				"dagger-nic: peer link %d from engine "
-				"%u\n",
-				rc, dg_peer_remote_engine(link));
+		*a = (struct accepting){.used = true,
+					.tenant = -1,
+					.link = link,
+					.deadline_us = mono_us() +
+						       ACCEPT_MS * 1000ull};
+		n->naccepting++;
 		return;
 	}
 	memcpy(&req, &pd, sizeof(req));
@@ -390,8 +453,70 @@ void nic_accept_rdma(struct dg_nic *n)
 		hm->ops->destroy(hm); /* also rejects */
 		return;
 	}
-	if (dg_rdma_ep_accept(ep, &rep, sizeof(rep), 5000)) {
+	if (dg_rdma_ep_accept_start(ep, &rep, sizeof(rep))) {
+		n->attach_refused++;
 		nic_tenant_free(n, (uint32_t)rc);
 		return;
+	}
+	n->tenants[rc].accepting = true;
+	*a = (struct accepting){.used = true,
+				.tenant = rc,
+				.ep = ep,
+				.deadline_us = mono_us() + ACCEPT_MS * 1000ull};
+	n->naccepting++;
+}
+
+/*
+ * The connections being established: a tenant whose host completed the
+ * handshake is served from now on, a peer link joins the links; one that
+ * failed, or took longer than ACCEPT_MS, is dropped (an attach counted as
+ * refused). The loop does not sleep past the earliest deadline.
+ */
+void nic_accept_poll(struct dg_nic *n)
+{
+	uint64_t now = mono_us();
+	uint32_t i;
+	int rc;
+
+	for (i = 0; i < MAX_ACCEPTING; i++) {
+		struct accepting *a = &n->acc[i];
+
+		if (!a->used)
+			continue;
+		rc = a->tenant >= 0 ? dg_rdma_ep_accept_wait(a->ep, 0)
+				    : dg_peer_accept_wait(a->link, 0);
+		if (rc == -EAGAIN && now < a->deadline_us) {
+			if (a->deadline_us < n->next_due_us)
+				n->next_due_us = a->deadline_us;
+			continue;
+		}
+		if (rc == -EAGAIN)
+			rc = -ETIMEDOUT;
+		if (a->tenant >= 0 && !rc) {
+			n->tenants[a->tenant].accepting = false;
+		} else if (a->tenant >= 0) {
+			n->attach_refused++;
+			fprintf(stderr,
+				"dagger-nic: an attach did not complete: "
+				"%s\n",
+				strerror(-rc));
+			nic_tenant_free(n, (uint32_t)a->tenant); /* and a */
+			continue;
+		} else if (rc) {
+			fprintf(stderr, "dagger-nic: peer accept: %s\n",
+				strerror(-rc));
+			nic_reap(NULL, a->link);
+		} else {
+			rc = nic_peer_add(n, a->link, false, NULL, 0);
+			if (rc < 0)
+				dg_peer_destroy(a->link);
+			else if (n->o.verbose)
+				fprintf(stderr,
+					"dagger-nic: peer link %d from engine "
+					"%u\n",
+					rc, dg_peer_remote_engine(a->link));
+		}
+		a->used = false;
+		n->naccepting--;
 	}
 }

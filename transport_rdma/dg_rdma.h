@@ -105,6 +105,17 @@ int dg_rdma_listener_next(struct dg_rdma_listener *l,
 			  void *pdata, size_t *plen, struct dg_rdma_ep **out);
 int dg_rdma_ep_accept(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
 		      int timeout_ms);
+/*
+ * dg_rdma_ep_accept in two halves, for a caller that must not wait: the
+ * accept (with its reply) is sent, then dg_rdma_ep_accept_wait waits up
+ * to timeout_ms for the peer to complete the connection: 0 once it has,
+ * -EAGAIN if not yet (timeout_ms 0), -ETIMEDOUT, or the error the
+ * connection ended with. dg_rdma_ep_fd() becomes readable when there is
+ * news.
+ */
+int dg_rdma_ep_accept_start(struct dg_rdma_ep *ep, const void *pdata,
+			    size_t plen);
+int dg_rdma_ep_accept_wait(struct dg_rdma_ep *ep, int timeout_ms);
 
 /*
  * Active side: resolves dst (and binds to src if not NULL, which selects the
@@ -117,6 +128,16 @@ int dg_rdma_ep_create(const char *src, const char *dst, uint16_t port,
 		      struct dg_rdma_ep **out);
 int dg_rdma_ep_connect(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
 		       void *reply, size_t *reply_len, int timeout_ms);
+/*
+ * Sends the connection request only. Nothing completes it until the
+ * endpoint's events are read (dg_rdma_ep_connect reads them): tests use it
+ * to play a peer that starts a connection and never finishes it.
+ */
+int dg_rdma_ep_connect_start(struct dg_rdma_ep *ep, const void *pdata,
+			     size_t plen);
+/* The rest of dg_rdma_ep_connect, after dg_rdma_ep_connect_start. */
+int dg_rdma_ep_connect_wait(struct dg_rdma_ep *ep, void *reply,
+			    size_t *reply_len, int timeout_ms);
 
 /* Disconnects (if connected), releases every resource, NULL is a no-op. */
 void dg_rdma_ep_destroy(struct dg_rdma_ep *ep);

@@ -49,6 +49,7 @@ struct dg_rdma_ep {
 	struct ibv_comp_channel *cc; /* completion events, for idle waits */
 	enum ep_state state;
 	bool passive;
+	bool accepted; /* passive: rdma_accept sent */
 	uint32_t sq_depth;
 	uint32_t rd_depth;
 
@@ -453,11 +454,10 @@ static void set_rnr_timer(struct rdma_cm_id *id)
 		(void)ibv_modify_qp(id->qp, &a, IBV_QP_MIN_RNR_TIMER);
 }
 
-int dg_rdma_ep_accept(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
-		      int timeout_ms)
+int dg_rdma_ep_accept_start(struct dg_rdma_ep *ep, const void *pdata,
+			    size_t plen)
 {
 	struct rdma_conn_param cp = {0};
-	int rc;
 
 	if (plen > DG_RDMA_ACCEPT_PDATA_MAX)
 		return -EMSGSIZE;
@@ -469,13 +469,33 @@ int dg_rdma_ep_accept(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
 	set_ack_timeout(ep->id);
 	if (rdma_accept(ep->id, &cp))
 		return neg_errno(ECONNABORTED);
+	ep->accepted = true;
+	return 0;
+}
+
+int dg_rdma_ep_accept_wait(struct dg_rdma_ep *ep, int timeout_ms)
+{
+	int rc;
+
+	if (ep->state == EP_CONNECTED)
+		return 0;
 	rc = expect_event(ep->ch, RDMA_CM_EVENT_ESTABLISHED, timeout_ms, NULL,
 			  NULL);
+	if (rc == -ETIMEDOUT && !timeout_ms)
+		return -EAGAIN;
 	if (rc)
 		return rc;
 	set_rnr_timer(ep->id);
 	ep->state = EP_CONNECTED;
 	return 0;
+}
+
+int dg_rdma_ep_accept(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
+		      int timeout_ms)
+{
+	int rc = dg_rdma_ep_accept_start(ep, pdata, plen);
+
+	return rc ? rc : dg_rdma_ep_accept_wait(ep, timeout_ms);
 }
 
 int dg_rdma_ep_create(const char *src, const char *dst, uint16_t port,
@@ -532,11 +552,10 @@ err:
 	return rc;
 }
 
-int dg_rdma_ep_connect(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
-		       void *reply, size_t *reply_len, int timeout_ms)
+int dg_rdma_ep_connect_start(struct dg_rdma_ep *ep, const void *pdata,
+			     size_t plen)
 {
 	struct rdma_conn_param cp = {0};
-	int rc;
 
 	if (plen > DG_RDMA_CONNECT_PDATA_MAX)
 		return -EMSGSIZE;
@@ -549,6 +568,30 @@ int dg_rdma_ep_connect(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
 	set_ack_timeout(ep->id);
 	if (rdma_connect(ep->id, &cp))
 		return neg_errno(ECONNREFUSED);
+	return 0;
+}
+
+int dg_rdma_ep_connect_wait(struct dg_rdma_ep *ep, void *reply,
+			    size_t *reply_len, int timeout_ms)
+{
+	int rc = expect_event(ep->ch, RDMA_CM_EVENT_ESTABLISHED,
+			      timeout_ms > 0 ? timeout_ms : 10000, reply,
+			      reply_len);
+
+	if (rc)
+		return rc;
+	set_rnr_timer(ep->id);
+	ep->state = EP_CONNECTED;
+	return 0;
+}
+
+int dg_rdma_ep_connect(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
+		       void *reply, size_t *reply_len, int timeout_ms)
+{
+	int rc = dg_rdma_ep_connect_start(ep, pdata, plen);
+
+	if (rc)
+		return rc;
 	rc = expect_event(ep->ch, RDMA_CM_EVENT_ESTABLISHED,
 			  timeout_ms > 0 ? timeout_ms : 10000, reply,
 			  reply_len);
@@ -563,7 +606,13 @@ void dg_rdma_ep_destroy(struct dg_rdma_ep *ep)
 {
 	if (!ep)
 		return;
-	if (ep->state == EP_IDLE && ep->passive)
+	/*
+	 * A request not accepted is rejected. One accepted whose peer never
+	 * completed the handshake is only destroyed: a reject then puts the
+	 * kernel's CM into a time-wait whose end, on some kernels (soft-RoCE
+	 * here), rdma_destroy_id waits for without bound.
+	 */
+	if (ep->state == EP_IDLE && ep->passive && !ep->accepted)
 		rdma_reject(ep->id, NULL, 0);
 	else if (ep->state != EP_IDLE)
 		rdma_disconnect(ep->id);

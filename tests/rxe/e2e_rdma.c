@@ -24,7 +24,9 @@
  *  - a client that stops reading: the peer link carries on for another
  *    client after the hold bound, and the reader's answers are DROPPED;
  *  - a service is its servers': another RDMA tenant joins only with its
- *    secret.
+ *    secret;
+ *  - an attach whose connection is never completed does not stall the
+ *    engine.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -44,7 +46,9 @@
 
 #include <cmocka.h>
 
+#include "dagger/ctrl.h"
 #include "dagger/dagger.h"
+#include "dg_rdma.h"
 #include "dg_track.h"
 #include "engine.h"
 #include "rxe_env.h"
@@ -971,6 +975,84 @@ static void test_open_blackhole(void **state)
 }
 
 /*
+ * A host that starts an attach and never completes the connection must
+ * not stall the engine: the attach request is valid, the engine accepts,
+ * and the handshake's last step never comes (the requester reads no
+ * connection event, so its side never answers). The engine waits for it
+ * off its loop: another tenant's calls go on, none slower than a fraction
+ * of the wait, and after ACCEPT_MS (5 s) the attach is dropped and counted
+ * refused. With the wait on the loop, one call took the whole 5 s.
+ */
+static void test_accept_stall(void **state)
+{
+	struct engine e;
+	struct dg_host *srv, *cli;
+	struct dg_server *s;
+	struct dg_rdma_ep_attr attr = {
+		.sq_depth = 16, .rq_depth = 16, .rd_depth = 1};
+	struct dg_region_layout lay;
+	struct dg_attach_req req = {.magic = DG_ATTACH_MAGIC,
+				    .version = DG_REGION_VERSION,
+				    .addr = 0x10000,
+				    .rkey = 1,
+				    .nflows = 1,
+				    .slots = 64};
+	struct dg_nic_stats s0, s1;
+	struct dg_rdma_ep *ep;
+	char out[8];
+	size_t olen;
+	uint64_t worst = 0, t0, start, took;
+	uint32_t calls = 0;
+	int conn;
+
+	(void)state;
+	engine_start(&e, dg_rxe_addr(0), 1);
+	srv = attach_to(&e, NULL, 1, 256);
+	assert_int_equal(dg_server_start(srv, &echo_svc, 0, 1, &s), 0);
+	cli = attach_to(&e, NULL, 1, 256);
+	conn = connect_wait(dg_host_flow(cli, 0), NULL);
+	assert_true(conn >= 0);
+	assert_int_equal(dg_region_layout(1, 64, &lay), 0);
+	req.len = (uint32_t)dg_region_bytes(&lay);
+	assert_int_equal(dg_nic_stats(e.nic, &s0, 5000), 0);
+	assert_int_equal(
+		dg_rdma_ep_create(NULL, e.addr, e.port, &attr, 20000, &ep), 0);
+	start = now_ms();
+	assert_int_equal(dg_rdma_ep_connect_start(ep, &req, sizeof(req)), 0);
+	/* Calls until the engine has given the attach up (or 30 s). */
+	s1 = s0;
+	while (s1.attach_refused == s0.attach_refused &&
+	       now_ms() - start < 30000) {
+		olen = sizeof(out);
+		t0 = now_ms();
+		assert_int_equal(dg_call_sync(dg_host_flow(cli, 0), conn,
+					      FN_ECHO, "as", 2, out, &olen,
+					      20000),
+				 0);
+		if (now_ms() - t0 > worst)
+			worst = now_ms() - t0;
+		calls++;
+		if (calls % 16 == 0)
+			assert_int_equal(dg_nic_stats(e.nic, &s1, 5000), 0);
+	}
+	took = now_ms() - start;
+	printf("# an attach that never completes: dropped after %llu ms; "
+	       "meanwhile %u calls, the slowest %llu ms\n",
+	       (unsigned long long)took, calls, (unsigned long long)worst);
+	assert_int_equal(s1.attach_refused - s0.attach_refused, 1);
+	assert_int_equal(s1.tenants, s0.tenants);
+	/* It was accepted and waited for, not refused at once. */
+	assert_true(took >= 4000);
+	assert_true(calls >= 10);
+	assert_true(worst * 4 < took);
+	dg_rdma_ep_destroy(ep);
+	dg_server_stop(s);
+	dg_host_detach(cli);
+	dg_host_detach(srv);
+	engine_stop(&e);
+}
+
+/*
  * A client that stops reading must not stop a peer link for the others.
  * Clients B and G at engine A call the echo server behind engine B; B
  * makes N calls (more than its RX ring holds) and does not read. Its
@@ -1182,6 +1264,7 @@ int main(void)
 		cmocka_unit_test_teardown(test_engine_killed, reap_children),
 		cmocka_unit_test(test_idle_flows_backoff),
 		cmocka_unit_test(test_open_blackhole),
+		cmocka_unit_test(test_accept_stall),
 		cmocka_unit_test(test_slow_reader_link),
 		cmocka_unit_test(test_register_owner),
 		cmocka_unit_test_teardown(test_peer_engine_stopped,
