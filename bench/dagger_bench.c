@@ -499,7 +499,9 @@ static void *client_main(void *arg)
 		uint64_t now = 0;
 		int k;
 
-		if (ph == 2 || (C.requests && sent >= C.requests && !out))
+		/* Done: every call sent and answered, no BUSY one to resend. */
+		if (ph == 2 ||
+		    (C.requests && sent >= C.requests && !out && !nagain))
 			break;
 		/* Issue: up to the window (closed) or what is due (open). */
 		while (out < C.window &&
