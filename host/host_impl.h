@@ -346,9 +346,11 @@ static inline void dg_rx_free(struct dg_flow *f, uint32_t pos)
 	 * Continuation frames among them: their word 0 (payload) must not
 	 * pass for a first frame one lap later (dagger/ring.h). Stored
 	 * before the release store below, so before the engine reuses them.
+	 * Slot rx_freed is the first frame of the first message released:
+	 * nothing to scrub there (a two-frame message costs one store).
 	 */
 	if (DG_UNLIKELY(f->rx_scrub)) {
-		dg_ring_scrub(f->rx, f->mask, f->rx_freed, pos);
+		dg_ring_scrub(f->rx, f->mask, f->rx_freed + 1, pos);
 		f->rx_scrub = 0;
 	}
 	__atomic_store_n(&f->ctrl->rx_head, pos, __ATOMIC_RELEASE);
