@@ -1158,6 +1158,119 @@ static void test_slow_reader_link(void **state)
 }
 
 /*
+ * Both directions of a peer link flooded at once (symmetric overload):
+ * the client at each engine keeps FLOOD_W calls in flight to the server
+ * behind the other, whose small RX ring turns most of them into BUSY
+ * answers, so both links run out of room (each full of its engine's own
+ * requests) while both FIFOs hold requests that each need an answer on
+ * the link back. Taking a request from the FIFO must not wait for that
+ * room: every call is answered exactly once (echoed or BUSY), within the
+ * quiet bound (30 s without an answer: the rest are counted lost).
+ */
+#define FLOOD_N 20000u
+#define FLOOD_W 2000u
+
+struct flood_arg {
+	struct dg_flow *f;
+	const struct engine *peer;
+	int conn;
+	uint32_t ok, busy, other, dup, lost;
+};
+
+static void *flood_main(void *arg)
+{
+	struct flood_arg *a = arg;
+	uint8_t *seen = calloc(FLOOD_N, 1);
+	struct dg_completion c[64];
+	uint32_t sent = 0, done = 0, first = 0, id, i;
+	uint64_t quiet;
+	int k;
+
+	/* The flow is this thread's: it connects and calls. */
+	a->conn = connect_wait(a->f, a->peer);
+	quiet = now_ms() + 30000;
+	while (seen && a->conn >= 0 && done < FLOOD_N && now_ms() < quiet) {
+		while (sent < FLOOD_N && sent - done < FLOOD_W &&
+		       dg_call(a->f, a->conn, FN_ECHO, "flood!", 6, &id) == 0) {
+			if (!sent)
+				first = id;
+			sent++;
+		}
+		k = dg_poll(a->f, c, 64);
+		if (k > 0)
+			quiet = now_ms() + 30000;
+		for (i = 0; i < (uint32_t)(k > 0 ? k : 0); i++) {
+			uint32_t n = c[i].rpc_id - first;
+
+			if (n >= FLOOD_N || seen[n]) {
+				a->dup++;
+				continue;
+			}
+			seen[n] = 1;
+			done++;
+			if (c[i].status == DG_ST_BUSY)
+				a->busy++;
+			else if (c[i].status == 0 && c[i].len == 6 &&
+				 !memcmp(c[i].data, "flood!", 6))
+				a->ok++;
+			else
+				a->other++;
+		}
+	}
+	a->lost = FLOOD_N - done;
+	free(seen);
+	return NULL;
+}
+
+static void test_symmetric_overload(void **state)
+{
+	struct engine ea, eb;
+	struct dg_host *sa, *sb, *ca, *cb;
+	struct dg_server *xa, *xb;
+	struct flood_arg a[2] = {{0}};
+	pthread_t t[2];
+	int i;
+
+	(void)state;
+	engine_start(&ea, dg_rxe_addr(0), 1);
+	engine_start(&eb, dg_rxe_addr(1), 2);
+	sa = attach_to(&ea, NULL, 1, 64);
+	sb = attach_to(&eb, NULL, 1, 64);
+	ca = attach_to(&ea, NULL, 1, 4096);
+	cb = attach_to(&eb, NULL, 1, 4096);
+	assert_int_equal(dg_server_start(sa, &echo_svc, 0, 1, &xa), 0);
+	assert_int_equal(dg_server_start(sb, &echo_svc, 0, 1, &xb), 0);
+	a[0].f = dg_host_flow(ca, 0);
+	a[1].f = dg_host_flow(cb, 0);
+	a[0].peer = &eb;
+	a[1].peer = &ea;
+	for (i = 0; i < 2; i++)
+		assert_int_equal(pthread_create(&t[i], NULL, flood_main, &a[i]),
+				 0);
+	for (i = 0; i < 2; i++) {
+		pthread_join(t[i], NULL);
+		printf("# flood %d: %u echoed, %u BUSY, %u other, %u "
+		       "duplicated, %u lost\n",
+		       i, a[i].ok, a[i].busy, a[i].other, a[i].dup, a[i].lost);
+	}
+	for (i = 0; i < 2; i++) {
+		assert_true(a[i].conn >= 0);
+		assert_int_equal(a[i].lost, 0);
+		assert_int_equal(a[i].dup, 0);
+		assert_int_equal(a[i].other, 0);
+		assert_int_equal(a[i].ok + a[i].busy, FLOOD_N);
+	}
+	dg_server_stop(xa);
+	dg_server_stop(xb);
+	dg_host_detach(ca);
+	dg_host_detach(cb);
+	dg_host_detach(sa);
+	dg_host_detach(sb);
+	engine_stop(&ea);
+	engine_stop(&eb);
+}
+
+/*
  * n calls from f on conn, one at a time, each served by whichever of the
  * server flows sf[] the engine hands it to; served[i] counts flow i's.
  */
@@ -1267,6 +1380,7 @@ int main(void)
 		cmocka_unit_test(test_accept_stall),
 		cmocka_unit_test(test_slow_reader_link),
 		cmocka_unit_test(test_register_owner),
+		cmocka_unit_test(test_symmetric_overload),
 		cmocka_unit_test_teardown(test_peer_engine_stopped,
 					  reap_children),
 	};
