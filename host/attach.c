@@ -69,6 +69,11 @@ static int attach_rdma(struct dg_host *h)
 		return rc;
 	rc = dg_rdma_ep_connect(h->ep, &req, sizeof(req), &rep, &rlen,
 				h->o.timeout_ms);
+	/* Refused with a reason (a full engine, a share used up). */
+	if (rc == -ECONNREFUSED && rlen >= sizeof(rep) &&
+	    rep.magic == DG_ATTACH_MAGIC && rep.status < 0 &&
+	    rep.status > -4096)
+		return rep.status;
 	if (rc)
 		return rc;
 	if (rlen < sizeof(rep) || rep.magic != DG_ATTACH_MAGIC)

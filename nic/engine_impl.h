@@ -52,6 +52,11 @@
  */
 #define TENANT_MAX_CONNS     (MAX_CONNS / 4)
 #define TENANT_MAX_SERVICES  (MAX_SERVICES / 4)
+/*
+ * Tenants one identity may attach (-EDQUOT beyond): a shared-memory user,
+ * an RDMA source address. In-process tenants are the engine's own.
+ */
+#define IDENT_MAX_TENANTS    (MAX_TENANTS / 4)
 #define NO_IDX		     0xffffu
 #define SVC_LOOPBACK	     0xfffeu	 /* conn.svc of DG_LOOPBACK_SERVICE */
 #define NO_CONN		     0xffffffffu /* never a DG_CONN_ID (bit 31 is clear) */
@@ -247,6 +252,9 @@ struct tenant {
 	 * NO_UID (RDMA: nothing authenticates it).
 	 */
 	int64_t uid;
+	/* RDMA: the source address it attached from (addr_set). */
+	uint8_t addr[16];
+	bool addr_set;
 	bool dead;
 	bool draining;	/* its server flows take no new requests (ctl) */
 	bool accepting; /* its connection is not established yet */
@@ -763,6 +771,8 @@ void nic_tenant_free(struct dg_nic *n, uint32_t tid);
 void nic_take_pending(struct dg_nic *n);
 void nic_accept_rdma(struct dg_nic *n);
 void nic_accept_poll(struct dg_nic *n);
+uint32_t nic_ident_tenants(const struct dg_nic *n, int64_t uid,
+			   const uint8_t *addr);
 void nic_reap(struct dg_hostmem *hm, struct dg_peer *link);
 int nic_call(struct dg_nic *n, void (*fn)(struct dg_nic *, void *), void *arg,
 	     int timeout_ms);

@@ -194,6 +194,7 @@ static int take_request(struct dg_nic *n, int fd)
 	struct dg_region_hdr hdr;
 	struct dg_hostmem *hm;
 	struct cmsghdr *c;
+	int64_t uid;
 	int rc, i, nfd = 0;
 	void *map = NULL;
 	ssize_t k;
@@ -226,6 +227,20 @@ static int take_request(struct dg_nic *n, int fd)
 	    req.magic != DG_SHM_MAGIC || nfd < 1 ||
 	    req.version != DG_REGION_VERSION)
 		goto refuse;
+	/* Its user, as the kernel tells: one user cannot take every slot. */
+	{
+		struct ucred cr;
+		socklen_t cl = sizeof(cr);
+
+		uid = getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0
+			      ? (int64_t)cr.uid
+			      : NO_UID;
+	}
+	rc = -EDQUOT;
+	if (nic_ident_tenants(n, uid, NULL) >= IDENT_MAX_TENANTS) {
+		n->quota_refused++;
+		goto refuse;
+	}
 	rc = -EINVAL;
 	if (dg_region_layout(req.nflows, req.slots, &lay) ||
 	    dg_region_bytes(&lay) != req.len || (uint32_t)nfd != 1 + req.nflows)
@@ -257,17 +272,7 @@ static int take_request(struct dg_nic *n, int fd)
 		return 1;
 	}
 	close(fds[0]);
-	{
-		/* Its identity: the user the kernel says is at the other end.
-		 */
-		struct ucred cr;
-		socklen_t cl = sizeof(cr);
-
-		n->tenants[rc].uid =
-			getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cr, &cl) == 0
-				? (int64_t)cr.uid
-				: NO_UID;
-	}
+	n->tenants[rc].uid = uid; /* its identity, for services too */
 	reply(fd, 0, rc, n->o.engine_id, n->wake_fd);
 	return 1;
 refuse:

@@ -118,6 +118,27 @@ int nic_tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
 	return (int)i;
 }
 
+/*
+ * Tenants of one identity: the user uid (shared memory; NO_UID: none) or
+ * the RDMA source address addr (NULL: none).
+ */
+uint32_t nic_ident_tenants(const struct dg_nic *n, int64_t uid,
+			   const uint8_t *addr)
+{
+	uint32_t i, k = 0;
+
+	for (i = 0; i < MAX_TENANTS; i++) {
+		const struct tenant *t = &n->tenants[i];
+
+		if (!t->used || t->local_region)
+			continue;
+		if (addr ? t->addr_set && !memcmp(t->addr, addr, 16)
+			 : uid != NO_UID && t->direct && t->uid == uid)
+			k++;
+	}
+	return k;
+}
+
 static void *hm_reaper(void *arg)
 {
 	struct dg_hostmem *hm = arg;
@@ -352,6 +373,7 @@ void nic_accept_rdma(struct dg_nic *n)
 	struct dg_hostmem *hm;
 	size_t plen = sizeof(pd);
 	struct accepting *a;
+	uint8_t who[16];
 	int rc, i;
 
 	if (!n->listener)
@@ -430,6 +452,20 @@ void nic_accept_rdma(struct dg_nic *n)
 		dg_rdma_ep_destroy(ep);
 		return;
 	}
+	/* One source address cannot take every tenant slot. */
+	if (dg_rdma_ep_peer(ep, who))
+		memset(who, 0, sizeof(who));
+	if (nic_ident_tenants(n, NO_UID, who) >= IDENT_MAX_TENANTS) {
+		n->attach_refused++;
+		n->quota_refused++;
+		fprintf(stderr,
+			"dagger-nic: refused an attach: its address holds "
+			"%u tenants already\n",
+			IDENT_MAX_TENANTS);
+		rep.status = -EDQUOT; /* the host's attach returns it */
+		dg_rdma_ep_reject(ep, &rep, sizeof(rep));
+		return;
+	}
 	rem = (struct dg_rdma_remote){req.addr, req.rkey, req.len};
 	rc = dg_hostmem_rdma_create(ep, &rem, &hm);
 	if (rc) {
@@ -449,8 +485,9 @@ void nic_accept_rdma(struct dg_nic *n)
 		rep.shadow_len = sh.len;
 	}
 	if (rc < 0) {
-		n->attach_refused++;  /* no slot, a bad mode, a quota */
-		hm->ops->destroy(hm); /* also rejects */
+		n->attach_refused++; /* no slot, a bad mode */
+		dg_rdma_ep_refuse(ep, &rep, sizeof(rep)); /* with the reason */
+		hm->ops->destroy(hm);
 		return;
 	}
 	if (dg_rdma_ep_accept_start(ep, &rep, sizeof(rep))) {
@@ -459,6 +496,8 @@ void nic_accept_rdma(struct dg_nic *n)
 		return;
 	}
 	n->tenants[rc].accepting = true;
+	memcpy(n->tenants[rc].addr, who, sizeof(who));
+	n->tenants[rc].addr_set = true;
 	*a = (struct accepting){.used = true,
 				.tenant = rc,
 				.ep = ep,

@@ -116,6 +116,8 @@ int dg_rdma_ep_accept(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
 int dg_rdma_ep_accept_start(struct dg_rdma_ep *ep, const void *pdata,
 			    size_t plen);
 int dg_rdma_ep_accept_wait(struct dg_rdma_ep *ep, int timeout_ms);
+/* The peer's address as 16 bytes (IPv4 mapped into IPv6). */
+int dg_rdma_ep_peer(const struct dg_rdma_ep *ep, uint8_t out[16]);
 
 /*
  * Active side: resolves dst (and binds to src if not NULL, which selects the
@@ -141,6 +143,15 @@ int dg_rdma_ep_connect_wait(struct dg_rdma_ep *ep, void *reply,
 
 /* Disconnects (if connected), releases every resource, NULL is a no-op. */
 void dg_rdma_ep_destroy(struct dg_rdma_ep *ep);
+/*
+ * Passive side, before accepting: refuses the request with private data
+ * (up to DG_RDMA_REJECT_PDATA_MAX bytes, which dg_rdma_ep_connect's reply
+ * receives with -ECONNREFUSED), then destroys the endpoint.
+ */
+#define DG_RDMA_REJECT_PDATA_MAX 148
+void dg_rdma_ep_reject(struct dg_rdma_ep *ep, const void *pdata, size_t plen);
+/* The refusal alone: the endpoint stays, for its owner to destroy. */
+void dg_rdma_ep_refuse(struct dg_rdma_ep *ep, const void *pdata, size_t plen);
 
 /*
  * Non-blocking check of the connection's state: 0 while connected,

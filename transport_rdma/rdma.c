@@ -172,7 +172,8 @@ static int event_errno(enum rdma_cm_event_type t, int status)
 
 /*
  * Waits for one event of type want on ch. If pdata is given, copies the
- * event's private data (up to *plen) and sets *plen.
+ * event's private data (up to *plen) and sets *plen: also that of a
+ * REJECTED event (-ECONNREFUSED; *plen 0 when it carried none).
  */
 static int expect_event(struct rdma_event_channel *ch,
 			enum rdma_cm_event_type want, int timeout_ms,
@@ -183,11 +184,13 @@ static int expect_event(struct rdma_event_channel *ch,
 
 	if (rc)
 		return rc;
-	if (ev->event != want) {
+	if (ev->event != want &&
+	    !(ev->event == RDMA_CM_EVENT_REJECTED && pdata && plen)) {
 		rc = event_errno(ev->event, ev->status);
 		rdma_ack_cm_event(ev);
 		return rc;
 	}
+	rc = ev->event == want ? 0 : -ECONNREFUSED;
 	if (pdata && plen) {
 		size_t n = ev->param.conn.private_data_len;
 
@@ -198,7 +201,7 @@ static int expect_event(struct rdma_event_channel *ch,
 		*plen = n;
 	}
 	rdma_ack_cm_event(ev);
-	return 0;
+	return rc;
 }
 
 static int parse_addr(const char *host, uint16_t port,
@@ -602,6 +605,23 @@ int dg_rdma_ep_connect(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
 	return 0;
 }
 
+void dg_rdma_ep_refuse(struct dg_rdma_ep *ep, const void *pdata, size_t plen)
+{
+	if (!ep || ep->state != EP_IDLE || !ep->passive || ep->accepted)
+		return;
+	rdma_reject(ep->id, pdata,
+		    (uint8_t)(plen < DG_RDMA_REJECT_PDATA_MAX
+				      ? plen
+				      : DG_RDMA_REJECT_PDATA_MAX));
+	ep->accepted = true; /* answered: destroy sends no second reject */
+}
+
+void dg_rdma_ep_reject(struct dg_rdma_ep *ep, const void *pdata, size_t plen)
+{
+	dg_rdma_ep_refuse(ep, pdata, plen);
+	dg_rdma_ep_destroy(ep);
+}
+
 void dg_rdma_ep_destroy(struct dg_rdma_ep *ep)
 {
 	if (!ep)
@@ -643,6 +663,29 @@ int dg_rdma_ep_check(struct dg_rdma_ep *ep)
 	default:
 		return -ENOTCONN;
 	}
+}
+
+int dg_rdma_ep_peer(const struct dg_rdma_ep *ep, uint8_t out[16])
+{
+	const struct sockaddr *sa = rdma_get_peer_addr(ep->id);
+
+	memset(out, 0, 16);
+	if (sa && sa->sa_family == AF_INET) {
+		out[10] = out[11] = 0xff;
+		memcpy(out + 12,
+		       &((const struct sockaddr_in *)(const void *)sa)
+				->sin_addr,
+		       4);
+		return 0;
+	}
+	if (sa && sa->sa_family == AF_INET6) {
+		memcpy(out,
+		       &((const struct sockaddr_in6 *)(const void *)sa)
+				->sin6_addr,
+		       16);
+		return 0;
+	}
+	return -EAFNOSUPPORT;
 }
 
 int dg_rdma_ep_fd(const struct dg_rdma_ep *ep)

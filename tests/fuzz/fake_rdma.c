@@ -254,6 +254,26 @@ int dg_rdma_ep_accept_start(struct dg_rdma_ep *ep, const void *pdata,
 	return dg_rdma_ep_accept(ep, pdata, plen, 0);
 }
 
+void dg_rdma_ep_refuse(struct dg_rdma_ep *ep, const void *pdata, size_t plen)
+{
+	(void)ep;
+	(void)pdata;
+	(void)plen;
+}
+
+void dg_rdma_ep_reject(struct dg_rdma_ep *ep, const void *pdata, size_t plen)
+{
+	dg_rdma_ep_refuse(ep, pdata, plen);
+	dg_rdma_ep_destroy(ep);
+}
+
+int dg_rdma_ep_peer(const struct dg_rdma_ep *ep, uint8_t out[16])
+{
+	(void)ep;
+	memset(out, 0, 16); /* every fake peer: one address */
+	return 0;
+}
+
 int dg_rdma_ep_accept_wait(struct dg_rdma_ep *ep, int timeout_ms)
 {
 	(void)timeout_ms;

@@ -1271,6 +1271,45 @@ static void test_symmetric_overload(void **state)
 }
 
 /*
+ * One source address cannot take every tenant slot: a quarter of them
+ * (16) per address; the next attach from it is refused with the reason
+ * (-EDQUOT, carried by the reject), counted in quota_refused; once one of
+ * them detaches, the next attach is taken.
+ */
+static void test_tenant_share_rdma(void **state)
+{
+	struct dg_host_opts o = {.nflows = 1, .slots = 64, .timeout_ms = 30000};
+	struct dg_nic_stats s0, s1;
+	struct dg_host *h[17];
+	struct engine e;
+	uint32_t i;
+
+	(void)state;
+	engine_start(&e, dg_rxe_addr(0), 1);
+	o.engine_addr = e.addr;
+	o.engine_port = e.port;
+	assert_int_equal(dg_nic_stats(e.nic, &s0, 5000), 0);
+	for (i = 0; i < 16; i++)
+		h[i] = attach_to(&e, NULL, 1, 64);
+	assert_int_equal(dg_host_attach(&o, &h[16]), -EDQUOT);
+	assert_int_equal(dg_nic_stats(e.nic, &s1, 5000), 0);
+	assert_int_equal(s1.quota_refused - s0.quota_refused, 1);
+	assert_int_equal(s1.attach_refused - s0.attach_refused, 1);
+	assert_int_equal(s1.tenants, 16);
+	dg_host_detach(h[0]);
+	h[0] = NULL;
+	for (i = 0; i < 100 && s1.tenants != 15; i++) {
+		usleep(10000); /* only a bound: the engine's count decides */
+		assert_int_equal(dg_nic_stats(e.nic, &s1, 5000), 0);
+	}
+	assert_int_equal(s1.tenants, 15);
+	assert_int_equal(dg_host_attach(&o, &h[0]), 0);
+	for (i = 0; i < 16; i++)
+		dg_host_detach(h[i]);
+	engine_stop(&e);
+}
+
+/*
  * n calls from f on conn, one at a time, each served by whichever of the
  * server flows sf[] the engine hands it to; served[i] counts flow i's.
  */
@@ -1381,6 +1420,7 @@ int main(void)
 		cmocka_unit_test(test_slow_reader_link),
 		cmocka_unit_test(test_register_owner),
 		cmocka_unit_test(test_symmetric_overload),
+		cmocka_unit_test(test_tenant_share_rdma),
 		cmocka_unit_test_teardown(test_peer_engine_stopped,
 					  reap_children),
 	};

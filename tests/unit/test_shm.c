@@ -590,6 +590,37 @@ static int run_role(char *const argv[])
 	return 2;
 }
 
+/*
+ * One user cannot take every tenant slot of the daemon: a quarter of them
+ * (16) per user (SO_PEERCRED); the next attach of the same user is refused
+ * -EDQUOT, counted in quota_refused and attach_refused; once one of its
+ * tenants detaches, the next attach is taken.
+ */
+static void test_tenant_share(void **state)
+{
+	struct dg_host *h[17];
+	struct dg_nic_stats s0 = stats(), s1;
+	uint32_t i, mine = s0.shm_tenants;
+	int rc;
+
+	(void)state;
+	assert_true(mine < 16);
+	for (i = 0; i < 16 - mine; i++)
+		assert_int_equal(attach_shm(64, 0, &h[i]), 0);
+	rc = attach_shm(64, 0, &h[i]);
+	assert_int_equal(rc, -EDQUOT);
+	s1 = stats();
+	assert_int_equal(s1.quota_refused - s0.quota_refused, 1);
+	assert_int_equal(s1.attach_refused - s0.attach_refused, 1);
+	assert_int_equal(s1.shm_tenants, 16);
+	dg_host_detach(h[0]);
+	wait_tenants(s1.tenants - 1);
+	assert_int_equal(attach_shm(64, 0, &h[0]), 0);
+	for (i = 0; i < 16 - mine; i++)
+		dg_host_detach(h[i]);
+	wait_tenants(s0.tenants);
+}
+
 int main(int argc, char **argv)
 {
 	const struct CMUnitTest tests[] = {
@@ -598,6 +629,7 @@ int main(int argc, char **argv)
 		cmocka_unit_test(test_server_killed),
 		cmocka_unit_test(test_client_killed),
 		cmocka_unit_test(test_bad_attach),
+		cmocka_unit_test(test_tenant_share),
 	};
 
 	if (argc > 1 && argv[1][0] == '-')
