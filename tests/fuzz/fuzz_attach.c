@@ -230,9 +230,15 @@ static void shm_case(struct fz_in *in)
 		break;
 	}
 	case FD_TWO:
+		/*
+		 * The second memfd stands where the first eventfd goes:
+		 * one descriptor too many, or a flow's eventfd that is not
+		 * one. Never valid.
+		 */
 		fds[nfd++] = memfd(fd_len, F_SEAL_SHRINK | F_SEAL_GROW);
 		fds[nfd++] = memfd(4096, F_SEAL_SHRINK | F_SEAL_GROW);
-		break; /* the first one counts */
+		valid = false;
+		break;
 	default:
 		fds[nfd++] = plain_file(fd_len);
 		valid = false;

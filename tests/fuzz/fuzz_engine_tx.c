@@ -180,7 +180,14 @@ static void c_drain(struct env *e)
 			fz_fail("C's rpc %u answered on conn %#x, sent on %#x",
 				m.h.rpc_id, m.h.conn, k->conn);
 		if (k->conn == e->conn_e) {
-			if (m.h.status != DG_ST_OK && m.h.status != DG_ST_BUSY)
+			/*
+			 * DROPPED: C's RX ring was full past the engine's
+			 * hold bound (1 us here; C reads only when the
+			 * input says) and S's answer was dropped.
+			 */
+			if (m.h.status != DG_ST_OK &&
+			    m.h.status != DG_ST_BUSY &&
+			    m.h.status != DG_ST_DROPPED)
 				fz_fail("C's echo rpc %u: status %u",
 					m.h.rpc_id, m.h.status);
 			fill(e->pay, k->len, k->seed);

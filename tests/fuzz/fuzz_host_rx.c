@@ -246,13 +246,15 @@ static void tx_consume(struct env *e, uint32_t f)
 	for (;;) {
 		uint32_t pos = e->txr[f], i, n, len;
 		const struct dg_frame *s = tx_slot(e, f, pos);
-		uint8_t want = f ? DG_FF_RESP : DG_FF_REQ;
+		uint8_t want = f ? DG_FF_RESP : DG_FF_REQ, kind;
 		struct dg_frame h;
 
 		if (!dg_slot_ready(s, pos, e->rflags))
 			break;
 		memcpy(&h, s, sizeof(h));
-		if ((h.flags != want && h.flags != DG_FF_CTRL) ||
+		/* A server answers a sampled (traced) request with the mark. */
+		kind = h.flags & (uint8_t)~DG_FF_TRACE;
+		if ((kind != want && h.flags != DG_FF_CTRL) ||
 		    h.len > DG_MAX_MSG || h.cnt != dg_frames_for(h.len) ||
 		    h.cnt > SLOTS)
 			fz_fail("flow %u: TX %u passes the stamp check with "
@@ -276,7 +278,7 @@ static void tx_consume(struct env *e, uint32_t f)
 			memcpy(e->buf + n, c->data, k);
 			n += k;
 		}
-		if (h.flags == DG_FF_RESP && model_of(e, h.rpc_id)) {
+		if (kind == DG_FF_RESP && model_of(e, h.rpc_id)) {
 			/* A whole request's answer: once, and the right one. */
 			struct model *m = model_of(e, h.rpc_id);
 
