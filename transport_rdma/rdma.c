@@ -593,16 +593,8 @@ int dg_rdma_ep_connect(struct dg_rdma_ep *ep, const void *pdata, size_t plen,
 {
 	int rc = dg_rdma_ep_connect_start(ep, pdata, plen);
 
-	if (rc)
-		return rc;
-	rc = expect_event(ep->ch, RDMA_CM_EVENT_ESTABLISHED,
-			  timeout_ms > 0 ? timeout_ms : 10000, reply,
-			  reply_len);
-	if (rc)
-		return rc;
-	set_rnr_timer(ep->id);
-	ep->state = EP_CONNECTED;
-	return 0;
+	return rc ? rc
+		  : dg_rdma_ep_connect_wait(ep, reply, reply_len, timeout_ms);
 }
 
 void dg_rdma_ep_refuse(struct dg_rdma_ep *ep, const void *pdata, size_t plen)
