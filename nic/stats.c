@@ -18,14 +18,36 @@ static const char *const drop_names[DROP_NREASONS] = {
 	"bad_len", "bad_flags", "bad_conn", "bad_ctrl", "too_big", "no_request",
 };
 
+static void stats_take(struct dg_nic *n, void *arg);
+
+/* Called with the engine stopped (or from its own thread). */
 void dg_nic_stats_print(struct dg_nic *n, FILE *f)
 {
+	struct dg_nic_stats tot;
 	uint32_t i, j, r;
 
+	stats_take(n, &tot);
 	fprintf(f, "# dagger-nic statistics\n");
 	fprintf(f, "engine: sleeps %llu missed_wakes %llu\n",
 		(unsigned long long)n->sleeps,
 		(unsigned long long)n->missed_wakes);
+	/* Every tenant's, those gone included: what a failed run asks. */
+	fprintf(f,
+		"totals: rpcs_tx %llu rpcs_rx %llu busy %llu stalled %llu "
+		"dropped %llu denied %llu quota_refused %llu attach_refused "
+		"%llu peer_drops %llu",
+		(unsigned long long)tot.rpcs_tx,
+		(unsigned long long)tot.rpcs_rx, (unsigned long long)tot.busy,
+		(unsigned long long)tot.stalled,
+		(unsigned long long)tot.dropped, (unsigned long long)tot.denied,
+		(unsigned long long)tot.quota_refused,
+		(unsigned long long)tot.attach_refused,
+		(unsigned long long)tot.peer_drops);
+	for (r = 0; r < DROP_NREASONS; r++)
+		if (tot.drops[r])
+			fprintf(f, " drop_%s %llu", drop_names[r],
+				(unsigned long long)tot.drops[r]);
+	fputc('\n', f);
 	for (i = 0; i < MAX_PEERS; i++) {
 		struct peer_ref *p = &n->peers[i];
 		struct dg_peer_stats ls;

@@ -276,6 +276,14 @@ struct tier {
 	int ready; /* atomic */
 };
 
+/* A lower tier failed: say which call and why, answer ST_DOWNSTREAM. */
+static int downstream(const char *what, int rc)
+{
+	fprintf(stderr, "dagger-chain: %s: %s\n", what,
+		rc < 0 ? strerror(-rc) : dg_status_str(rc));
+	return ST_DOWNSTREAM;
+}
+
 /*
  * Logic: refuses too many bags; otherwise takes the flight's next seat
  * with Storage.Add and names it (row, letter); a full flight is refused.
@@ -300,7 +308,7 @@ static int lg_validate(void *arg, struct dg_flow *f,
 	rc = chain__storage__add_sync(w->cf, w->storage, &add, &n,
 				      CALL_TIMEOUT);
 	if (rc)
-		return ST_DOWNSTREAM;
+		return downstream("logic: Storage.Add", rc);
 	if (n->value > SEATS) {
 		resp->reason = "flight full";
 		return 0;
@@ -338,15 +346,21 @@ static int fe_checkin(void *arg, struct dg_flow *f,
 	val.flight = req->flight;
 	val.bags = req->bags;
 	/* Fan out: both calls are in flight at once on the client flow. */
-	if (chain__storage__get_call(w->cf, w->storage, &get, &get_id) ||
-	    chain__logic__validate_call(w->cf, w->logic, &val, &val_id))
-		return ST_DOWNSTREAM;
+	rc = chain__storage__get_call(w->cf, w->storage, &get, &get_id);
+	if (rc)
+		return downstream("frontend: Storage.Get", rc);
+	rc = chain__logic__validate_call(w->cf, w->logic, &val, &val_id);
+	if (rc)
+		return downstream("frontend: Logic.Validate", rc);
 	while (!(have_get && have_val)) {
 		struct dg_completion c[2];
 		int i, n = dg_poll(w->cf, c, 2);
 
-		if (n < 0 || now_ns() > deadline)
-			return ST_DOWNSTREAM;
+		if (n < 0)
+			return downstream("frontend: poll", n);
+		if (now_ns() > deadline)
+			return downstream("frontend: Get and Validate",
+					  -ETIMEDOUT);
 		/* Waiting: let the rest of the machine (the "NIC") run. */
 		if (!n && (++spins & 63) == 0)
 			sched_yield();
@@ -355,8 +369,10 @@ static int fe_checkin(void *arg, struct dg_flow *f,
 			if (c[i].rpc_id == get_id) {
 				Chain__GetReply *g;
 
-				if (chain__storage__get_take(w->cf, &c[i], &g))
-					return ST_DOWNSTREAM;
+				rc = chain__storage__get_take(w->cf, &c[i], &g);
+				if (rc)
+					return downstream(
+						"frontend: Storage.Get", rc);
 				have_get = true;
 				found = g->found;
 				version = g->version;
@@ -369,9 +385,11 @@ static int fe_checkin(void *arg, struct dg_flow *f,
 			} else if (c[i].rpc_id == val_id) {
 				Chain__ValidateReply *v;
 
-				if (chain__logic__validate_take(w->cf, &c[i],
-								&v))
-					return ST_DOWNSTREAM;
+				rc = chain__logic__validate_take(w->cf, &c[i],
+								 &v);
+				if (rc)
+					return downstream(
+						"frontend: Logic.Validate", rc);
 				have_val = true;
 				ok = v->ok;
 				seat = arena_str(
@@ -402,7 +420,7 @@ static int fe_checkin(void *arg, struct dg_flow *f,
 	rc = chain__storage__put_sync(w->cf, w->storage, &put, &pr,
 				      CALL_TIMEOUT);
 	if (rc)
-		return ST_DOWNSTREAM;
+		return downstream("frontend: Storage.Put", rc);
 	resp->booking = pr->version;
 	snprintf(miles_key, sizeof(miles_key), "miles/%s", req->passenger);
 	add.key = miles_key;
@@ -410,7 +428,7 @@ static int fe_checkin(void *arg, struct dg_flow *f,
 	rc = chain__storage__add_sync(w->cf, w->storage, &add, &ar,
 				      CALL_TIMEOUT);
 	if (rc)
-		return ST_DOWNSTREAM;
+		return downstream("frontend: Storage.Add", rc);
 	resp->miles = ar->value;
 	resp->ok = 1;
 	resp->seat = (char *)seat;
