@@ -64,16 +64,46 @@ bool nic_hold_over(struct dg_nic *n, uint64_t *since, const struct flow *cf)
  * Owes client flow cf a status for a call whose response it cannot take
  * now. -ENOSPC when cf owes as many as it may have calls tracked.
  */
-int nic_owe(struct dg_nic *n, struct flow *cf, uint32_t rpc, uint32_t conn,
-	    uint16_t fn, uint8_t status)
+static int owe(struct dg_nic *n, struct flow *cf, const struct owed *o)
 {
 	if (cf->owed_tail - cf->owed_head > cf->pend_mask)
 		return -ENOSPC;
 	if (cf->owed_tail == cf->owed_head)
 		n->nowing++;
-	cf->owed[cf->owed_tail++ & cf->pend_mask] = (struct owed){
-		.rpc = rpc, .conn = conn, .fn = fn, .status = status};
+	cf->owed[cf->owed_tail++ & cf->pend_mask] = *o;
 	return 0;
+}
+
+int nic_owe(struct dg_nic *n, struct flow *cf, uint32_t rpc, uint32_t conn,
+	    uint16_t fn, uint8_t status)
+{
+	const struct owed o = {.rpc = rpc,
+			       .conn = conn,
+			       .fn = fn,
+			       .status = status,
+			       .flags = DG_FF_RESP};
+
+	return owe(n, cf, &o);
+}
+
+/*
+ * A control reply: an OPEN's, answered by a peer engine's BIND_ACK while
+ * cf's ring was full. Only while the queue keeps room for every call cf
+ * has tracked (each may have to be owed too, and a call's answer must
+ * never find the queue full of replies); otherwise -ENOSPC.
+ */
+int nic_owe_reply(struct dg_nic *n, struct flow *cf, uint32_t rpc,
+		  uint32_t conn, uint8_t status)
+{
+	const struct owed o = {.rpc = rpc,
+			       .conn = conn,
+			       .status = status,
+			       .flags = DG_FF_CTRL};
+
+	if ((cf->owed_tail - cf->owed_head) + (cf->pend_tail - cf->pend_head) >
+	    cf->pend_mask)
+		return -ENOSPC;
+	return owe(n, cf, &o);
 }
 
 /*
@@ -102,7 +132,7 @@ void nic_owed_flush(struct dg_nic *n)
 				const struct owed *o = &fl->owed[fl->owed_head &
 								 fl->pend_mask];
 
-				if (nic_rx_status(t, f, DG_FF_RESP, o->rpc,
+				if (nic_rx_status(t, f, o->flags, o->rpc,
 						  o->conn, o->fn, o->status))
 					break;
 				fl->owed_head++;

@@ -141,6 +141,14 @@ static int ctrl_open(struct dg_nic *n, uint32_t tid, uint32_t f,
 	return ST_PENDING;
 }
 
+/*
+ * A BIND fits every link: one with the fewest and smallest buffers a
+ * hello may announce (DG_PEER_RECV_BUFS_MIN of one frame) takes that many
+ * frames at once (the engine has more send buffers).
+ */
+static_assert(DG_CTRL_MAX_FRAMES <= DG_PEER_RECV_BUFS_MIN,
+	      "a BIND fits any peer link");
+
 int nic_peer_bind(struct dg_nic *n, uint32_t pi, struct conn *c,
 		  const char *service)
 {

@@ -165,6 +165,7 @@ struct owed {
 	uint32_t rpc, conn;
 	uint16_t fn;
 	uint8_t status;
+	uint8_t flags; /* DG_FF_RESP: a call's answer; DG_FF_CTRL: a reply */
 };
 
 /* A request (by rpc id) that found its server's ring full once. */
@@ -698,6 +699,9 @@ struct conn *nic_conn_alloc(struct dg_nic *n);
 bool nic_hold_over(struct dg_nic *n, uint64_t *since, const struct flow *cf);
 int nic_owe(struct dg_nic *n, struct flow *cf, uint32_t rpc, uint32_t conn,
 	    uint16_t fn, uint8_t status);
+/* The same for a control reply (an OPEN's answer from a peer engine). */
+int nic_owe_reply(struct dg_nic *n, struct flow *cf, uint32_t rpc,
+		  uint32_t conn, uint8_t status);
 void nic_owed_flush(struct dg_nic *n);
 void nic_pend_advance(struct flow *fl);
 bool nic_pend_full(const struct flow *fl);

@@ -166,6 +166,25 @@ static int check_services(struct dg_nic *n)
 	return NIC_FUZZ_OK;
 }
 
+uint32_t nic_fuzz_peer_need(struct dg_nic *n, uint32_t pi)
+{
+	const struct peer_ref *p = pi < MAX_PEERS ? &n->peers[pi] : NULL;
+	uint32_t pos;
+
+	if (!p || !p->used)
+		return 0;
+	/* As peer_process walks it: a broken header is one frame. */
+	for (pos = p->head; pos != p->tail;) {
+		const struct dg_frame *h = &p->fifo[pos & (PEER_FIFO - 1)];
+		uint32_t cnt = nic_frame_check(h) >= 0 ? 1u : h->cnt;
+
+		if (p->tail - pos < cnt)
+			return cnt - (p->tail - pos);
+		pos += cnt;
+	}
+	return 0;
+}
+
 int nic_fuzz_check(struct dg_nic *n)
 {
 	uint32_t i;

@@ -756,6 +756,13 @@ void dg_peer_set_backlog(struct dg_peer *p, uint32_t frames, uint32_t cap)
 	p->rx_cap = cap;
 }
 
+uint32_t dg_peer_capacity(const struct dg_peer *p)
+{
+	/* dg_peer_room's largest value: msg_frames x min(credits, buffers). */
+	return p->msg_frames *
+	       (p->credits_max < p->send_bufs ? p->credits_max : p->send_bufs);
+}
+
 uint32_t dg_peer_rx_frames(const struct dg_peer *p)
 {
 	return p->buf_frames;

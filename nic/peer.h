@@ -219,6 +219,13 @@ void dg_peer_ack(struct dg_peer *p);
 /* Frames per SEND on this link (<= batch_frames, <= the peer's buffers). */
 uint32_t dg_peer_batch_frames(const struct dg_peer *p);
 /*
+ * The most frames dg_peer_room() can ever report on this link (every send
+ * buffer free, every credit back): a whole RPC of more frames can never
+ * be handed over, so a caller refuses it instead of waiting. Set by the
+ * peer's hello (its buffers' count and size): 0 before.
+ */
+uint32_t dg_peer_capacity(const struct dg_peer *p);
+/*
  * Most frames one message from the peer may carry (our receive buffers):
  * a caller that bounds what dg_peer_poll() hands it sizes by this, not by
  * dg_peer_batch_frames(), which the peer's smaller buffers may lower.

@@ -42,6 +42,15 @@ int nic_peer_add(struct dg_nic *n, struct dg_peer *link, bool outbound,
 		snprintf(p->addr, sizeof(p->addr), "%s", addr);
 	p->port = port;
 	nic_lists_update(n);
+	/* A peer with few or small buffers: say what it cannot carry. */
+	if (dg_peer_capacity(link) < DG_MAX_FRAMES)
+		fprintf(stderr,
+			"dagger-nic: peer link %u (%s): its buffers carry "
+			"RPCs of at most %u bytes; longer ones are answered "
+			"TOO_BIG\n",
+			i, addr ? addr : "inbound",
+			DG_FRAME_PAYLOAD +
+				(dg_peer_capacity(link) - 1) * DG_CONT_PAYLOAD);
 	return (int)i;
 }
 
@@ -141,9 +150,11 @@ void nic_peer_free(struct dg_nic *n, uint32_t pi)
 
 /*
  * Puts one whole message on peer link pi with its connection id set to
- * conn, or nothing: -EAGAIN without room (credits), -ENOTCONN once the link
- * is dead. Frames travel without stamps or checksums (the link's own
- * message header and the transport's CRC cover them).
+ * conn, or nothing: -EAGAIN without room (credits), -EMSGSIZE for a
+ * message longer than the link can ever take at once (the peer's buffers
+ * are few or small: dg_peer_capacity), -ENOTCONN once the link is dead.
+ * Frames travel without stamps or checksums (the link's own message
+ * header and the transport's CRC cover them).
  */
 int nic_peer_send(struct dg_nic *n, uint32_t pi, const struct msg *m,
 		  uint32_t conn)
@@ -154,7 +165,8 @@ int nic_peer_send(struct dg_nic *n, uint32_t pi, const struct msg *m,
 	if (p->dead)
 		return -ENOTCONN;
 	if (dg_peer_room(p->link) < cnt)
-		return -EAGAIN;
+		return UNLIKELY(cnt > dg_peer_capacity(p->link)) ? -EMSGSIZE
+								 : -EAGAIN;
 	for (i = 0; i < cnt; i++) {
 		struct dg_frame *slot;
 		int rc = dg_peer_reserve(p->link, 1, &slot);
@@ -278,8 +290,9 @@ static enum verdict peer_ctrl(struct dg_nic *n, uint32_t pi,
 	uint16_t *slot = &p->inmap[DG_CONN_IDX(x)];
 	struct dg_ctrl_msg cm;
 	struct service *s;
+	struct tenant *ct;
+	struct flow *cf;
 	struct conn *c;
-	int rc;
 
 	nic_ctrl_gather(&cm, m);
 	switch (cm.op) {
@@ -326,11 +339,27 @@ static enum verdict peer_ctrl(struct dg_nic *n, uint32_t pi,
 			p->st.drops++;
 			return V_DONE;
 		}
-		/* The host's OPEN gets its answer now. */
-		rc = nic_rx_status(&n->tenants[c->tenant], c->flow, DG_FF_CTRL,
-				   c->rpc, x, 0, m->h.status);
-		if (rc)
-			return V_RETRY;
+		/*
+		 * The host's OPEN gets its answer now. A host whose ring
+		 * stays full holds the link no longer than a response
+		 * (peer_response): past the bound its answer is owed, and
+		 * if even that queue is full, the connection is given up
+		 * (unbound at the peer) and its OPEN times out.
+		 */
+		ct = &n->tenants[c->tenant];
+		cf = &ct->flows[c->flow];
+		if (nic_rx_status(ct, c->flow, DG_FF_CTRL, c->rpc, x, 0,
+				  m->h.status)) {
+			if (!nic_hold_over(n, &p->hold_ns, cf))
+				return V_RETRY;
+			if (nic_owe_reply(n, cf, c->rpc, x, m->h.status)) {
+				if (m->h.status == DG_ST_OK)
+					nic_peer_unbind(n, pi, x);
+				c->state = CONN_FREE;
+				cf->st.dropped++;
+				return V_DONE;
+			}
+		}
 		c->state = m->h.status == DG_ST_OK ? CONN_REMOTE : CONN_FREE;
 		return V_DONE;
 	case PEER_UNBIND:

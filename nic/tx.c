@@ -67,7 +67,9 @@ static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
 				p->t_ns = nic_clock(n);
 			}
 		}
-		st = st ? DG_ST_UNREACHABLE : 0;
+		st = st == -EMSGSIZE ? DG_ST_TOO_BIG
+		     : st	     ? DG_ST_UNREACHABLE
+				     : 0;
 	} else if (c->svc == SVC_LOOPBACK) {
 		/* Back to the caller as its own response; no room: retry. */
 		if (rx_put(t, f, m, cid, DG_FF_RESP))
@@ -109,6 +111,11 @@ static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
 		dg_hist_add(&n->trace_server, nic_clock(n) - p->t_ns);
 	if (c && c->state == CONN_INBOUND) {
 		rc = nic_peer_send(n, c->peer, m, c->remote);
+		/* Too long for the link: the caller learns that instead. */
+		if (UNLIKELY(rc == -EMSGSIZE))
+			rc = nic_peer_status(n, c->peer, DG_FF_RESP,
+					     m->h.rpc_id, c->remote, m->h.fn_id,
+					     DG_ST_TOO_BIG, 0);
 		if (rc == -EAGAIN) {
 			fl->st.stalled++;
 			return V_RETRY;

@@ -26,6 +26,13 @@ void nic_fuzz_detach(struct dg_nic *n, int tenant);
 /* Whether a flow of tenant serves the service called name. */
 bool nic_fuzz_serves(struct dg_nic *n, const char *name, int tenant);
 
+/*
+ * Frames peer link pi's FIFO still waits for to complete its last message
+ * (a peer that sent part of an RPC): 0 when every message there is whole,
+ * or pi is no link.
+ */
+uint32_t nic_fuzz_peer_need(struct dg_nic *n, uint32_t pi);
+
 /* Reasons nic_fuzz_check() reports. */
 enum nic_fuzz_broken {
 	NIC_FUZZ_OK = 0,

@@ -25,8 +25,12 @@
  * peer's buffers hold, no more credits than the peer spent) and carries
  * whole, well-formed RPCs, requests only for calls C made (each once) and
  * S's answers only to clients the peer bound; C gets each call answered
- * at most once on its connection, all of them once the link is dead; and
- * in the end a call from C to S completes within a bound.
+ * at most once on its connection, all of them once the link is dead; in
+ * the end, while C reads nothing (its RX ring may be full of answers and
+ * replies the link brought), a call from the peer's client Y is answered
+ * on the link within a bound (a tenant that does not read cannot hold the
+ * link: the engine's hold bound is 1 us here); then a call from C to S
+ * completes within a bound.
  */
 #include <errno.h>
 #include <stdbool.h>
@@ -65,6 +69,7 @@ enum { PEER_BIND = 16, PEER_BIND_ACK = 17, PEER_UNBIND = 18 };
 #define FINAL_MAX  400u
 #define SETUP_POLL 16u
 #define REMOTE_Y   0x00010001u /* the peer's client connection id */
+#define MAX_OPENS  8u
 
 enum { FN_ECHO = 1 };
 
@@ -78,6 +83,7 @@ struct env {
 	struct dg_rdma_ep *ep;
 	struct fz_raw s, c;
 	uint32_t rpc_s, c_next;
+	uint32_t open_ids[MAX_OPENS], nopens; /* C's OPENs after the setup */
 	uint32_t conn_e, conn_x;
 	uint32_t peer_batch; /* frames per message the engine may send us */
 	/* the peer's side of the link */
@@ -90,6 +96,8 @@ struct env {
 	uint32_t need;	    /* continuation frames still due */
 	uint32_t bind_conn; /* the conn id of the engine's last BIND */
 	uint32_t bound[MAX_BOUND], nbound;
+	uint32_t probe_rpc; /* the peer's last call on Y (final_check) */
+	bool probe_done;    /* ... answered on the link */
 	struct call calls[MAX_OUT];
 	uint8_t buf[DG_MAX_MSG], pay[DG_MAX_MSG];
 	uint8_t msg[sizeof(struct msg_hdr) + 80 * DG_SLOT_SIZE];
@@ -186,6 +194,9 @@ static void check_frame(struct env *e, const struct dg_frame *f)
 			fz_fail("link: an answer for conn %#x, which the peer "
 				"never bound",
 				f->conn);
+		if (f->conn == REMOTE_Y && e->probe_rpc &&
+		    f->rpc_id == e->probe_rpc)
+			e->probe_done = true;
 		break;
 	}
 }
@@ -309,7 +320,8 @@ static void peer_msg(struct env *e, struct fz_in *in)
 			f->conn = REMOTE_Y;
 			break;
 		case 2:
-			f->conn = e->conn_x;
+			/* C's last connection through the link (X first). */
+			f->conn = e->bind_conn;
 			break;
 		case 3: {
 			/* An answer to one of C's calls in flight on X. */
@@ -433,6 +445,32 @@ static bool c_call(struct env *e, uint32_t conn, uint32_t len, uint32_t *rpc)
 	return true;
 }
 
+static bool c_opened(const struct env *e, uint32_t rpc)
+{
+	uint32_t i;
+
+	for (i = 0; i < e->nopens; i++)
+		if (e->open_ids[i] == rpc)
+			return true;
+	return false;
+}
+
+/*
+ * C opens another connection to "svc" through the link (the engine sends
+ * a BIND, which the script may acknowledge) and reads no reply now.
+ */
+static void c_open(struct env *e)
+{
+	struct dg_ctrl_msg m = {.op = DG_CTRL_OPEN, .port = 7471};
+
+	snprintf(m.service, sizeof(m.service), "svc");
+	snprintf(m.peer, sizeof(m.peer), "192.0.2.9");
+	if (e->nopens < MAX_OPENS &&
+	    !fz_raw_send(&e->c, 0, DG_FF_CTRL, 0, e->c_next, 0, 0, &m,
+			 sizeof(m)))
+		e->open_ids[e->nopens++] = e->c_next++;
+}
+
 static void c_drain(struct env *e)
 {
 	struct fz_msg m;
@@ -440,6 +478,10 @@ static void c_drain(struct env *e)
 	while (fz_raw_recv(&e->c, 0, &m, e->buf) == 1) {
 		struct call *k = &e->calls[m.h.rpc_id % MAX_OUT];
 
+		/* The reply to an OPEN C made after the setup. */
+		if ((m.h.flags & DG_FF_KIND) == DG_FF_CTRL &&
+		    c_opened(e, m.h.rpc_id))
+			continue;
 		if (!(m.h.flags & DG_FF_RESP))
 			fz_fail("C got flags %#x (rpc %u)", m.h.flags,
 				m.h.rpc_id);
@@ -448,7 +490,10 @@ static void c_drain(struct env *e)
 				"it is not waiting for there",
 				m.h.rpc_id, m.h.conn);
 		if (k->conn == e->conn_e) {
-			if (m.h.status != DG_ST_OK && m.h.status != DG_ST_BUSY)
+			/* DROPPED: S answered while C's ring was full. */
+			if (m.h.status != DG_ST_OK &&
+			    m.h.status != DG_ST_BUSY &&
+			    m.h.status != DG_ST_DROPPED)
 				fz_fail("C's echo rpc %u: status %u",
 					m.h.rpc_id, m.h.status);
 			fill(e->pay, k->len, k->seed);
@@ -494,7 +539,8 @@ static void attach(struct env *e, struct fz_raw *r)
 static void setup(struct env *e, struct fz_in *in)
 {
 	struct dg_nic_opts o = {.engine_id = 1,
-				.peer_timeout_ms = DG_PEER_TIMEOUT_MAX};
+				.peer_timeout_ms = DG_PEER_TIMEOUT_MAX,
+				.hold_us = 1};
 	struct dg_peer_hello h = {.magic = DG_PEER_HELLO_MAGIC,
 				  .version = DG_PEER_HELLO_VERSION,
 				  .keepalive_ms = 1000,
@@ -583,15 +629,75 @@ static void setup(struct env *e, struct fz_in *in)
 }
 
 /*
- * The peer behaves from here on (returns its credits, reads what the
- * engine sends): C's next call to S completes; if the link is down, each
- * of C's calls through it has been answered.
+ * The peer behaves from here on (returns its credits, completes an RPC it
+ * left half sent, reads what the engine sends) and C reads nothing: a
+ * call from the peer's client Y to S is answered on the link within a
+ * bound, whatever waits for C in the FIFO (answers, BIND_ACKs).
+ */
+static void probe_check(struct env *e)
+{
+	struct dg_nic_stats st;
+	struct dg_frame *f;
+	uint32_t r, need, k;
+	bool sent = false;
+
+	poll_engine(e, 1);
+	take_sends(e);
+	if (!fake_ep_alive(e->ep) || dg_nic_stats(e->nic, &st, 1000) ||
+	    !st.peers)
+		return; /* the link is down: nothing to hold */
+	e->probe_rpc = 0x7f000000u | (e->tx_seq & 0xffff);
+	e->probe_done = false;
+	for (r = 0; r < FINAL_MAX && !e->probe_done; r++) {
+		take_sends(e);
+		if (!fake_ep_alive(e->ep))
+			return;
+		s_serve(e);
+		if (!sent && e->credits > 1) {
+			need = nic_fuzz_peer_need(e->nic, 0);
+			k = need < ENGINE_BATCH ? need : ENGINE_BATCH;
+			if (k) /* the rest of the peer's half-sent RPC */
+				memset(msg_frame(e, 0), 0,
+				       k * sizeof(struct dg_frame));
+			else
+				k = 1;
+			if (!need) {
+				f = msg_frame(e, 0);
+				memset(f, 0, sizeof(*f));
+				f->rpc_id = e->probe_rpc;
+				f->conn = REMOTE_Y;
+				f->fn_id = FN_ECHO;
+				f->len = 8;
+				f->cnt = 1;
+				f->flags = DG_FF_REQ;
+				sent = true;
+			}
+			put_hdr(e, k, e->owed);
+			deliver(e, sizeof(struct msg_hdr) + k * DG_SLOT_SIZE,
+				true);
+			e->owed = 0;
+		} else if (e->owed && e->credits) {
+			peer_credit(e);
+		}
+		poll_engine(e, 1);
+	}
+	if (!e->probe_done)
+		fz_fail("the peer's call on Y %s after %u rounds while C "
+			"reads nothing",
+			sent ? "not answered" : "never sent", FINAL_MAX);
+}
+
+/*
+ * Then C reads again: C's next call to S completes; if the link is down,
+ * each of C's calls through it has been answered.
  */
 static void final_check(struct env *e)
 {
 	struct dg_nic_stats st;
 	uint32_t i, id = 0, r;
 	bool sent = false, done = false;
+
+	probe_check(e);
 
 	for (r = 0; r < FINAL_MAX; r++) {
 		take_sends(e);
@@ -665,6 +771,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			c_drain(e);
 			break;
 		case 4:
+			if (op >> 5 == 7) {
+				c_open(e);
+				break;
+			}
 			c_call(e, op & 16 ? e->conn_e : e->conn_x,
 			       fz_u16(&in) % (4 * DG_CONT_PAYLOAD), NULL);
 			break;

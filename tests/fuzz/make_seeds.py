@@ -263,6 +263,7 @@ def ppoll(n=1):
 
 P_SERVE, P_DRAIN, P_TAKE, P_CREDIT = bytes([2]), bytes([3]), bytes([5]), \
     bytes([6])
+P_OPEN = bytes([4 | 7 << 5])  # C opens another connection through the link
 
 
 def pcall(to_s, length):
@@ -325,6 +326,25 @@ def peer():
                                         flags=REQ))], n=64)
         s += ppoll(1)
     seeds["repro-fifo-overflow"] = s + ppoll(4)
+    # A peer whose four buffers hold one frame each: C's five-frame call
+    # through it could never be handed to the link and stopped C's TX
+    # ring for good (its call to S behind it never went); now it is
+    # answered TOO_BIG.
+    seeds["repro-link-capacity"] = b"\x00\x00" + pcall(False, 220) + \
+        ppoll(2) + P_TAKE
+    # C's ring fills with S's answers right after C opened another
+    # connection through the link: the peer's BIND_ACK waited at the
+    # FIFO's head for C's room with no bound, and every call of the
+    # peer's client behind it with it (now: owed after the hold bound).
+    s = b"\x20\x10"
+    for n in range(63):
+        s += pcall(True, 8)
+        if n % 16 == 15:
+            s += ppoll(2) + P_SERVE + ppoll(2)
+    s += ppoll(2) + P_SERVE + ppoll(2) + P_OPEN + ppoll(2) + P_TAKE
+    s += pcall(True, 8) + ppoll(2) + P_SERVE + ppoll(2)
+    s += pmsg([(2 | 8, frame(rpc=1, length=1, cnt=1))]) + ppoll(4)
+    seeds["repro-bind-ack-held"] = s
     return seeds
 
 
