@@ -147,23 +147,92 @@ uint32_t dg_crc32c(uint32_t seed, const void *buf, size_t len)
 	return ~crc32c_sw(crc, buf, len);
 }
 
-/* CRC32C of the stamp, then the 56 bytes at p. */
-static uint32_t stamp_csum(const uint8_t *p, uint32_t stamp)
+/* CRC32C of the stamp, then the 56 bytes at p, without the instructions. */
+static uint32_t stamp_csum_sw(const uint8_t *p, uint32_t stamp)
 {
-#if defined(__x86_64__) || defined(__aarch64__)
-	if (have_hw)
-		return slot_csum_hw(p, stamp);
-#endif
 	return ~crc32c_sw(crc32c_sw(~0u, (const uint8_t *)&stamp, 4), p,
 			  DG_SLOT_SIZE - 8);
 }
 
+static uint32_t slot_csum_sw(const void *slot, uint32_t stamp)
+{
+	return stamp_csum_sw((const uint8_t *)slot + 8, stamp);
+}
+
+static uint32_t cont_csum_sw(const void *slot, uint32_t stamp)
+{
+	return stamp_csum_sw(slot, stamp);
+}
+
+#if defined(__x86_64__) || defined(__aarch64__)
+/*
+ * Every frame published or taken on a checksummed ring costs one of these:
+ * the variant is chosen once, when the program is loaded (a GNU indirect
+ * function), so a call goes straight to it with no test on the way.
+ */
+#if defined(__x86_64__)
+#define DG_TARGET_HW __attribute__((target("sse4.2")))
+#else
+#define DG_TARGET_HW DG_TARGET_CRC
+#endif
+DG_TARGET_HW static uint32_t slot_csum_hw_at(const void *slot, uint32_t stamp)
+{
+	return slot_csum_hw((const uint8_t *)slot + 8, stamp);
+}
+
+DG_TARGET_HW static uint32_t cont_csum_hw_at(const void *slot, uint32_t stamp)
+{
+	return slot_csum_hw(slot, stamp);
+}
+
+typedef uint32_t (*csum_fn)(const void *, uint32_t);
+
+/*
+ * The resolvers run while the program is being relocated, before the
+ * sanitizers' runtime or any constructor: they touch no global (none may
+ * be relocated yet) and are not instrumented. x86-64 asks the CPU itself
+ * (CPUID leaf 1, ECX bit 20: SSE4.2), arm64 is handed the hwcaps.
+ */
+#define RESOLVER                                                               \
+	__attribute__((used, no_sanitize_address, no_sanitize("undefined"),    \
+		       no_instrument_function)) static csum_fn
+#if defined(__x86_64__)
+static inline __attribute__((always_inline)) bool csum_hw_now(void)
+{
+	uint32_t a = 1, b, c = 0, d;
+
+	__asm__("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
+	return (c >> 20) & 1u;
+}
+#define RESOLVER_ARGS void
+#define HW_NOW	      csum_hw_now()
+#else
+#define RESOLVER_ARGS uint64_t hwcap
+#define HW_NOW	      ((hwcap & HWCAP_CRC32) != 0)
+#endif
+
+RESOLVER resolve_slot_csum(RESOLVER_ARGS)
+{
+	return HW_NOW ? slot_csum_hw_at : slot_csum_sw;
+}
+
+RESOLVER resolve_cont_csum(RESOLVER_ARGS)
+{
+	return HW_NOW ? cont_csum_hw_at : cont_csum_sw;
+}
+
+uint32_t dg_slot_csum(const void *slot, uint32_t stamp)
+	__attribute__((ifunc("resolve_slot_csum")));
+uint32_t dg_cont_csum(const void *slot, uint32_t stamp)
+	__attribute__((ifunc("resolve_cont_csum")));
+#else
 uint32_t dg_slot_csum(const void *slot, uint32_t stamp)
 {
-	return stamp_csum((const uint8_t *)slot + 8, stamp);
+	return slot_csum_sw(slot, stamp);
 }
 
 uint32_t dg_cont_csum(const void *slot, uint32_t stamp)
 {
-	return stamp_csum(slot, stamp);
+	return cont_csum_sw(slot, stamp);
 }
+#endif

@@ -119,8 +119,7 @@ call_fast(struct dg_flow *f, int conn, uint16_t fn, const void *req, size_t len,
 	if (csum) /* RDMA rings (dagger/ring.h) */
 		dg_ring_guard(f->tx, f->mask, pos + cnt);
 	dg_slot_publish(s, pos, csum);
-	dg_after_tx(f);
-	return 0;
+	return dg_after_tx_ret(f);
 }
 
 static __attribute__((noinline)) int call_csum(struct dg_flow *f, int conn,
@@ -407,8 +406,12 @@ poll_fast(struct dg_flow *f, struct dg_completion *c, int max,
 
 	if (DG_UNLIKELY(f->owner != dg_thread_id() || max < 1 || f->nabandoned))
 		return poll_full(f, c, max);
-	/* A doorbell that waited for the one in flight goes now. */
-	if (DG_UNLIKELY(f->kick == DG_KICK_RDMA) && f->db_sent != f->tx_tail)
+	/*
+	 * A doorbell that waited for the one in flight goes now (RDMA
+	 * tenants only, whose rings are always checksummed).
+	 */
+	if (csum && DG_UNLIKELY(f->kick == DG_KICK_RDMA) &&
+	    f->db_sent != f->tx_tail)
 		dg_doorbell(f);
 	/*
 	 * Releases what the previous dg_poll handed out. Release store: the

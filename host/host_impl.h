@@ -350,7 +350,12 @@ static inline void dg_rx_free(struct dg_flow *f, uint32_t pos)
 	 * nothing to scrub there (a two-frame message costs one store).
 	 */
 	if (DG_UNLIKELY(f->rx_scrub)) {
-		dg_ring_scrub(f->rx, f->mask, f->rx_freed + 1, pos);
+		uint32_t from = f->rx_freed + 1;
+
+		/* At least two slots: the common two-frame answer is one. */
+		dg_ring_scrub(f->rx, f->mask, from, from + 1);
+		if (DG_UNLIKELY(pos - from > 1))
+			dg_ring_scrub(f->rx, f->mask, from + 1, pos);
 		f->rx_scrub = 0;
 	}
 	__atomic_store_n(&f->ctrl->rx_head, pos, __ATOMIC_RELEASE);
@@ -468,6 +473,26 @@ static inline void dg_after_tx(struct dg_flow *f)
 	} else if (f->kick == DG_KICK_RDMA) {
 		dg_doorbell(f);
 	}
+}
+
+/* dg_kick_engine or dg_doorbell as f's kick asks, then 0 (wake.c). */
+int dg_after_tx_slow(struct dg_flow *f);
+
+/*
+ * dg_after_tx at the end of a fast path, as its return value (0): the
+ * rare kick or doorbell is a tail call, so the path needs no frame.
+ */
+static inline int dg_after_tx_ret(struct dg_flow *f)
+{
+	if (DG_LIKELY(f->kick == DG_KICK_SHM)) {
+		dg_fence_sc();
+		if (DG_LIKELY(!__atomic_load_n(f->engine_sleep,
+					       __ATOMIC_RELAXED)))
+			return 0;
+	} else if (f->kick != DG_KICK_RDMA) {
+		return 0;
+	}
+	return dg_after_tx_slow(f);
 }
 
 /*

@@ -181,9 +181,10 @@ int dg_serve_poll(struct dg_flow *f, int max)
 	if (DG_UNLIKELY(!f->svc))
 		return -EINVAL;
 	dg_rx_release(f);
-	if (DG_UNLIKELY(f->kick == DG_KICK_RDMA) && f->db_sent != f->tx_tail)
-		dg_doorbell(f);
 	if (DG_UNLIKELY(f->rflags)) {
+		/* Doorbells: RDMA tenants, whose rings are checksummed. */
+		if (f->kick == DG_KICK_RDMA && f->db_sent != f->tx_tail)
+			dg_doorbell(f);
 		n = serve_slow(f, max, 0);
 		if (!n) /* idle: an operator may ask for a mode */
 			dg_mode_req_check(f);

@@ -39,6 +39,15 @@ static uint64_t wrid(uint32_t kind, uint32_t flow)
 	return (uint64_t)kind << 32 | flow;
 }
 
+int dg_after_tx_slow(struct dg_flow *f)
+{
+	if (f->kick == DG_KICK_SHM)
+		dg_kick_engine(f);
+	else
+		dg_doorbell(f);
+	return 0;
+}
+
 void dg_kick_engine(struct dg_flow *f)
 {
 	uint64_t one = 1;
