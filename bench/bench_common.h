@@ -247,6 +247,7 @@ struct bench_result {
 	uint64_t busy;	/* BUSY answers, sent again (not errors) */
 	double cyc_rpc; /* client thread cycles per RPC (busy work only) */
 	uint64_t polls_empty; /* for the callgrind correction */
+	uint64_t cg_wrapped;  /* calls counted under callgrind (ditto) */
 	struct bench_hist *h;
 };
 
@@ -264,7 +265,7 @@ static inline void bench_print(const struct bench_result *r, bool json,
 		       "\"p50_us\":%.2f,\"p90_us\":%.2f,\"p99_us\":%.2f,"
 		       "\"p999_us\":%.2f,\"max_us\":%.2f,\"mean_us\":%.2f,"
 		       "\"cyc_rpc\":%.0f,\"polls_empty\":%llu,"
-		       "\"busy\":%llu}\n",
+		       "\"cg_wrapped\":%llu,\"busy\":%llu}\n",
 		       r->bench, r->mode, r->label ? r->label : "", r->size,
 		       r->threads, r->conns, r->window, r->rate, r->seconds,
 		       (unsigned long long)r->rpcs,
@@ -274,6 +275,7 @@ static inline void bench_print(const struct bench_result *r, bool json,
 		       (double)h->max / 1e3,
 		       h->n ? (double)h->sum / (double)h->n / 1e3 : 0,
 		       r->cyc_rpc, (unsigned long long)r->polls_empty,
+		       (unsigned long long)r->cg_wrapped,
 		       (unsigned long long)r->busy);
 		fflush(stdout);
 		return;

@@ -24,8 +24,12 @@
  * dg_serve_poll (server) during the measured interval, then a dump
  * "rpcs" ("server-rpcs") is written, then 10000 empty polls are collected
  * into a dump "empty" ("server-empty") so that the polls that found
- * nothing can be subtracted. With --separate-threads=yes each thread's
- * dumps are its own; the names tell the client's from the server's.
+ * nothing can be subtracted, and 10000 calls of the same wrapper around an
+ * empty function into "wrap" ("server-wrap"): what the collection's own
+ * toggles, the call and the return add to each counted call, taken out
+ * for the counted calls that were not empty polls ("cg_wrapped" in the
+ * JSON counts them all). With --separate-threads=yes each thread's dumps
+ * are its own; the names tell the client's from the server's.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -149,7 +153,7 @@ struct srv_thread {
 	struct dg_host *h;
 	uint32_t flow;
 	struct dg_service_def def;
-	uint64_t served, busy_cyc, empty;
+	uint64_t served, busy_cyc, empty, wrapped;
 	int rc;
 	pthread_t thr;
 };
@@ -210,6 +214,26 @@ static __attribute__((noinline)) int cg_poll(struct dg_flow *f,
 	return k;
 }
 
+/* The wrappers' own cost: the same toggles around a function that does
+ * nothing with the same arguments. */
+static __attribute__((noinline)) int nop_poll(struct dg_flow *f,
+					      struct dg_completion *c, int max)
+{
+	__asm__ volatile("" : : "r"(f), "r"(c), "r"(max) : "memory");
+	return 0;
+}
+
+static __attribute__((noinline)) int cg_nop(struct dg_flow *f,
+					    struct dg_completion *c, int max)
+{
+	int k;
+
+	cg_toggle();
+	k = nop_poll(f, c, max);
+	cg_toggle();
+	return k;
+}
+
 static __attribute__((noinline)) int cg_serve_poll(struct dg_flow *f, int max)
 {
 	int k;
@@ -260,6 +284,8 @@ static void *server_main(void *arg)
 		uint64_t t = bench_cycles();
 		int k;
 
+		if (C.callgrind)
+			s->wrapped++;
 		k = C.callgrind ? cg_serve_poll(f, 32) : dg_serve_poll(f, 32);
 		if (k > 0) {
 			s->busy_cyc += bench_cycles() - t;
@@ -283,6 +309,9 @@ static void *server_main(void *arg)
 		for (i = 0; i < CALIB_POLLS; i++)
 			cg_serve_poll(f, 32);
 		CALLGRIND_DUMP_STATS_AT("server-empty");
+		for (i = 0; i < CALIB_POLLS; i++)
+			cg_nop(f, NULL, 32);
+		CALLGRIND_DUMP_STATS_AT("server-wrap");
 	}
 	return NULL;
 }
@@ -350,7 +379,7 @@ static int attach_wait(const struct dg_host_opts *o, struct dg_host **h)
 /* Joins the server threads and prints their JSON line. */
 static void join_servers(struct srv_thread *s, uint32_t n)
 {
-	uint64_t served = 0, cyc = 0, empty = 0;
+	uint64_t served = 0, cyc = 0, empty = 0, wrapped = 0;
 	uint32_t i;
 
 	if (pool) {
@@ -372,14 +401,16 @@ static void join_servers(struct srv_thread *s, uint32_t n)
 		served += s[i].served;
 		cyc += s[i].busy_cyc;
 		empty += s[i].empty;
+		wrapped += s[i].wrapped;
 	}
 	printf("{\"bench\":\"dagger-server\",\"label\":\"%s\",\"threads\":%u,"
 	       "\"workers\":%u,\"served\":%llu,\"cyc_rpc\":%.0f,"
-	       "\"polls_empty\":%llu,\"calib_polls\":%u}\n",
+	       "\"polls_empty\":%llu,\"cg_wrapped\":%llu,\"calib_polls\":%u}\n",
 	       C.label ? C.label : "", C.sthreads, C.workers,
 	       (unsigned long long)served,
 	       served ? (double)cyc / (double)served : 0,
-	       (unsigned long long)empty, CALIB_POLLS);
+	       (unsigned long long)empty, (unsigned long long)wrapped,
+	       CALIB_POLLS);
 }
 
 static int run_server(void)
@@ -431,7 +462,7 @@ struct cli_thread {
 	uint32_t flow;
 	struct bench_hist hist;
 	struct bench_hist *thist; /* --trace: the traced calls' latency */
-	uint64_t rpcs, errors, busy_cyc, empty, busy;
+	uint64_t rpcs, errors, busy_cyc, empty, busy, wrapped;
 	int first_err;
 	pthread_t thr;
 };
@@ -535,6 +566,7 @@ static void *client_main(void *arg)
 				if (!rc)
 					traced[id & TS_MASK] = 1;
 			} else {
+				t->wrapped += cg;
 				rc = cg ? cg_call(f, cn, fn, buf, sz, &id)
 					: dg_call(f, cn, fn, buf, sz, &id);
 				if (!rc && traced)
@@ -563,6 +595,7 @@ static void *client_main(void *arg)
 			bool cg = C.callgrind && ph == 1;
 			uint64_t t0 = bench_cycles();
 
+			t->wrapped += cg;
 			k = cg ? cg_poll(f, c, 64) : dg_poll(f, c, 64);
 			if (k > 0 && ph == 1)
 				t->busy_cyc += bench_cycles() - t0;
@@ -649,6 +682,9 @@ static void *client_main(void *arg)
 		for (i = 0; i < CALIB_POLLS; i++)
 			cg_poll(f, c, 64);
 		CALLGRIND_DUMP_STATS_AT("empty");
+		for (i = 0; i < CALIB_POLLS; i++)
+			cg_nop(f, c, 64);
+		CALLGRIND_DUMP_STATS_AT("wrap");
 	}
 	if (!out)
 		for (i = 0; i < C.conns; i++)
@@ -763,6 +799,7 @@ static int run_clients(struct dg_host *h)
 		r.rpcs += t[i].rpcs;
 		r.errors += t[i].errors;
 		r.polls_empty += t[i].empty;
+		r.cg_wrapped += t[i].wrapped;
 		r.busy += t[i].busy;
 		busy += t[i].busy_cyc;
 	}

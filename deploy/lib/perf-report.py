@@ -57,22 +57,29 @@ def cg_dumps(out, label):
 
 
 def cg_totals(out, label, side=""):
-    """Instructions in the 'rpcs' and 'empty' dumps of a callgrind run
-    (side 'server-': the server's 'server-rpcs' and 'server-empty')."""
+    """Instructions in the 'rpcs', 'empty' and 'wrap' dumps of a callgrind
+    run (side 'server-': the server's 'server-rpcs', ...)."""
     got = {}
     for trig, total in cg_dumps(out, label):
-        if trig in (side + "rpcs", side + "empty"):
+        if trig in (side + "rpcs", side + "empty", side + "wrap"):
             got[trig[len(side):]] = total
-    return got.get("rpcs"), got.get("empty")
+    return got.get("rpcs"), got.get("empty"), got.get("wrap")
 
 
-def instr_per_rpc(out, label, rpcs, empty, calib=10000, side=""):
-    """(instructions per RPC, per empty poll) with empty polls taken out."""
-    ir, ir_empty = cg_totals(out, label, side)
+def instr_per_rpc(out, label, rpcs, empty, calib=10000, side="",
+                  wrapped=None):
+    """(instructions per RPC, per empty poll) with empty polls taken out,
+    and, given the number of counted calls (wrapped) and a 'wrap' dump,
+    the collection wrapper's own instructions in the calls that were not
+    empty polls (an empty poll's measured cost includes its wrapper)."""
+    ir, ir_empty, ir_wrap = cg_totals(out, label, side)
     if ir is None or ir_empty is None or not rpcs:
         return None, None
     per_empty = ir_empty / calib
-    return (ir - empty * per_empty) / rpcs, per_empty
+    ir -= empty * per_empty
+    if wrapped is not None and ir_wrap is not None:
+        ir -= (wrapped - empty) * (ir_wrap / calib)
+    return ir / rpcs, per_empty
 
 
 def fmt(v, nd=1):
@@ -266,7 +273,11 @@ def main():
       "and `dg_poll` on the client, `dg_serve_poll` with the echo handler "
       "on the server; host-driven: posting, doorbell and completion "
       "polling); the polls that found nothing are measured separately and "
-      "taken out. Cycles: the TSC around the same calls in the normal "
+      "taken out, and so, for dagger, whose calls are collected one at a "
+      "time inside a wrapper, is the wrapper's own cost (its toggles, call "
+      "and return, measured around an empty function in the same run; the "
+      "host-driven loop toggles once per iteration, around its bookkeeping "
+      "too, and keeps it). Cycles: the TSC around the same calls in the normal "
       "(non-valgrind) latency runs, busy work only. The instructions are "
       "user space only: on rxe the host-driven baseline also enters the "
       "kernel for every doorbell, which they leave out and the cycles "
@@ -285,12 +296,13 @@ def main():
         ci = si = None
         if c:
             ci, _ = instr_per_rpc(out, prefix + "-client", c["rpcs"],
-                                  c["polls_empty"])
+                                  c["polls_empty"],
+                                  wrapped=c.get("cg_wrapped"))
         if s:
             si, _ = instr_per_rpc(out, prefix + "-server", s["served"],
                                   s["polls_empty"],
                                   side="server-" if bench == "dagger"
-                                  else "")
+                                  else "", wrapped=s.get("cg_wrapped"))
         lat = lat_fn("lat-echo")
         srv = pick(rows, bench=bench + "-server",
                    label="server-echo" if bench == "dagger"
@@ -384,18 +396,22 @@ def main():
         label = "native-%s-%s-%d" % (side, k, size)
         if side == "client":
             r = pick(rows, bench="dagger", label="cg-" + label)
-            return instr_per_rpc(out, label, r["rpcs"], r["polls_empty"])[0] \
+            return instr_per_rpc(out, label, r["rpcs"], r["polls_empty"],
+                                 wrapped=r.get("cg_wrapped"))[0] \
                 if r else None
         r = pick(rows, bench="dagger-server", label="cg-" + label)
         return instr_per_rpc(out, label, r["served"], r["polls_empty"],
-                             side="server-")[0] if r else None
+                             side="server-",
+                             wrapped=r.get("cg_wrapped"))[0] if r else None
 
     w("## Host and engine cost per RPC (natively, callgrind)")
     w("")
     w("User-space instructions per RPC, call plus completion, the polls "
       "that found nothing measured apart and taken out "
       "(`dagger-bench local --callgrind`, the stack's calls collected "
-      "alone). Client: `dg_call` and `dg_poll` against the engine's "
+      "alone; the collection wrapper's own instructions, its toggles, call "
+      "and return, measured around an empty function in the same run and "
+      "taken out). Client: `dg_call` and `dg_poll` against the engine's "
       "loopback service. Server: `dg_serve_poll` with the echo handler "
       "(its copy of the request into the response included). "
       "Shared-memory rings, and the same with every slot checksummed "
