@@ -303,8 +303,14 @@ ctl=$b/nic/dagger-ctl
 ctldir=$(mktemp -d)
 # One JSON object of an engine's totals: reads, rpcs_tx, doorbells, wakes,
 # its sleeps and its trace hops' p50 (us).
+# An engine busy attaching (large regions register slowly on rxe) may
+# miss the control call's 5 s: asked again, three times in all.
 ctl_snap() {
-	"$ctl" --ctl "$1" stats --json | python3 -c '
+	local j k
+	for k in 1 2 3; do
+		j=$("$ctl" --ctl "$1" stats --json) && [ -n "$j" ] && break
+	done
+	printf '%s' "$j" | python3 -c '
 import json, sys
 d = json.load(sys.stdin)["engine"]
 t = d["totals"]
@@ -395,8 +401,11 @@ for m in doorbell poll; do
 		left=$nf
 		while [ "$left" -gt 0 ]; do
 			t=$((left > 64 ? 64 : left))
+			# A service of its own per 64 flows (one takes
+			# at most 64 servers, and is one tenant's).
 			DG_MODE=$m "$b/examples/dagger-echo" server \
 				--engine "$a0:7495" --threads "$t" \
+				--service "idle-$left" \
 				>>"$out/stderr.log" 2>&1 &
 			pids+=($!)
 			left=$((left - t))

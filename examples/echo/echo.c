@@ -72,6 +72,7 @@ static void usage(FILE *f)
 		"[--delay-us US]\n"
 		"                         [--lb rr|static|random|key] "
 		"[--workers N] [--wait S]\n"
+		"                         [--service NAME]\n"
 		"       dagger-echo client --engine ENGINE "
 		"[--remote ADDR[:PORT]] [--wait S] [-n RPCS] [-s SIZE]\n"
 		"--mode poll|doorbell|push: how the engine learns of new "
@@ -89,7 +90,9 @@ static void usage(FILE *f)
 		"--workers N runs the handlers on a pool of N worker "
 		"threads behind\n"
 		"the --threads dispatch threads (default: on the dispatch "
-		"threads).\n");
+		"threads).\n"
+		"--service NAME serves, or calls, NAME instead of \"echo\" "
+		"(one\nservice takes at most 64 server flows).\n");
 }
 
 int main(int argc, char **argv)
@@ -103,6 +106,7 @@ int main(int argc, char **argv)
 		{"lb", required_argument, NULL, 'l'},
 		{"mode", required_argument, NULL, 'm'},
 		{"workers", required_argument, NULL, 'W'},
+		{"service", required_argument, NULL, 'S'},
 		{"help", no_argument, NULL, 'h'},
 		{NULL, 0, NULL, 0},
 	};
@@ -113,6 +117,7 @@ int main(int argc, char **argv)
 	struct dg_host_opts ho = {.engine_port = 7471};
 	uint32_t threads = 1, n = 10000, size = 64, i, errors = 0, workers = 0;
 	char addr[64] = "", remote[64] = "", spec[160] = "", where[200];
+	char service[DG_NAME_MAX] = "echo";
 	char *colon;
 	uint16_t rport = 0;
 	uint32_t wait_s = 0;
@@ -135,6 +140,16 @@ int main(int argc, char **argv)
 			break;
 		case 'd':
 			delay_us = (uint32_t)strtoul(optarg, NULL, 0);
+			break;
+		case 'S':
+			if (!*optarg || strlen(optarg) >= sizeof(service)) {
+				fprintf(stderr,
+					"dagger-echo: --service: 1..%zu "
+					"characters\n",
+					sizeof(service) - 1);
+				return 2;
+			}
+			snprintf(service, sizeof(service), "%s", optarg);
 			break;
 		case 'W':
 			workers = (uint32_t)strtoul(optarg, NULL, 0);
@@ -215,6 +230,7 @@ int main(int argc, char **argv)
 
 		signal(SIGINT, on_sig);
 		signal(SIGTERM, on_sig);
+		svc.name = service;
 		rc = dg_server_start_opts(h, &svc, &so, &s);
 		if (rc) {
 			fprintf(stderr, "dagger-echo: serve: %s\n",
@@ -222,10 +238,10 @@ int main(int argc, char **argv)
 			dg_host_detach(h);
 			return 1;
 		}
-		printf("dagger-echo: serving \"echo\" with %u "
+		printf("dagger-echo: serving \"%s\" with %u "
 		       "thread(s)%s%.0u%s, "
 		       "load balancing %s\n",
-		       threads, workers ? " and " : "", workers,
+		       service, threads, workers ? " and " : "", workers,
 		       workers ? " worker(s)" : "", dg_lb_policy_name(svc.lb));
 		fflush(stdout);
 		while (!stop)
@@ -239,7 +255,7 @@ int main(int argc, char **argv)
 		int conn;
 
 		/* The server may still be starting: retry within --wait. */
-		while ((conn = dg_connect(f, remote, rport, "echo", 10000)) ==
+		while ((conn = dg_connect(f, remote, rport, service, 10000)) ==
 			       -ENOENT &&
 		       now_ns() < until)
 			usleep(100000);
