@@ -269,7 +269,9 @@ def main():
     w("## Host CPU per RPC")
     w("")
     w("Instructions: `valgrind --tool=callgrind` on a fixed number of "
-      "calls, collecting only inside the stack's calls (dagger: `dg_call` "
+      "calls, collecting only inside the stack's calls (dagger, in its "
+      "default doorbell mode, whose doorbell is an RDMA WRITE posted "
+      "through the verbs library: `dg_call` "
       "and `dg_poll` on the client, `dg_serve_poll` with the echo handler "
       "on the server; host-driven: posting, doorbell and completion "
       "polling); the polls that found nothing are measured separately and "
@@ -416,9 +418,11 @@ def main():
       "(its copy of the request into the response included). "
       "Shared-memory rings, and the same with every slot checksummed "
       "(CRC32C), which is the ring format RDMA tenants use: the host's "
-      "side of an RDMA RPC is exactly this code (it posts no verb). The "
-      "host-driven SEND/RECV baseline is measured over rxe below (Host "
-      "CPU per RPC).")
+      "side of an RDMA RPC in poll mode is exactly this code (it posts no "
+      "verb); in doorbell mode (the default) and push mode it also posts "
+      "an RDMA WRITE per batch, whose user-space cost in the verbs library "
+      "shows in Host CPU per RPC (over rxe, default mode). The "
+      "host-driven SEND/RECV baseline is measured over rxe there.")
     w("")
     w("| ring | payload bytes | client instr/RPC | server instr/RPC | "
       "target |")
