@@ -164,7 +164,12 @@ static uint32_t cont_csum_sw(const void *slot, uint32_t stamp)
 	return stamp_csum_sw(slot, stamp);
 }
 
-#if defined(__x86_64__) || defined(__aarch64__)
+/* Indirect functions: GNU (glibc's loader resolves them). */
+#if (defined(__x86_64__) || defined(__aarch64__)) && defined(__GLIBC__)
+#define DG_CSUM_IFUNC 1
+#endif
+
+#ifdef DG_CSUM_IFUNC
 /*
  * Every frame published or taken on a checksummed ring costs one of these:
  * the variant is chosen once, when the program is loaded (a GNU indirect
