@@ -231,13 +231,22 @@ uint32_t dg_slot_csum(const void *slot, uint32_t stamp)
 uint32_t dg_cont_csum(const void *slot, uint32_t stamp)
 	__attribute__((ifunc("resolve_cont_csum")));
 #else
+/* Without indirect functions: the instructions behind a test. */
 uint32_t dg_slot_csum(const void *slot, uint32_t stamp)
 {
+#if defined(__x86_64__) || defined(__aarch64__)
+	if (have_hw)
+		return slot_csum_hw((const uint8_t *)slot + 8, stamp);
+#endif
 	return slot_csum_sw(slot, stamp);
 }
 
 uint32_t dg_cont_csum(const void *slot, uint32_t stamp)
 {
+#if defined(__x86_64__) || defined(__aarch64__)
+	if (have_hw)
+		return slot_csum_hw(slot, stamp);
+#endif
 	return cont_csum_sw(slot, stamp);
 }
 #endif
