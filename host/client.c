@@ -195,10 +195,12 @@ void *dg_writer_room(struct dg_writer *w, size_t n)
 	return p;
 }
 
-int dg_call_fill(struct dg_flow *f, int conn, uint16_t fn, size_t len,
-		 dg_fill_fn fill, void *arg, uint32_t *rpc_id)
+int dg_call_fill_as(struct dg_flow *f, int conn, uint16_t fn, uint8_t flags,
+		    uint32_t key, size_t len, dg_fill_fn fill, void *arg,
+		    uint32_t *rpc_id)
 {
 	struct dg_writer w;
+	struct dg_frame *s;
 	uint32_t cnt, i, pos;
 	int rc = dg_own(f);
 
@@ -233,22 +235,34 @@ int dg_call_fill(struct dg_flow *f, int conn, uint16_t fn, size_t len,
 		return -EPROTO;
 	*rpc_id = f->next_rpc++;
 	/*
-	 * Seal: the header, then each stamp (release, dg_slot_publish),
-	 * continuation frames first and the first frame last, as dg_tx_put.
-	 * The payload stores came before the stamps' release stores in
-	 * program order; the checksums taken here cover them.
+	 * Seal: the header (and a key, before the first frame's release
+	 * store, so whoever sees the stamp sees the key), then each stamp
+	 * (release, dg_slot_publish), continuation frames first and the
+	 * first frame last, as dg_tx_put. The payload stores came before the
+	 * stamps' release stores in program order; the checksums taken here
+	 * cover them.
 	 */
-	dg_frame_head(&f->tx[pos & f->mask], DG_FF_REQ, 0, *rpc_id,
-		      (uint32_t)conn, fn, (uint32_t)len, cnt);
+	s = &f->tx[pos & f->mask];
+	dg_frame_head(s, flags, 0, *rpc_id, (uint32_t)conn, fn, (uint32_t)len,
+		      cnt);
+	if (flags & DG_FF_KEY)
+		s->key = key;
 	for (i = 1; i < cnt; i++)
 		dg_cont_publish(dg_tx_cont(f, pos + i), pos + i, f->rflags);
 	if (f->rflags)
 		dg_ring_guard(f->tx, f->mask, pos + cnt);
-	dg_slot_publish(&f->tx[pos & f->mask], pos, f->rflags);
+	dg_slot_publish(s, pos, f->rflags);
 	f->tx_tail = pos + cnt;
 	f->st.calls++;
 	dg_after_tx(f);
 	return 0;
+}
+
+int dg_call_fill(struct dg_flow *f, int conn, uint16_t fn, size_t len,
+		 dg_fill_fn fill, void *arg, uint32_t *rpc_id)
+{
+	return dg_call_fill_as(f, conn, fn, DG_FF_REQ, 0, len, fill, arg,
+			       rpc_id);
 }
 
 void *dg_flow_alloc(struct dg_flow *f, size_t n)

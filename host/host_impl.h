@@ -475,6 +475,14 @@ static inline void dg_after_tx(struct dg_flow *f)
 	}
 }
 
+/*
+ * dg_call_fill with the request's frame flags (DG_FF_REQ, with DG_FF_KEY
+ * for a keyed call) and key (client.c): dg_call_fill and dg_call_fill_key.
+ */
+int dg_call_fill_as(struct dg_flow *f, int conn, uint16_t fn, uint8_t flags,
+		    uint32_t key, size_t len, dg_fill_fn fill, void *arg,
+		    uint32_t *rpc_id);
+
 /* dg_kick_engine or dg_doorbell as f's kick asks, then 0 (wake.c). */
 int dg_after_tx_slow(struct dg_flow *f);
 

@@ -1263,6 +1263,82 @@ static void test_rx_scrub(void **state)
 	dg_host_detach(h);
 }
 
+static int fill8(void *arg, struct dg_writer *w)
+{
+	dg_writer_put(w, arg, 8);
+	return 0;
+}
+
+/* The engine's sleep flag in a host's region header (dagger/frame.h). */
+static bool engine_asleep(const uint8_t *region)
+{
+	const struct dg_region_hdr *hdr = (const void *)region;
+
+	return __atomic_load_n(&hdr->engine_sleep, __ATOMIC_ACQUIRE) != 0;
+}
+
+/*
+ * A call built in place (dg_call_fill, and dg_call_fill_key, which
+ * dg_call_key and the IDL's keyed calls use) wakes an engine that
+ * sleeps, as dg_call does: a
+ * call made while the region's sleep flag is up kicks it (the flow's
+ * kicks counter). The flag may drop on its own between the look and the
+ * call (the engine's own timeout), so each kind gets five tries, each
+ * after the flag was seen up; one kick is enough, none is the bug.
+ */
+static void test_fill_kicks(void **state)
+{
+	struct dg_host_opts o = {.attach_local = spy_attach,
+				 .detach_local = dg_nic_detach_cb,
+				 .local_arg = E.nic,
+				 .nflows = 1,
+				 .slots = 64};
+	struct dg_flow_stats s0, s1;
+	struct dg_completion c;
+	struct dg_host *h = NULL;
+	struct dg_flow *f;
+	uint8_t req[8] = "filled!";
+	uint32_t id, keyed, tries;
+	uint64_t until;
+	int conn;
+
+	(void)state;
+	assert_int_equal(dg_host_attach(&o, &h), 0);
+	assert_non_null(spied_region);
+	f = dg_host_flow(h, 0);
+	conn = dg_connect(f, NULL, 0, DG_LOOPBACK_SERVICE, 5000);
+	assert_true(conn >= 0);
+	for (keyed = 0; keyed < 2; keyed++) {
+		bool kicked = false;
+
+		for (tries = 0; tries < 5 && !kicked; tries++) {
+			until = (uint64_t)time(NULL) + 10;
+			while (!engine_asleep(spied_region) &&
+			       (uint64_t)time(NULL) < until)
+				sched_yield();
+			assert_true(engine_asleep(spied_region));
+			dg_flow_stats(f, &s0);
+			assert_int_equal(keyed ? dg_call_fill_key(f, conn, 9,
+								  77, 8, fill8,
+								  req, &id)
+					       : dg_call_fill(f, conn, 9, 8,
+							      fill8, req, &id),
+					 0);
+			dg_flow_stats(f, &s1);
+			kicked = s1.kicks > s0.kicks;
+			assert_int_equal(dg_wait(f, id, &c, 5000), 0);
+			assert_int_equal(c.status, 0);
+			assert_int_equal(c.len, 8);
+			assert_memory_equal(c.data, req, 8);
+		}
+		printf("# dg_call_fill%s: a kick in %u tries\n",
+		       keyed ? "_key" : "", tries);
+		assert_true(kicked);
+	}
+	assert_int_equal(dg_close(f, conn), 0);
+	dg_host_detach(h);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -1280,6 +1356,7 @@ int main(void)
 		cmocka_unit_test(test_stale_continuation),
 		cmocka_unit_test(test_slow_reader),
 		cmocka_unit_test(test_rx_scrub),
+		cmocka_unit_test(test_fill_kicks),
 	};
 
 	/* DG_TEST_FILTER=test_ring_full runs one case (a glob). */
