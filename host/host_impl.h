@@ -463,18 +463,6 @@ static inline void dg_fence_sc(void)
 #endif
 }
 
-static inline void dg_after_tx(struct dg_flow *f)
-{
-	if (DG_LIKELY(f->kick == DG_KICK_SHM)) {
-		dg_fence_sc();
-		if (DG_UNLIKELY(
-			    __atomic_load_n(f->engine_sleep, __ATOMIC_RELAXED)))
-			dg_kick_engine(f);
-	} else if (f->kick == DG_KICK_RDMA) {
-		dg_doorbell(f);
-	}
-}
-
 /*
  * dg_call_fill with the request's frame flags (DG_FF_REQ, with DG_FF_KEY
  * for a keyed call) and key (client.c): dg_call_fill and dg_call_fill_key.
@@ -487,8 +475,8 @@ int dg_call_fill_as(struct dg_flow *f, int conn, uint16_t fn, uint8_t flags,
 int dg_after_tx_slow(struct dg_flow *f);
 
 /*
- * dg_after_tx at the end of a fast path, as its return value (0): the
- * rare kick or doorbell is a tail call, so the path needs no frame.
+ * The publication's wake-up, as a return value (0): a fast path that ends
+ * with it makes the rare kick or doorbell a tail call and needs no frame.
  */
 static inline int dg_after_tx_ret(struct dg_flow *f)
 {
@@ -501,6 +489,11 @@ static inline int dg_after_tx_ret(struct dg_flow *f)
 		return 0;
 	}
 	return dg_after_tx_slow(f);
+}
+
+static inline void dg_after_tx(struct dg_flow *f)
+{
+	(void)dg_after_tx_ret(f);
 }
 
 /*
