@@ -62,10 +62,9 @@ static int call_flags(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 	return 0;
 }
 
-/* dg_call beyond one or two frames, and its errors. */
-static __attribute__((noinline)) int call_slow(struct dg_flow *f, int conn,
-					       uint16_t fn, const void *req,
-					       size_t len, uint32_t *rpc_id)
+/* dg_call beyond one or two frames, and its errors (dagger/flow.h). */
+int dg_call_general(struct dg_flow *f, int conn, uint16_t fn, const void *req,
+		    size_t len, uint32_t *rpc_id)
 {
 	return call_flags(f, conn, fn, req, len, rpc_id, DG_FF_REQ);
 }
@@ -77,64 +76,11 @@ int dg_call_traced(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 			  DG_FF_REQ | DG_FF_TRACE);
 }
 
-/*
- * The fast path of dg_call: a request of one or two frames (up to 88
- * bytes) from the owning thread with room in the ring, written and
- * published in one run. csum is a constant: the body is built twice, for
- * shared-memory rings (a leaf: no call, no registers to save) and for
- * checksummed rings. Anything else goes through call_slow.
- */
-static inline __attribute__((always_inline)) int
-call_fast(struct dg_flow *f, int conn, uint16_t fn, const void *req, size_t len,
-	  uint32_t *rpc_id, const unsigned csum)
+/* dg_call's fast path built for checksummed rings (dagger/flow.h). */
+int dg_call_csum(struct dg_flow *f, int conn, uint16_t fn, const void *req,
+		 size_t len, uint32_t *rpc_id)
 {
-	uint32_t pos = f->tx_tail, id, cnt = 1u + (len > DG_FRAME_PAYLOAD);
-	struct dg_frame *s;
-	uint64_t w;
-
-	if (DG_UNLIKELY(f->owner != dg_thread_id() ||
-			len > DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD || conn < 0 ||
-			!req || f->slots - (pos - f->tx_head) < cnt ||
-			(cnt == 2 && (pos & f->mask) == f->mask)))
-		return call_slow(f, conn, fn, req, len, rpc_id);
-	id = f->next_rpc++;
-	*rpc_id = id;
-	f->tx_tail = pos + cnt;
-	f->st.calls++;
-	s = &f->tx[pos & f->mask];
-	/* The header as dg_frame_head writes it, word by word. */
-	w = id | (uint64_t)(uint32_t)conn << 32;
-	memcpy(&s->rpc_id, &w, 8);
-	w = len | (uint64_t)fn << 32 | (uint64_t)cnt << 48;
-	memcpy(&s->len, &w, 8);
-	w = DG_FF_REQ;
-	memcpy(&s->flags, &w, 8);
-	dg_copy128((uint8_t *)s + DG_FRAME_HDR, req, (uint32_t)len);
-	/*
-	 * Stamps last, release (dg_cont_publish, dg_slot_publish): the
-	 * continuation frame first, the first frame last (see dg_tx_put).
-	 */
-	if (cnt == 2)
-		dg_cont_publish((struct dg_frame_cont *)(s + 1), pos + 1, csum);
-	if (csum) /* RDMA rings (dagger/ring.h) */
-		dg_ring_guard(f->tx, f->mask, pos + cnt);
-	dg_slot_publish(s, pos, csum);
-	return dg_after_tx_ret(f);
-}
-
-static __attribute__((noinline)) int call_csum(struct dg_flow *f, int conn,
-					       uint16_t fn, const void *req,
-					       size_t len, uint32_t *rpc_id)
-{
-	return call_fast(f, conn, fn, req, len, rpc_id, DG_RING_F_CSUM);
-}
-
-int dg_call(struct dg_flow *f, int conn, uint16_t fn, const void *req,
-	    size_t len, uint32_t *rpc_id)
-{
-	if (DG_UNLIKELY(f->rflags))
-		return call_csum(f, conn, fn, req, len, rpc_id);
-	return call_fast(f, conn, fn, req, len, rpc_id, 0);
+	return dg_call_fast(f, conn, fn, req, len, rpc_id, DG_RING_F_CSUM);
 }
 
 /* Where the payload of the writer's current frame starts, and how much of
@@ -333,18 +279,6 @@ int dg_rx_take_multi(struct dg_flow *f, const struct dg_frame *s,
 	return 1;
 }
 
-/* Fills a completion from a response's first frame and its payload. */
-static inline void completion(struct dg_completion *c, const struct dg_frame *s,
-			      const void *data, uint32_t len)
-{
-	c->rpc_id = s->rpc_id;
-	c->conn = s->conn;
-	c->fn = s->fn_id;
-	c->status = s->status;
-	c->data = data;
-	c->len = len;
-}
-
 /*
  * dg_poll in general: every kind of message, checksummed rings, control
  * replies. Takes up to max completions from rx_tail on, n already taken
@@ -371,15 +305,14 @@ static int poll_slow(struct dg_flow *f, struct dg_completion *c, int max, int n)
 			f->st.completions++;
 			continue;
 		}
-		completion(&c[n], s, m.data, m.len);
+		dg_completion_fill(&c[n], s, m.data, m.len);
 		n++;
 	}
 	return n;
 }
 
 /* dg_poll in general, with its release of the previous round. */
-static __attribute__((noinline)) int poll_full(struct dg_flow *f,
-					       struct dg_completion *c, int max)
+int dg_poll_full(struct dg_flow *f, struct dg_completion *c, int max)
 {
 	int rc = dg_own(f);
 
@@ -394,8 +327,7 @@ static __attribute__((noinline)) int poll_full(struct dg_flow *f,
 }
 
 /* The rest of one dg_poll, after the fast path took the first message. */
-static __attribute__((noinline)) int poll_more(struct dg_flow *f,
-					       struct dg_completion *c, int max)
+int dg_poll_more(struct dg_flow *f, struct dg_completion *c, int max)
 {
 	int n = poll_slow(f, c, max, 0);
 
@@ -403,82 +335,10 @@ static __attribute__((noinline)) int poll_more(struct dg_flow *f,
 	return n;
 }
 
-/*
- * The fast path of dg_poll: one response of one or two frames, in place,
- * by the owning thread, with no call and few registers (no prologue to
- * speak of) on shared-memory rings; csum is a constant, as in call_fast.
- * Anything else (a longer message, a wrapped one, a control reply, more
- * messages waiting) goes to poll_full or poll_more.
- */
-static inline __attribute__((always_inline)) int
-poll_fast(struct dg_flow *f, struct dg_completion *c, int max,
-	  const unsigned csum)
+/* dg_poll's fast path built for checksummed rings (dagger/flow.h). */
+int dg_poll_csum(struct dg_flow *f, struct dg_completion *c, int max)
 {
-	uint32_t pos = f->rx_tail, len, cnt;
-	const struct dg_frame *s;
-	uint64_t w;
-
-	if (DG_UNLIKELY(f->owner != dg_thread_id() || max < 1 || f->nabandoned))
-		return poll_full(f, c, max);
-	/*
-	 * A doorbell that waited for the one in flight goes now (RDMA
-	 * tenants only, whose rings are always checksummed).
-	 */
-	if (csum && DG_UNLIKELY(f->kick == DG_KICK_RDMA) &&
-	    f->db_sent != f->tx_tail)
-		dg_doorbell(f);
-	/*
-	 * Releases what the previous dg_poll handed out. Release store: the
-	 * application's loads of those slots come before the engine may
-	 * reuse them.
-	 */
-	if (f->rx_freed != pos)
-		dg_rx_free(f, pos);
-	f->arena_used = 0;
-	f->heap_used = 0;
-	s = &f->rx[pos & f->mask];
-	/* Acquire: the frame's bytes were stored before its stamp. */
-	if (!dg_slot_ready(s, pos, csum)) {
-		if (csum) /* RDMA rings: an operator may ask for a mode */
-			dg_mode_req_check(f);
-		return 0;
-	}
-	memcpy(&w, &s->len, 8); /* len, fn_id, cnt: one load */
-	len = (uint32_t)w;
-	cnt = (uint32_t)(w >> 48);
-	if (DG_UNLIKELY(!(s->flags & DG_FF_RESP)))
-		return poll_more(f, c, max);
-	if (cnt != 1 || len > DG_FRAME_PAYLOAD) {
-		if (cnt != 2 || len <= DG_FRAME_PAYLOAD ||
-		    len > DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD ||
-		    (pos & f->mask) == f->mask)
-			return poll_more(f, c, max);
-		if (!dg_cont_ready((const struct dg_frame_cont *)(s + 1),
-				   pos + 1, csum))
-			return 0;
-	}
-	completion(c, s, s->data, len);
-	f->rx_tail = pos + cnt;
-	f->rx_scrub |= cnt - 1;
-	f->st.completions++;
-	s = &f->rx[(pos + cnt) & f->mask];
-	if (max > 1 &&
-	    __atomic_load_n(&s->stamp, __ATOMIC_RELAXED) == dg_stamp(pos + cnt))
-		return 1 + poll_more(f, c + 1, max - 1);
-	return 1;
-}
-
-static __attribute__((noinline)) int poll_csum(struct dg_flow *f,
-					       struct dg_completion *c, int max)
-{
-	return poll_fast(f, c, max, DG_RING_F_CSUM);
-}
-
-int dg_poll(struct dg_flow *f, struct dg_completion *c, int max)
-{
-	if (DG_UNLIKELY(f->rflags))
-		return poll_csum(f, c, max);
-	return poll_fast(f, c, max, 0);
+	return dg_poll_fast(f, c, max, DG_RING_F_CSUM);
 }
 
 int dg_abandon(struct dg_flow *f, uint32_t rpc_id)

@@ -10,8 +10,9 @@
  *   keys.c    keyed calls (DG_LB_KEY)
  *
  * and the per-RPC primitives (TX reservation and publication, RX parsing)
- * as inline functions, so that dg_call and dg_poll are one straight run of
- * stores and loads each: no call, no lock, no system call, no verb.
+ * as inline functions for the library's own paths. struct dg_flow and the
+ * fast paths of dg_call and dg_poll are in dagger/flow.h (public: they are
+ * inline in applications).
  */
 #ifndef DG_HOST_IMPL_H
 #define DG_HOST_IMPL_H
@@ -24,9 +25,6 @@
 #include "dagger/dagger.h"
 #include "dagger/ring.h"
 
-#define DG_LIKELY(x)   __builtin_expect(!!(x), 1)
-#define DG_UNLIKELY(x) __builtin_expect(!!(x), 0)
-
 /*
  * Reassembly arena of one dg_poll (multi-frame messages). Continuation
  * frames are copied 56 bytes at a time: a message may write up to 55
@@ -38,65 +36,6 @@
 struct dg_rdma_ep;
 struct dg_rdma_mr;
 
-/* Calls a flow may have given up and still wait for the answers of. */
-#define DG_ABANDON_MAX 64u
-
-struct dg_flow {
-	/* Hot: read or written by every call and completion. */
-	struct dg_frame *tx, *rx;
-	uint32_t mask, slots, rflags;
-	uint32_t tx_tail;  /* next TX position to produce */
-	uint32_t tx_head;  /* engine's consumer index, as last loaded */
-	uint32_t rx_tail;  /* next RX position to consume */
-	uint32_t rx_freed; /* RX positions below this are released */
-	uint32_t rx_scrub; /* a message of 2+ frames taken since (dg_rx_free) */
-	uint32_t next_rpc;
-	uint32_t arena_used; /* reassembly arena, reset by each dg_poll */
-	uint32_t heap_used;  /* dg_flow_alloc's arena */
-	uint32_t
-		nabandoned; /* calls given up (abandoned[]), still unanswered */
-	/* The owning thread (dg_thread_id), 0 until a thread claims it. */
-	uintptr_t owner;
-	struct dg_flow_ctrl *ctrl;
-	uint8_t *arena;
-	/*
-	 * What must follow a publication (enum dg_kick): nothing (RDMA in
-	 * poll mode), a look at the engine's sleep flag (shared memory), or
-	 * a doorbell (RDMA in doorbell or push mode). db_sent: the TX
-	 * position the last doorbell announced.
-	 */
-	uint8_t kick;
-	uint32_t db_sent;
-	const uint32_t *engine_sleep;
-	struct dg_flow_stats st;
-
-	/* Cold. */
-	struct dg_host *h;
-	uint32_t idx;
-	/* Control replies are taken out of the RX stream here. */
-	bool ctrl_done;
-	uint32_t ctrl_rpc;
-	uint8_t ctrl_status;
-	uint32_t ctrl_conn;
-	uint8_t *heap; /* dg_flow_alloc's arena */
-	/* Server side. */
-	const struct dg_service_def *svc;
-	uint8_t *resp_buf;
-	uint16_t last_fn; /* the handler found last (handle()) */
-	dg_handler_fn last_h;
-	/* Interface mode and sleeping. */
-	uint8_t mode;		/* enum dg_mode (RDMA) */
-	uint32_t db_inflight;	/* atomic: doorbells posted, not completed */
-	int evfd;		/* eventfd: the engine (or waker) wakes us */
-	uint32_t sleep_seq;	/* our last sleep's (odd) */
-	uint32_t mode_req_seen; /* the engine's last mode request taken */
-	uint32_t spin_us;	/* spin this long before sleeping */
-	bool busy_poll;		/* never sleep */
-	/* Calls given up (dg_wait's deadline, dg_cancel): their answers are
-	 * dropped when they come (dg_abandoned_take). */
-	uint32_t abandoned[DG_ABANDON_MAX];
-} __attribute__((aligned(64)));
-
 /*
  * Calls given up: rpc_id joins the flow's abandoned calls (0), -ENOSPC when
  * DG_ABANDON_MAX are already waiting for their answers (the call then
@@ -105,12 +44,6 @@ struct dg_flow {
  */
 int dg_abandon(struct dg_flow *f, uint32_t rpc_id);
 bool dg_abandoned_take(struct dg_flow *f, uint32_t rpc_id);
-
-enum dg_kick {
-	DG_KICK_NONE = 0,
-	DG_KICK_SHM = 1,
-	DG_KICK_RDMA = 2,
-};
 
 struct dg_host {
 	struct dg_host_opts o;
@@ -148,25 +81,6 @@ struct dg_host {
 	int waker_stop;
 };
 
-/*
- * The calling thread's identity: its thread pointer (what pthread_self
- * returns on glibc), one register read. A flow belongs to the first thread
- * that uses it; a thread that exits and is replaced at the same address
- * inherits its flows, which only the owner could use anyway.
- */
-static inline uintptr_t dg_thread_id(void)
-{
-#if defined(__has_builtin)
-#if __has_builtin(__builtin_thread_pointer)
-	return (uintptr_t)__builtin_thread_pointer();
-#define DG_HAVE_TP 1
-#endif
-#endif
-#ifndef DG_HAVE_TP
-	return (uintptr_t)pthread_self();
-#endif
-}
-
 int dg_flow_claim(struct dg_flow *f);
 
 /* 0 when the calling thread owns f (claiming it if nobody does). */
@@ -176,76 +90,6 @@ static inline int dg_own(struct dg_flow *f)
 		      dg_thread_id()))
 		return 0;
 	return dg_flow_claim(f);
-}
-
-/* 16 bytes in a vector register (SSE on x86-64, NEON on arm64). */
-typedef uint8_t dg_v16 __attribute__((vector_size(16)));
-
-static inline dg_v16 dg_ld16(const void *p)
-{
-	dg_v16 v;
-
-	memcpy(&v, p, 16);
-	return v;
-}
-
-static inline void dg_st16(void *p, dg_v16 v)
-{
-	memcpy(p, &v, 16);
-}
-
-/*
- * Copies n <= 64 bytes with at most four loads and four stores (overlapping
- * at the ends), no call: the payload copies of small messages are much of
- * what a call costs.
- */
-static inline void dg_copy64(void *dst, const void *src, uint32_t n)
-{
-	uint8_t *d = (uint8_t *)dst;
-	const uint8_t *s = (const uint8_t *)src;
-
-	if (n >= 32) {
-		dg_v16 a = dg_ld16(s), b = dg_ld16(s + 16);
-		dg_v16 c = dg_ld16(s + n - 32), e = dg_ld16(s + n - 16);
-
-		dg_st16(d, a);
-		dg_st16(d + 16, b);
-		dg_st16(d + n - 32, c);
-		dg_st16(d + n - 16, e);
-	} else if (n >= 16) {
-		dg_v16 a = dg_ld16(s), b = dg_ld16(s + n - 16);
-
-		dg_st16(d, a);
-		dg_st16(d + n - 16, b);
-	} else if (n >= 8) {
-		uint64_t a, b;
-
-		memcpy(&a, s, 8);
-		memcpy(&b, s + n - 8, 8);
-		memcpy(d, &a, 8);
-		memcpy(d + n - 8, &b, 8);
-	} else if (n >= 4) {
-		uint32_t a, b;
-
-		memcpy(&a, s, 4);
-		memcpy(&b, s + n - 4, 4);
-		memcpy(d, &a, 4);
-		memcpy(d + n - 4, &b, 4);
-	} else {
-		while (n--)
-			*d++ = *s++;
-	}
-}
-
-/* Copies n <= 128 bytes: two dg_copy64 runs, from the start and the end. */
-static inline void dg_copy128(void *dst, const void *src, uint32_t n)
-{
-	if (n <= 64) {
-		dg_copy64(dst, src, n);
-		return;
-	}
-	dg_copy64(dst, src, 64);
-	dg_copy64((uint8_t *)dst + n - 64, (const uint8_t *)src + n - 64, 64);
 }
 
 /* ---- TX ------------------------------------------------------------------ */
@@ -335,33 +179,6 @@ static inline void dg_tx_put(struct dg_flow *f, uint8_t flags, uint8_t status,
 
 /* ---- RX ------------------------------------------------------------------ */
 
-/*
- * Releases RX slots consumed by the previous dg_poll. Release store: our
- * loads of those slots (the application's reads of completion data) come
- * before the engine may reuse them.
- */
-static inline void dg_rx_free(struct dg_flow *f, uint32_t pos)
-{
-	/*
-	 * Continuation frames among them: their word 0 (payload) must not
-	 * pass for a first frame one lap later (dagger/ring.h). Stored
-	 * before the release store below, so before the engine reuses them.
-	 * Slot rx_freed is the first frame of the first message released:
-	 * nothing to scrub there (a two-frame message costs one store).
-	 */
-	if (DG_UNLIKELY(f->rx_scrub)) {
-		uint32_t from = f->rx_freed + 1;
-
-		/* At least two slots: the common two-frame answer is one. */
-		dg_ring_scrub(f->rx, f->mask, from, from + 1);
-		if (DG_UNLIKELY(pos - from > 1))
-			dg_ring_scrub(f->rx, f->mask, from + 1, pos);
-		f->rx_scrub = 0;
-	}
-	__atomic_store_n(&f->ctrl->rx_head, pos, __ATOMIC_RELEASE);
-	f->rx_freed = pos;
-}
-
 static inline void dg_rx_release(struct dg_flow *f)
 {
 	if (f->rx_freed != f->rx_tail)
@@ -441,27 +258,6 @@ static inline uint64_t dg_outstanding(const struct dg_flow *f)
  */
 
 void dg_kick_engine(struct dg_flow *f);
-void dg_doorbell(struct dg_flow *f);
-
-/*
- * After frames were published: a shared-memory engine that sleeps is
- * kicked (the fence orders our stamp stores before our load of its sleep
- * flag; the engine stores its flag and fences before its last look at
- * our ring: one of us sees the other); an RDMA engine in doorbell or push
- * mode is told (one doorbell in flight covers what follows).
- */
-/*
- * A full fence (store-load ordering). x86-64: a locked add to the stack,
- * which orders as mfence does and costs less on current cores.
- */
-static inline void dg_fence_sc(void)
-{
-#if defined(__x86_64__)
-	__asm__ volatile("lock addl $0, -8(%%rsp)" ::: "memory", "cc");
-#else
-	__atomic_thread_fence(__ATOMIC_SEQ_CST);
-#endif
-}
 
 /*
  * dg_call_fill with the request's frame flags (DG_FF_REQ, with DG_FF_KEY
@@ -470,26 +266,6 @@ static inline void dg_fence_sc(void)
 int dg_call_fill_as(struct dg_flow *f, int conn, uint16_t fn, uint8_t flags,
 		    uint32_t key, size_t len, dg_fill_fn fill, void *arg,
 		    uint32_t *rpc_id);
-
-/* dg_kick_engine or dg_doorbell as f's kick asks, then 0 (wake.c). */
-int dg_after_tx_slow(struct dg_flow *f);
-
-/*
- * The publication's wake-up, as a return value (0): a fast path that ends
- * with it makes the rare kick or doorbell a tail call and needs no frame.
- */
-static inline int dg_after_tx_ret(struct dg_flow *f)
-{
-	if (DG_LIKELY(f->kick == DG_KICK_SHM)) {
-		dg_fence_sc();
-		if (DG_LIKELY(!__atomic_load_n(f->engine_sleep,
-					       __ATOMIC_RELAXED)))
-			return 0;
-	} else if (f->kick != DG_KICK_RDMA) {
-		return 0;
-	}
-	return dg_after_tx_slow(f);
-}
 
 static inline void dg_after_tx(struct dg_flow *f)
 {
@@ -502,18 +278,6 @@ static inline void dg_after_tx(struct dg_flow *f)
  * (something was there, or busy_poll); or a negative errno.
  */
 int dg_flow_sleep(struct dg_flow *f, int timeout_ms, int also_fd);
-/*
- * An operator asked the engine to switch this flow's mode (ctrl->mode_req
- * changed): switches it now if no call is outstanding (wake.c). Called
- * from the idle paths of dg_poll and dg_serve_poll on RDMA rings only.
- */
-void dg_mode_req(struct dg_flow *f);
-static inline void dg_mode_req_check(struct dg_flow *f)
-{
-	if (DG_UNLIKELY(__atomic_load_n(&f->ctrl->mode_req, __ATOMIC_RELAXED) !=
-			f->mode_req_seen))
-		dg_mode_req(f);
-}
 /* Spins up to f->spin_us for poll() to find work, then sleeps (wake.c). */
 int dg_flow_idle(struct dg_flow *f, uint64_t *idle_since_ns, int timeout_ms,
 		 int also_fd);

@@ -114,11 +114,15 @@ int dg_connect(struct dg_flow *f, const char *peer_addr, uint16_t peer_port,
 int dg_close(struct dg_flow *f, int conn);
 
 /*
- * Asynchronous call: queues the request and returns 0 with its rpc id in
- * *rpc_id, or -EAGAIN when the TX ring has no room (poll, then retry).
+ * Asynchronous call:
+ *
+ *   int dg_call(struct dg_flow *f, int conn, uint16_t fn, const void *req,
+ *               size_t len, uint32_t *rpc_id);
+ *
+ * queues the request and returns 0 with its rpc id in *rpc_id, or -EAGAIN
+ * when the TX ring has no room (poll, then retry). Inline (dagger/flow.h):
+ * a small call on a shared-memory ring does not leave the caller.
  */
-int dg_call(struct dg_flow *f, int conn, uint16_t fn, const void *req,
-	    size_t len, uint32_t *rpc_id);
 /*
  * dg_call, and the call is sampled for the engines' per-hop trace
  * (DG_FF_TRACE on the request and its response; dg_nic_stats and
@@ -150,8 +154,12 @@ struct dg_completion {
 	uint32_t len;
 };
 
-/* Returns up to max completions (0 when none), never blocks. */
-int dg_poll(struct dg_flow *f, struct dg_completion *c, int max);
+/*
+ *   int dg_poll(struct dg_flow *f, struct dg_completion *c, int max);
+ *
+ * returns up to max completions (0 when none), never blocks. Inline
+ * (dagger/flow.h), like dg_call.
+ */
 
 /*
  * Writing a request straight into its TX frames (no intermediate buffer).
@@ -384,4 +392,8 @@ const char *dg_status_str(int status);
 #ifdef __cplusplus
 }
 #endif
+
+/* dg_call and dg_poll, inline. */
+#include "dagger/flow.h"
+
 #endif /* DAGGER_DAGGER_H */

@@ -129,6 +129,7 @@ struct client_arg {
 	uint32_t n;
 	struct dg_track t;
 	int err;
+	uint8_t buf[DG_MAX_MSG]; /* the client thread's requests */
 };
 
 static void fill(uint8_t *p, uint32_t len, uint32_t seed)
@@ -148,7 +149,7 @@ static void *client_main(void *arg)
 {
 	struct client_arg *a = arg;
 	struct dg_flow *f = dg_host_flow(a->h, a->flow);
-	static __thread uint8_t buf[DG_MAX_MSG];
+	uint8_t *buf = a->buf;
 	uint32_t sizes[256], next = 0, resend[16], nresend = 0;
 	uint32_t s = 12345u + a->flow, i;
 	struct dg_completion c[8];
