@@ -242,7 +242,7 @@ int dg_rx_take_multi(struct dg_flow *f, const struct dg_frame *s,
 			break;
 		f->st.bad_frames++;
 		f->rx_tail++;
-		f->rx_scrub = 1;
+		f->rx_scrub |= f->rflags & DG_RING_F_CSUM;
 		s = &f->rx[f->rx_tail & f->mask];
 		if (!dg_slot_ready(s, f->rx_tail, f->rflags))
 			return 0;
@@ -275,7 +275,7 @@ int dg_rx_take_multi(struct dg_flow *f, const struct dg_frame *s,
 	m->len = len;
 	f->arena_used += len;
 	f->rx_tail += cnt;
-	f->rx_scrub = 1;
+	f->rx_scrub |= f->rflags & DG_RING_F_CSUM;
 	return 1;
 }
 

@@ -182,7 +182,7 @@ static inline void dg_tx_put(struct dg_flow *f, uint8_t flags, uint8_t status,
 static inline void dg_rx_release(struct dg_flow *f)
 {
 	if (f->rx_freed != f->rx_tail)
-		dg_rx_free(f, f->rx_tail);
+		dg_rx_free(f, f->rx_tail, 1);
 	f->arena_used = 0;
 	f->heap_used = 0;
 }
@@ -228,7 +228,7 @@ static inline int dg_rx_take(struct dg_flow *f, struct dg_rx_msg *m)
 		m->data = s->data;
 		m->len = len;
 		f->rx_tail = pos + 2;
-		f->rx_scrub = 1;
+		f->rx_scrub |= f->rflags & DG_RING_F_CSUM;
 		return 1;
 	}
 	return dg_rx_take_multi(f, s, m);

@@ -640,6 +640,18 @@ static inline int rx_put(struct tenant *t, uint32_t f, const struct msg *m,
 		d->flags = flags;
 		d->status = 0;
 	}
+	/*
+	 * Direct tenants: the slot after the message gets the stamp of a
+	 * first frame one lap back (dg_ring_guard: a continuation frame left
+	 * there can never pass for a first frame), stored before the release
+	 * store of the first frame's stamp below, so a host that takes the
+	 * message sees it. Their hosts do not scrub what they consume on
+	 * shared-memory rings (dagger/ring.h). With the ring exactly full
+	 * that slot is the first frame of the oldest message the host holds,
+	 * whose stamp is that value already.
+	 */
+	if (t->direct)
+		dg_ring_guard(fl->rxr, t->mask, pos + cnt);
 	dg_slot_publish(d, pos, t->rflags);
 	fl->rx_tail = pos + cnt;
 	fl->st.rpcs_rx++;

@@ -48,7 +48,9 @@ struct dg_flow {
 	uint32_t tx_head;  /* engine's consumer index, as last loaded */
 	uint32_t rx_tail;  /* next RX position to consume */
 	uint32_t rx_freed; /* RX positions below this are released */
-	uint32_t rx_scrub; /* a message of 2+ frames taken since (dg_rx_free) */
+	/* Checksummed rings: a message of 2+ frames taken since (dg_rx_free).
+	 */
+	uint32_t rx_scrub;
 	uint32_t next_rpc;
 	uint32_t arena_used; /* reassembly arena, reset by each dg_poll */
 	uint32_t heap_used;  /* dg_flow_alloc's arena */
@@ -240,9 +242,11 @@ static inline int dg_after_tx_ret(struct dg_flow *f)
 /*
  * Releases RX slots consumed by the previous dg_poll. Release store: our
  * loads of those slots (the application's reads of completion data) come
- * before the engine may reuse them.
+ * before the engine may reuse them. scrub: 0 when f's ring is known to be
+ * a shared-memory one (the engine guards it: rx_scrub is never set).
  */
-static inline void dg_rx_free(struct dg_flow *f, uint32_t pos)
+static inline void dg_rx_free(struct dg_flow *f, uint32_t pos,
+			      const unsigned scrub)
 {
 	/*
 	 * Continuation frames among them: their word 0 (payload) must not
@@ -251,7 +255,7 @@ static inline void dg_rx_free(struct dg_flow *f, uint32_t pos)
 	 * Slot rx_freed is the first frame of the first message released:
 	 * nothing to scrub there (a two-frame message costs one store).
 	 */
-	if (DG_UNLIKELY(f->rx_scrub)) {
+	if (scrub && DG_UNLIKELY(f->rx_scrub)) {
 		uint32_t from = f->rx_freed + 1;
 
 		/* At least two slots: the common two-frame answer is one. */
@@ -390,7 +394,7 @@ dg_poll_fast(struct dg_flow *f, struct dg_completion *c, int max,
 	 * reuse them.
 	 */
 	if (f->rx_freed != pos)
-		dg_rx_free(f, pos);
+		dg_rx_free(f, pos, csum);
 	f->arena_used = 0;
 	f->heap_used = 0;
 	s = &f->rx[idx];
@@ -421,7 +425,8 @@ dg_poll_fast(struct dg_flow *f, struct dg_completion *c, int max,
 	}
 	dg_completion_fill(c, s, s->data, len);
 	f->rx_tail = pos + cnt;
-	f->rx_scrub |= cnt - 1;
+	if (csum) /* else the engine guards the ring (dagger/ring.h) */
+		f->rx_scrub |= cnt - 1;
 	f->st.completions++;
 	s = &f->rx[(pos + cnt) & f->mask];
 	if (max > 1 &&

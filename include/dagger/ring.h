@@ -80,12 +80,15 @@ static inline void dg_cont_publish(struct dg_frame_cont *s, uint32_t pos,
  *    the producer (release store of its head), it stores that stamp into
  *    every one of them that held a continuation frame.
  *
- * Either one per ring suffices. RX rings: the host scrubs (a WRITE cannot
- * fix a slot ahead of a message in the same WRITE). TX rings: on RDMA the
- * host guards (the engine cannot store into host memory cheaply); on
- * shared memory the engine scrubs the continuation frames it consumed (a
- * guard would store into the very line the engine polls next: a
- * cache-line transfer per call).
+ * Either one per ring suffices. RX rings: on checksummed rings (RDMA) the
+ * host scrubs (a WRITE cannot fix a slot ahead of a message in the same
+ * WRITE); on shared memory the engine, which writes the ring in place,
+ * guards (its store is one per message, where the host's scrub would be
+ * one per continuation frame it consumes, on the host's path). TX rings:
+ * on RDMA the host guards (the engine cannot store into host memory
+ * cheaply); on shared memory the engine scrubs the continuation frames it
+ * consumed (a guard would store into the very line the engine polls next:
+ * a cache-line transfer per call).
  */
 static inline void dg_ring_guard(struct dg_frame *ring, uint32_t mask,
 				 uint32_t next)

@@ -152,6 +152,9 @@ static bool rx_put(struct env *e, uint32_t f, uint8_t flags, uint8_t status,
 	if (len)
 		memcpy(s->data, p,
 		       len < DG_FRAME_PAYLOAD ? len : DG_FRAME_PAYLOAD);
+	/* Shared-memory rings: the engine guards, the host does not scrub. */
+	if (!e->rflags)
+		dg_ring_guard(rx_slot(e, f, 0), SLOTS - 1, pos + cnt);
 	dg_slot_publish(s, pos, e->rflags);
 	e->rxw[f] = pos + cnt;
 	return true;

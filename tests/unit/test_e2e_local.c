@@ -1022,6 +1022,63 @@ static void test_stale_continuation(void **state)
 	dg_host_detach(h);
 }
 
+/*
+ * The same on the RX side, shared-memory ring: the loopback service
+ * answers with the request's bytes, so a continuation frame of the
+ * answer holds a fake first frame stamped for its slot one lap later. One
+ * frame of the OPEN's reply comes first (RX position 0), the two-frame
+ * answer at 1..2, then 63 one-frame answers (3..65): the host looks at
+ * position 66, slot 2. Without the engine's guard (or a scrub) it hands
+ * out the fake answer.
+ */
+static void test_stale_continuation_rx(void **state)
+{
+	struct dg_host *h = attach(1, 64);
+	struct dg_flow *f = dg_host_flow(h, 0);
+	uint8_t req[DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD];
+	struct dg_completion c[4];
+	struct dg_frame fake;
+	char out[sizeof(req)];
+	size_t olen = sizeof(out);
+	uint32_t i, id;
+	int conn, k;
+
+	(void)state;
+	conn = dg_connect(f, NULL, 0, DG_LOOPBACK_SERVICE, 5000);
+	assert_true(conn >= 0);
+	memset(&fake, 0, sizeof(fake));
+	fake.stamp = dg_stamp(2 + 64);
+	fake.rpc_id = 0xdead;
+	fake.conn = (uint32_t)conn;
+	fake.len = 1;
+	fake.fn_id = 9;
+	fake.cnt = 1;
+	fake.flags = DG_FF_RESP;
+	memset(req, 0x11, sizeof(req));
+	memcpy(req + DG_FRAME_PAYLOAD, &fake, DG_CONT_PAYLOAD);
+	assert_int_equal(
+		dg_call_sync(f, conn, 9, req, sizeof(req), out, &olen, 5000),
+		0);
+	assert_memory_equal(out, req, sizeof(req));
+	for (i = 0; i < 63; i++) {
+		olen = sizeof(out);
+		assert_int_equal(
+			dg_call_sync(f, conn, 9, "x", 1, out, &olen, 5000), 0);
+	}
+	/* Nothing is outstanding: nothing may come. */
+	k = dg_poll(f, c, 4);
+	assert_int_equal(k, 0);
+	/* The flow goes on: the next answer is whole, its id ours. */
+	assert_int_equal(dg_call(f, conn, 9, "y", 1, &id), 0);
+	do
+		k = dg_poll(f, c, 4);
+	while (k == 0);
+	assert_int_equal(k, 1);
+	assert_int_equal(c[0].rpc_id, id);
+	assert_int_equal(dg_close(f, conn), 0);
+	dg_host_detach(h);
+}
+
 static void test_loopback(void **state)
 {
 	struct dg_host *h = attach(2, 4096);
@@ -1199,31 +1256,32 @@ static int spy_attach(void *nic, void *region, uint64_t size)
 }
 
 /*
- * The host's half of the stale-continuation rule (dagger/ring.h): when it
- * releases RX slots that held a continuation frame, it first stores there
- * the stamp of a first frame one lap back, which no consumer accepts, so
- * the frame's payload cannot pass for a first frame one lap later. Read in
- * the host's own RX ring (its region, seen through the attach): after a
- * two-frame answer is released, its second slot holds that stamp; the
- * first frame's slot keeps its own.
+ * The stale-continuation rule on RX rings (dagger/ring.h): a continuation
+ * frame's payload must not pass for a first frame one lap later, so the
+ * slot gets the stamp of a first frame one lap back, which no consumer
+ * accepts. Checksummed rings: the host stores it into the continuation
+ * frames it releases; shared-memory rings: the engine stores it into the
+ * slot after each message it delivers, before the message is visible.
+ * Read in the host's own RX ring (its region, seen through the attach),
+ * around two-frame answers, past a wrap of the ring.
  */
-static void test_rx_scrub(void **state)
+static void rx_stale_rule(int csum)
 {
 	struct dg_host_opts o = {.attach_local = spy_attach,
 				 .detach_local = dg_nic_detach_cb,
 				 .local_arg = E.nic,
 				 .nflows = 1,
-				 .slots = 64};
+				 .slots = 64,
+				 .csum = csum};
 	uint8_t req[DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD];
 	struct dg_region_layout lay;
 	const uint8_t *ring;
 	struct dg_completion c[4];
 	struct dg_host *h = NULL;
 	struct dg_flow *f;
-	uint32_t id, i, checked = 0, word0, cont_pos;
+	uint32_t id, i, checked = 0, word0, pos;
 	int conn, k;
 
-	(void)state;
 	assert_int_equal(dg_host_attach(&o, &h), 0);
 	assert_non_null(spied_region);
 	assert_int_equal(dg_region_layout(1, 64, &lay), 0);
@@ -1250,18 +1308,38 @@ static void test_rx_scrub(void **state)
 			continue;
 		}
 		cont = first + DG_SLOT_SIZE;
-		cont_pos = ((const struct dg_frame_cont *)cont)->stamp - 1;
+		pos = ((const struct dg_frame *)first)->stamp - 1;
 		memcpy(&word0, cont, 4);
-		assert_int_equal(word0, 0x5a5a5a5au);  /* payload, for now */
-		assert_int_equal(dg_poll(f, c, 4), 0); /* releases it */
-		memcpy(&word0, cont, 4);
-		/* A first frame's stamp one lap back: nobody accepts it. */
-		assert_int_equal(word0, dg_stamp(cont_pos - 64));
+		assert_int_equal(word0, 0x5a5a5a5au); /* payload, for now */
+		if (!csum) {
+			/* The engine's guard, in the slot after the answer. */
+			memcpy(&word0, ring + ((pos + 2) & 63) * DG_SLOT_SIZE,
+			       4);
+			assert_int_equal(word0, dg_stamp(pos + 2 - 64));
+			assert_int_equal(dg_poll(f, c, 4), 0);
+		} else {
+			assert_int_equal(dg_poll(f, c, 4), 0); /* releases it */
+			/* The host's scrub of the continuation frame. */
+			memcpy(&word0, cont, 4);
+			assert_int_equal(word0, dg_stamp(pos + 1 - 64));
+		}
 		checked++;
 	}
 	assert_true(checked >= 60);
 	assert_int_equal(dg_close(f, conn), 0);
 	dg_host_detach(h);
+}
+
+static void test_rx_scrub(void **state)
+{
+	(void)state;
+	rx_stale_rule(1);
+}
+
+static void test_rx_guard(void **state)
+{
+	(void)state;
+	rx_stale_rule(0);
 }
 
 static int fill8(void *arg, struct dg_writer *w)
@@ -1355,8 +1433,10 @@ int main(void)
 		cmocka_unit_test(test_trace),
 		cmocka_unit_test(test_loopback),
 		cmocka_unit_test(test_stale_continuation),
+		cmocka_unit_test(test_stale_continuation_rx),
 		cmocka_unit_test(test_slow_reader),
 		cmocka_unit_test(test_rx_scrub),
+		cmocka_unit_test(test_rx_guard),
 		cmocka_unit_test(test_fill_kicks),
 	};
 
