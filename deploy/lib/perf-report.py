@@ -432,10 +432,13 @@ def main():
         for size in (32, 64):
             ci, si = ncg("client", k, size), ncg("server", k, size)
             native[(k, size)] = (ci, si)
-            ok = ci is not None and si is not None and ci <= bound and \
-                si <= bound
-            w("| %s | %d | %s | %s | <= %d: %s |" % (
-                name, size, fmt(ci, 0), fmt(si, 0), bound, met(ok)))
+            # Client and server each against the bound (the 64-byte
+            # figures are the issue's; 32 bytes is reported beside them).
+            cok = ci is not None and ci <= bound
+            sok = si is not None and si <= bound
+            w("| %s | %d | %s | %s | <= %d: client %s, server %s |" % (
+                name, size, fmt(ci, 0), fmt(si, 0), bound, met(cok),
+                met(sok)))
     eng = pick(rows, bench="dagger", label="cg-native-engine")
     eng_ir = sum(t for _, t in cg_dumps(out, "native-engine"))
     if eng and eng.get("rpcs"):

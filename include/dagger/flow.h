@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * dagger/flow.h - a flow's state and the fast paths of dg_call and dg_poll,
- * inline in the application (included by dagger/dagger.h; not on its own).
+ * inline in the application (included by dagger/dagger.h).
  *
  * A call of one or two frames (up to 88 bytes) and the completion of an
  * answer of one or two frames, on a shared-memory ring, from the flow's
@@ -25,10 +25,11 @@
 #include <stdint.h>
 #include <string.h>
 
+#include <pthread.h>
+
+#include "dagger/dagger.h" /* (which includes this file at its end) */
 #include "dagger/frame.h"
 #include "dagger/ring.h"
-
-#include <pthread.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -48,8 +49,7 @@ struct dg_flow {
 	uint32_t tx_head;  /* engine's consumer index, as last loaded */
 	uint32_t rx_tail;  /* next RX position to consume */
 	uint32_t rx_freed; /* RX positions below this are released */
-	/* Checksummed rings: a message of 2+ frames taken since (dg_rx_free).
-	 */
+	/* A message of 2+ frames taken since (checksummed rings only). */
 	uint32_t rx_scrub;
 	uint32_t next_rpc;
 	uint32_t arena_used; /* reassembly arena, reset by each dg_poll */
@@ -367,7 +367,7 @@ static inline void dg_completion_fill(struct dg_completion *c,
 /*
  * The fast path of dg_poll: one response of one or two frames, in place,
  * by the owning thread, with no call and few registers (no prologue to
- * speak of) on shared-memory rings; csum is a constant, as in call_fast.
+ * speak of) on shared-memory rings; csum is a constant, as in dg_call_fast.
  * Anything else (a longer message, a wrapped one, a control reply, more
  * messages waiting) goes to dg_poll_full or dg_poll_more.
  */
@@ -442,6 +442,7 @@ dg_poll(struct dg_flow *f, struct dg_completion *c, int max)
 		return dg_poll_csum(f, c, max);
 	return dg_poll_fast(f, c, max, 0);
 }
+
 #ifdef __cplusplus
 }
 #endif
