@@ -104,8 +104,13 @@ struct flow_stats {
 	uint64_t rpcs_rx, frames_rx;	       /* delivered to the host */
 	uint64_t reads, read_slots, writes;
 	uint64_t drops[DROP_NREASONS];
-	uint64_t busy;	  /* requests refused: this flow's RX ring full */
-	uint64_t stalled; /* iterations an RPC waited for room */
+	/*
+	 * Requests answered BUSY: to this server flow (its RX ring full, or
+	 * 2 x slots requests held), or from this client flow (2 x slots of
+	 * its calls waiting on peer links).
+	 */
+	uint64_t busy;
+	uint64_t stalled;	   /* iterations an RPC waited for room */
 	uint64_t doorbells, wakes; /* received; sent to its sleeping thread */
 	/*
 	 * Answers to this flow (a client) dropped because its RX ring stayed

@@ -46,12 +46,18 @@ static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
 	}
 	if (c->state == CONN_DEAD) {
 		st = DG_ST_UNREACHABLE;
+	} else if (c->state == CONN_REMOTE && nic_pend_full(fl)) {
+		/*
+		 * Every call through a link is tracked until its answer
+		 * comes. A flow with as many tracked as it can hold (2 x its
+		 * ring's slots) gets BUSY for the next one, as a server flow
+		 * that holds that many requests does: waiting instead would
+		 * let a peer that keeps its link up and answers nothing stop
+		 * every later call of the flow, its CLOSE included, for good.
+		 */
+		fl->st.busy++;
+		st = DG_ST_BUSY;
 	} else if (c->state == CONN_REMOTE) {
-		/* Every call through a link is tracked: wait for answers. */
-		if (nic_pend_full(fl)) {
-			fl->st.stalled++;
-			return V_RETRY;
-		}
 		st = nic_peer_send(n, c->peer, m, cid);
 		if (st == -EAGAIN)
 			return V_RETRY; /* the link's credits: back-pressure */
