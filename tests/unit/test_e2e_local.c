@@ -961,6 +961,40 @@ static void test_trace(void **state)
 }
 
 /*
+ * Plants a forged first frame (flags, stamped for position at) in the
+ * continuation frame of a two-frame echo call on the loopback connection,
+ * then makes 63 one-frame calls: a lap of the 64-slot rings later.
+ */
+static void plant_stale(struct dg_flow *f, int conn, uint32_t at, uint8_t flags)
+{
+	uint8_t req[DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD];
+	char out[sizeof(req)];
+	size_t olen = sizeof(out);
+	struct dg_frame fake;
+	uint32_t i;
+
+	memset(&fake, 0, sizeof(fake));
+	fake.stamp = dg_stamp(at);
+	fake.rpc_id = 0xdead;
+	fake.conn = (uint32_t)conn;
+	fake.len = 1;
+	fake.fn_id = 9;
+	fake.cnt = 1;
+	fake.flags = flags;
+	memset(req, 0x11, sizeof(req));
+	memcpy(req + DG_FRAME_PAYLOAD, &fake, DG_CONT_PAYLOAD);
+	assert_int_equal(
+		dg_call_sync(f, conn, 9, req, sizeof(req), out, &olen, 5000),
+		0);
+	assert_memory_equal(out, req, sizeof(req));
+	for (i = 0; i < 63; i++) {
+		olen = sizeof(out);
+		assert_int_equal(
+			dg_call_sync(f, conn, 9, "x", 1, out, &olen, 5000), 0);
+	}
+}
+
+/*
  * A continuation frame's payload that equals the stamp its slot would
  * carry one lap later, laid out as a first frame (a request on our own
  * connection): the engine, polling that slot for the next message, must
@@ -972,39 +1006,20 @@ static void test_stale_continuation(void **state)
 	struct dg_host *h = attach(1, 64);
 	struct dg_flow *f = dg_host_flow(h, 0);
 	/* Position of the 2-frame call: after the OPEN's frames. */
-	uint32_t p = dg_frames_for(sizeof(struct dg_ctrl_msg)), i, id, k;
-	uint8_t req[DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD];
+	uint32_t p = dg_frames_for(sizeof(struct dg_ctrl_msg)), id, k;
 	struct dg_completion c[4];
 	struct dg_nic_stats s0, s1;
-	struct dg_frame fake;
-	char out[sizeof(req)];
-	size_t olen = sizeof(out);
 	int conn;
 
 	(void)state;
 	conn = dg_connect(f, NULL, 0, DG_LOOPBACK_SERVICE, 5000);
 	assert_true(conn >= 0);
-	/* The continuation frame (slot p + 1) holds req[32..87]. */
-	memset(&fake, 0, sizeof(fake));
-	fake.stamp = dg_stamp(p + 1 + 64);
-	fake.rpc_id = 0xdead;
-	fake.conn = (uint32_t)conn;
-	fake.len = 1;
-	fake.fn_id = 9;
-	fake.cnt = 1;
-	fake.flags = DG_FF_REQ;
-	memset(req, 0x11, sizeof(req));
-	memcpy(req + DG_FRAME_PAYLOAD, &fake, DG_CONT_PAYLOAD);
-	assert_int_equal(
-		dg_call_sync(f, conn, 9, req, sizeof(req), out, &olen, 5000),
-		0);
-	assert_memory_equal(out, req, sizeof(req));
-	/* One-frame calls up to position p + 64: the engine looks at p + 65. */
-	for (i = 0; i < 63; i++) {
-		olen = sizeof(out);
-		assert_int_equal(
-			dg_call_sync(f, conn, 9, "x", 1, out, &olen, 5000), 0);
-	}
+	/*
+	 * The continuation frame (slot p + 1) holds the forged request; the
+	 * one-frame calls go up to position p + 64: the engine looks at
+	 * p + 65.
+	 */
+	plant_stale(f, conn, p + 1 + 64, DG_FF_REQ);
 	/* Runs on the loop thread: the loop polled that slot since. */
 	assert_int_equal(dg_nic_stats(E.nic, &s0, 5000), 0);
 	assert_int_equal(dg_nic_stats(E.nic, &s1, 5000), 0);
@@ -1035,36 +1050,14 @@ static void test_stale_continuation_rx(void **state)
 {
 	struct dg_host *h = attach(1, 64);
 	struct dg_flow *f = dg_host_flow(h, 0);
-	uint8_t req[DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD];
 	struct dg_completion c[4];
-	struct dg_frame fake;
-	char out[sizeof(req)];
-	size_t olen = sizeof(out);
-	uint32_t i, id;
+	uint32_t id;
 	int conn, k;
 
 	(void)state;
 	conn = dg_connect(f, NULL, 0, DG_LOOPBACK_SERVICE, 5000);
 	assert_true(conn >= 0);
-	memset(&fake, 0, sizeof(fake));
-	fake.stamp = dg_stamp(2 + 64);
-	fake.rpc_id = 0xdead;
-	fake.conn = (uint32_t)conn;
-	fake.len = 1;
-	fake.fn_id = 9;
-	fake.cnt = 1;
-	fake.flags = DG_FF_RESP;
-	memset(req, 0x11, sizeof(req));
-	memcpy(req + DG_FRAME_PAYLOAD, &fake, DG_CONT_PAYLOAD);
-	assert_int_equal(
-		dg_call_sync(f, conn, 9, req, sizeof(req), out, &olen, 5000),
-		0);
-	assert_memory_equal(out, req, sizeof(req));
-	for (i = 0; i < 63; i++) {
-		olen = sizeof(out);
-		assert_int_equal(
-			dg_call_sync(f, conn, 9, "x", 1, out, &olen, 5000), 0);
-	}
+	plant_stale(f, conn, 2 + 64, DG_FF_RESP);
 	/* Nothing is outstanding: nothing may come. */
 	k = dg_poll(f, c, 4);
 	assert_int_equal(k, 0);
