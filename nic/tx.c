@@ -23,6 +23,7 @@ static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
 	struct flow *fl = &t->flows[f];
 	uint32_t cid = m->h.conn;
 	struct conn *c = conn_get(n, cid);
+	bool pend_full = false;
 	int st;
 
 	/*
@@ -55,7 +56,7 @@ static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
 		 * let a peer that keeps its link up and answers nothing stop
 		 * every later call of the flow, its CLOSE included, for good.
 		 */
-		fl->st.busy++;
+		pend_full = true;
 		st = DG_ST_BUSY;
 	} else if (c->state == CONN_REMOTE) {
 		st = nic_peer_send(n, c->peer, m, cid);
@@ -89,6 +90,7 @@ static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
 	if (st && nic_rx_status(t, f, DG_FF_RESP, m->h.rpc_id, cid, m->h.fn_id,
 				(uint8_t)st))
 		return V_RETRY;
+	fl->st.busy += pend_full; /* once answered (not per retry) */
 	return V_DONE;
 }
 
