@@ -7,6 +7,7 @@
  * slicing-by-8 table does the work.
  */
 #include "dagger/ring.h"
+#include "dg_cpu.h"
 
 #include <stdbool.h>
 #include <string.h>
@@ -164,16 +165,11 @@ static uint32_t cont_csum_sw(const void *slot, uint32_t stamp)
 	return stamp_csum_sw(slot, stamp);
 }
 
-/* Indirect functions: GNU (glibc's loader resolves them). */
-#if (defined(__x86_64__) || defined(__aarch64__)) && defined(__GLIBC__)
-#define DG_CSUM_IFUNC 1
-#endif
-
-#ifdef DG_CSUM_IFUNC
+#ifdef DG_HAVE_IFUNC
 /*
- * Every frame published or taken on a checksummed ring costs one of these:
- * the variant is chosen once, when the program is loaded (a GNU indirect
- * function), so a call goes straight to it with no test on the way.
+ * Every frame published or taken on a checksummed ring costs one of these
+ * (where no fast path computes it in line, dagger/ring.h): the variant is
+ * chosen once, when the program is loaded (dg_cpu.h).
  */
 #if defined(__x86_64__)
 #define DG_TARGET_HW __attribute__((target("sse4.2")))
@@ -192,38 +188,14 @@ DG_TARGET_HW static uint32_t cont_csum_hw_at(const void *slot, uint32_t stamp)
 
 typedef uint32_t (*csum_fn)(const void *, uint32_t);
 
-/*
- * The resolvers run while the program is being relocated, before the
- * sanitizers' runtime or any constructor: they touch no global (none may
- * be relocated yet) and are not instrumented. x86-64 asks the CPU itself
- * (CPUID leaf 1, ECX bit 20: SSE4.2), arm64 is handed the hwcaps.
- */
-#define RESOLVER                                                               \
-	__attribute__((used, no_sanitize_address, no_sanitize("undefined"),    \
-		       no_instrument_function)) static csum_fn
-#if defined(__x86_64__)
-static inline __attribute__((always_inline)) bool csum_hw_now(void)
+DG_RESOLVER csum_fn resolve_slot_csum(DG_RESOLVER_ARGS)
 {
-	uint32_t a = 1, b, c = 0, d;
-
-	__asm__("cpuid" : "+a"(a), "=b"(b), "+c"(c), "=d"(d));
-	return (c >> 20) & 1u;
-}
-#define RESOLVER_ARGS void
-#define HW_NOW	      csum_hw_now()
-#else
-#define RESOLVER_ARGS uint64_t hwcap
-#define HW_NOW	      ((hwcap & HWCAP_CRC32) != 0)
-#endif
-
-RESOLVER resolve_slot_csum(RESOLVER_ARGS)
-{
-	return HW_NOW ? slot_csum_hw_at : slot_csum_sw;
+	return DG_CRC_NOW ? slot_csum_hw_at : slot_csum_sw;
 }
 
-RESOLVER resolve_cont_csum(RESOLVER_ARGS)
+DG_RESOLVER csum_fn resolve_cont_csum(DG_RESOLVER_ARGS)
 {
-	return HW_NOW ? cont_csum_hw_at : cont_csum_sw;
+	return DG_CRC_NOW ? cont_csum_hw_at : cont_csum_sw;
 }
 
 uint32_t dg_slot_csum(const void *slot, uint32_t stamp)

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "dg_cpu.h"
 #include "host_impl.h"
 
 uint64_t dg_now_ms(void)
@@ -76,12 +77,45 @@ int dg_call_traced(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 			  DG_FF_REQ | DG_FF_TRACE);
 }
 
-/* dg_call's fast path built for checksummed rings (dagger/flow.h). */
-int dg_call_csum(struct dg_flow *f, int conn, uint16_t fn, const void *req,
-		 size_t len, uint32_t *rpc_id)
+/*
+ * dg_call's fast path built for checksummed rings (dagger/flow.h): twice
+ * on x86-64, the checksums computed in line by the CRC32 instruction and
+ * through dg_slot_csum, the loader choosing by the CPU (dg_cpu.h), as it
+ * does for dg_poll_csum below.
+ */
+static int call_csum(struct dg_flow *f, int conn, uint16_t fn, const void *req,
+		     size_t len, uint32_t *rpc_id)
 {
 	return dg_call_fast(f, conn, fn, req, len, rpc_id, DG_RING_F_CSUM);
 }
+
+#if defined(DG_HAVE_IFUNC) && defined(__x86_64__)
+#define DG_CSUM_PATHS_IFUNC 1
+typedef int (*call_fn)(struct dg_flow *, int, uint16_t, const void *, size_t,
+		       uint32_t *);
+
+static int call_csum_inline(struct dg_flow *f, int conn, uint16_t fn,
+			    const void *req, size_t len, uint32_t *rpc_id)
+{
+	return dg_call_fast(f, conn, fn, req, len, rpc_id,
+			    DG_RING_F_CSUM | DG_RING_F_CRC_INLINE);
+}
+
+DG_RESOLVER call_fn resolve_call_csum(DG_RESOLVER_ARGS)
+{
+	return DG_CRC_NOW ? call_csum_inline : call_csum;
+}
+
+int dg_call_csum(struct dg_flow *f, int conn, uint16_t fn, const void *req,
+		 size_t len, uint32_t *rpc_id)
+	__attribute__((ifunc("resolve_call_csum")));
+#else
+int dg_call_csum(struct dg_flow *f, int conn, uint16_t fn, const void *req,
+		 size_t len, uint32_t *rpc_id)
+{
+	return call_csum(f, conn, fn, req, len, rpc_id);
+}
+#endif
 
 /* Where the payload of the writer's current frame starts, and how much of
  * it there is: the first frame holds 32 bytes, every further one 56. */
@@ -326,20 +360,48 @@ int dg_poll_full(struct dg_flow *f, struct dg_completion *c, int max)
 	return rc;
 }
 
-/* The rest of one dg_poll, after the fast path took the first message. */
-int dg_poll_more(struct dg_flow *f, struct dg_completion *c, int max)
+/* The rest of one dg_poll, after the fast path took n messages. */
+int dg_poll_more(struct dg_flow *f, struct dg_completion *c, int max, int n)
 {
-	int n = poll_slow(f, c, max, 0);
+	int k = poll_slow(f, c, max, n);
 
-	f->st.completions += (uint64_t)n;
-	return n;
+	f->st.completions += (uint64_t)(k - n);
+	return k;
 }
 
 /* dg_poll's fast path built for checksummed rings (dagger/flow.h). */
-int dg_poll_csum(struct dg_flow *f, struct dg_completion *c, int max)
+static int poll_csum(struct dg_flow *f, struct dg_completion *c, int max)
 {
 	return dg_poll_fast(f, c, max, DG_RING_F_CSUM);
 }
+
+int dg_poll_doorbell(struct dg_flow *f, struct dg_completion *c, int max)
+{
+	dg_doorbell(f);
+	return dg_poll_fast(f, c, max, DG_RING_F_CSUM | DG_POLL_RUNG);
+}
+
+#ifdef DG_CSUM_PATHS_IFUNC
+typedef int (*poll_fn)(struct dg_flow *, struct dg_completion *, int);
+
+static int poll_csum_inline(struct dg_flow *f, struct dg_completion *c, int max)
+{
+	return dg_poll_fast(f, c, max, DG_RING_F_CSUM | DG_RING_F_CRC_INLINE);
+}
+
+DG_RESOLVER poll_fn resolve_poll_csum(DG_RESOLVER_ARGS)
+{
+	return DG_CRC_NOW ? poll_csum_inline : poll_csum;
+}
+
+int dg_poll_csum(struct dg_flow *f, struct dg_completion *c, int max)
+	__attribute__((ifunc("resolve_poll_csum")));
+#else
+int dg_poll_csum(struct dg_flow *f, struct dg_completion *c, int max)
+{
+	return poll_csum(f, c, max);
+}
+#endif
 
 int dg_abandon(struct dg_flow *f, uint32_t rpc_id)
 {

@@ -424,19 +424,20 @@ void dg_wake_stop(struct dg_host *h)
 
 /* ---- interface modes ----------------------------------------------------- */
 
-void dg_mode_req(struct dg_flow *f)
+int dg_mode_req(struct dg_flow *f)
 {
 	uint32_t r = __atomic_load_n(&f->ctrl->mode_req, __ATOMIC_RELAXED);
 	int mode = (int)(r & 0xff);
 
 	/* Our calls' completions must not meet the switch's reply. */
 	if (dg_outstanding(f))
-		return;
+		return 0;
 	/* Once per request; the switch's own polls see it taken. */
 	f->mode_req_seen = r;
 	/* A failure leaves the mode as it was: tenant list shows it. */
 	if (mode > DG_MODE_DEFAULT && mode < DG_MODE_COUNT && mode != f->mode)
 		(void)dg_flow_set_mode(f, mode, 10000);
+	return 0;
 }
 
 int dg_flow_mode(const struct dg_flow *f)

@@ -273,12 +273,13 @@ static inline void dg_rx_free(struct dg_flow *f, uint32_t pos,
  * changed): switches it now if no call is outstanding (wake.c). Called
  * from the idle paths of dg_poll and dg_serve_poll on RDMA rings only.
  */
-void dg_mode_req(struct dg_flow *f);
-static inline void dg_mode_req_check(struct dg_flow *f)
+int dg_mode_req(struct dg_flow *f); /* 0: an idle poll's result */
+static inline int dg_mode_req_check(struct dg_flow *f)
 {
 	if (DG_UNLIKELY(__atomic_load_n(&f->ctrl->mode_req, __ATOMIC_RELAXED) !=
 			f->mode_req_seen))
-		dg_mode_req(f);
+		return dg_mode_req(f); /* a tail call: no frame on the way */
+	return 0;
 }
 
 /* ---- the fast paths ------------------------------------------------------ */
@@ -291,10 +292,20 @@ int dg_call_csum(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 		 size_t len, uint32_t *rpc_id);
 /* dg_poll in general, with its release of the previous round (client.c). */
 int dg_poll_full(struct dg_flow *f, struct dg_completion *c, int max);
-/* The rest of one dg_poll, after the fast path took the first message. */
-int dg_poll_more(struct dg_flow *f, struct dg_completion *c, int max);
+/*
+ * The rest of one dg_poll, after the fast path took n messages (into c[0]
+ * .. c[n - 1]): the number taken in all. A tail call from the fast path.
+ */
+int dg_poll_more(struct dg_flow *f, struct dg_completion *c, int max, int n);
 /* dg_poll on a checksummed ring. */
 int dg_poll_csum(struct dg_flow *f, struct dg_completion *c, int max);
+/*
+ * dg_poll_csum's start when a doorbell waited for the one in flight: rings
+ * it, then polls (DG_POLL_RUNG: without looking again). Out of line so that
+ * the fast path, with no call of its own to come back from, needs no frame.
+ */
+int dg_poll_doorbell(struct dg_flow *f, struct dg_completion *c, int max);
+#define DG_POLL_RUNG (1u << 30)
 
 /*
  * The fast path of dg_call: a request of one or two frames (up to 88
@@ -385,9 +396,9 @@ dg_poll_fast(struct dg_flow *f, struct dg_completion *c, int max,
 	 * A doorbell that waited for the one in flight goes now (RDMA
 	 * tenants only, whose rings are always checksummed).
 	 */
-	if (csum && DG_UNLIKELY(f->kick == DG_KICK_RDMA) &&
-	    f->db_sent != f->tx_tail)
-		dg_doorbell(f);
+	if (csum && !(csum & DG_POLL_RUNG) &&
+	    DG_UNLIKELY(f->kick == DG_KICK_RDMA) && f->db_sent != f->tx_tail)
+		return dg_poll_doorbell(f, c, max);
 	/*
 	 * Releases what the previous dg_poll handed out. Release store: the
 	 * application's loads of those slots come before the engine may
@@ -401,14 +412,14 @@ dg_poll_fast(struct dg_flow *f, struct dg_completion *c, int max,
 	/* Acquire: the frame's bytes were stored before its stamp. */
 	if (!dg_slot_ready(s, pos, csum)) {
 		if (csum) /* RDMA rings: an operator may ask for a mode */
-			dg_mode_req_check(f);
+			return dg_mode_req_check(f);
 		return 0;
 	}
 	memcpy(&w, &s->len, 8); /* len, fn_id, cnt: one load */
 	len = (uint32_t)w;
 	cnt = (uint32_t)(w >> 48);
 	if (DG_UNLIKELY(!(s->flags & DG_FF_RESP)))
-		return dg_poll_more(f, c, max);
+		return dg_poll_more(f, c, max, 0);
 	/*
 	 * One frame of up to 32 bytes, or two of 33..88 bytes that do not
 	 * wrap around the ring's end; anything else (longer, wrapped, a
@@ -418,7 +429,7 @@ dg_poll_fast(struct dg_flow *f, struct dg_completion *c, int max,
 		if (cnt != 2 ||
 		    len - (DG_FRAME_PAYLOAD + 1) >= DG_CONT_PAYLOAD ||
 		    idx == f->mask)
-			return dg_poll_more(f, c, max);
+			return dg_poll_more(f, c, max, 0);
 		if (!dg_cont_ready((const struct dg_frame_cont *)(s + 1),
 				   pos + 1, csum))
 			return 0;
@@ -431,7 +442,7 @@ dg_poll_fast(struct dg_flow *f, struct dg_completion *c, int max,
 	s = &f->rx[(pos + cnt) & f->mask];
 	if (max > 1 &&
 	    __atomic_load_n(&s->stamp, __ATOMIC_RELAXED) == dg_stamp(pos + cnt))
-		return 1 + dg_poll_more(f, c + 1, max - 1);
+		return dg_poll_more(f, c, max, 1);
 	return 1;
 }
 

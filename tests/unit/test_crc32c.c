@@ -328,12 +328,12 @@ static void test_slot_csum(void **state)
 
 	(void)state;
 	/* The load-time choice: the instructions when the CPU has them. */
-#if defined(DG_CSUM_IFUNC) && defined(__x86_64__)
+#if defined(DG_HAVE_IFUNC) && defined(__x86_64__)
 	assert_true(resolve_slot_csum() ==
 		    (cpu_has_hw ? slot_csum_hw_at : slot_csum_sw));
 	assert_true(resolve_cont_csum() ==
 		    (cpu_has_hw ? cont_csum_hw_at : cont_csum_sw));
-#elif defined(DG_CSUM_IFUNC)
+#elif defined(DG_HAVE_IFUNC)
 	assert_true(resolve_slot_csum(getauxval(AT_HWCAP)) ==
 		    (cpu_has_hw ? slot_csum_hw_at : slot_csum_sw));
 	assert_true(resolve_cont_csum(getauxval(AT_HWCAP)) ==
@@ -353,12 +353,25 @@ static void test_slot_csum(void **state)
 		/* Both variants the load-time choice picks from. */
 		assert_int_equal(slot_csum_sw(slot, stamp), want);
 		assert_int_equal(cont_csum_sw(slot, stamp), wantc);
-#ifdef DG_CSUM_IFUNC
+#ifdef DG_HAVE_IFUNC
 		if (cpu_has_hw) {
 			assert_int_equal(slot_csum_hw_at(slot, stamp), want);
 			assert_int_equal(cont_csum_hw_at(slot, stamp), wantc);
 		}
 #endif
+		/* The in-line forms the host's checksummed fast paths use
+		 * (dagger/ring.h), on a CPU that has the instructions; the
+		 * flag alone, elsewhere, is the call. */
+		if (cpu_has_hw) {
+			assert_int_equal(dg_slot_csum_as(slot, stamp,
+							 DG_RING_F_CRC_INLINE),
+					 want);
+			assert_int_equal(dg_cont_csum_as(slot, stamp,
+							 DG_RING_F_CRC_INLINE),
+					 wantc);
+		}
+		assert_int_equal(dg_slot_csum_as(slot, stamp, 0), want);
+		assert_int_equal(dg_cont_csum_as(slot, stamp, 0), wantc);
 		/* Bytes 0..7 of a first frame (its stamp and checksum) and
 		 * 56..63 of a continuation frame are not covered. */
 		slot[5] ^= 0xff;
