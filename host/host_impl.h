@@ -142,9 +142,10 @@ static inline struct dg_frame_cont *dg_tx_cont(struct dg_flow *f, uint32_t pos)
  * stores either fails a checksum or sees the old stamp there. A two-frame
  * message that does not wrap is one contiguous run (dg_msg_contig).
  */
-static inline void dg_tx_put(struct dg_flow *f, uint8_t flags, uint8_t status,
-			     uint32_t rpc_id, uint32_t conn, uint16_t fn,
-			     const void *buf, uint32_t len, uint32_t cnt)
+static inline __attribute__((always_inline)) void
+dg_tx_put_as(struct dg_flow *f, uint8_t flags, uint8_t status, uint32_t rpc_id,
+	     uint32_t conn, uint16_t fn, const void *buf, uint32_t len,
+	     uint32_t cnt, const unsigned rflags)
 {
 	uint32_t pos = f->tx_tail;
 	struct dg_frame *s = &f->tx[pos & f->mask];
@@ -154,7 +155,7 @@ static inline void dg_tx_put(struct dg_flow *f, uint8_t flags, uint8_t status,
 		dg_copy64(s->data, buf, len);
 	} else if (DG_LIKELY(cnt == 2 && dg_msg_contig(pos, f->mask))) {
 		dg_copy128((uint8_t *)s + DG_FRAME_HDR, buf, len);
-		dg_cont_publish(dg_tx_cont(f, pos + 1), pos + 1, f->rflags);
+		dg_cont_publish(dg_tx_cont(f, pos + 1), pos + 1, rflags);
 	} else {
 		const uint8_t *p = (const uint8_t *)buf + DG_FRAME_PAYLOAD;
 		uint32_t i, left = len - DG_FRAME_PAYLOAD;
@@ -166,15 +167,24 @@ static inline void dg_tx_put(struct dg_flow *f, uint8_t flags, uint8_t status,
 			p += DG_CONT_PAYLOAD;
 			left -= DG_CONT_PAYLOAD;
 			dg_cont_publish(dg_tx_cont(f, pos + i), pos + i,
-					f->rflags);
+					rflags);
 		}
 		dg_copy64(dg_tx_cont(f, pos + i)->data, p, left);
-		dg_cont_publish(dg_tx_cont(f, pos + i), pos + i, f->rflags);
+		dg_cont_publish(dg_tx_cont(f, pos + i), pos + i, rflags);
 	}
-	if (f->rflags) /* RDMA rings (dagger/ring.h) */
+	if (rflags & DG_RING_F_CSUM) /* RDMA rings (dagger/ring.h) */
 		dg_ring_guard(f->tx, f->mask, pos + cnt);
-	dg_slot_publish(s, pos, f->rflags);
+	dg_slot_publish(s, pos, rflags);
 	f->tx_tail = pos + cnt;
+}
+
+/* The same with f's own ring flags (known only at run time). */
+static inline void dg_tx_put(struct dg_flow *f, uint8_t flags, uint8_t status,
+			     uint32_t rpc_id, uint32_t conn, uint16_t fn,
+			     const void *buf, uint32_t len, uint32_t cnt)
+{
+	dg_tx_put_as(f, flags, status, rpc_id, conn, fn, buf, len, cnt,
+		     f->rflags);
 }
 
 /* ---- RX ------------------------------------------------------------------ */

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "dg_cpu.h"
 #include "host_impl.h"
 
 int dg_serve(struct dg_flow *f, const struct dg_service_def *def,
@@ -100,8 +101,9 @@ static inline int handle(struct dg_flow *f, const struct dg_request *req,
  * Answers one request: runs its handler and writes the response. Returns
  * false when the response was dropped (no TX room within the bound).
  */
-static inline bool serve_one(struct dg_flow *f, const struct dg_frame *s,
-			     const void *data, uint32_t len)
+static inline __attribute__((always_inline)) bool
+serve_one(struct dg_flow *f, const struct dg_frame *s, const void *data,
+	  uint32_t len, const unsigned rflags)
 {
 	struct dg_request req;
 	struct dg_response resp;
@@ -135,8 +137,8 @@ static inline bool serve_one(struct dg_flow *f, const struct dg_frame *s,
 		f->st.bad_frames++;
 		return false;
 	}
-	dg_tx_put(f, flags, (uint8_t)st, req.rpc_id, req.conn, req.fn,
-		  resp.data, resp.len, cnt);
+	dg_tx_put_as(f, flags, (uint8_t)st, req.rpc_id, req.conn, req.fn,
+		     resp.data, resp.len, cnt, rflags);
 	f->st.requests++;
 	f->st.responses++;
 	return true;
@@ -146,7 +148,6 @@ static inline bool serve_one(struct dg_flow *f, const struct dg_frame *s,
 static int serve_slow(struct dg_flow *f, int max, int n)
 {
 	struct dg_rx_msg m;
-	int n0 = n;
 
 	while (n < max && dg_rx_take(f, &m) == 1) {
 		const struct dg_frame *s = m.s;
@@ -158,46 +159,38 @@ static int serve_slow(struct dg_flow *f, int max, int n)
 				f->st.bad_frames++;
 			continue;
 		}
-		serve_one(f, s, m.data, m.len);
+		serve_one(f, s, m.data, m.len, f->rflags);
 		n++;
 	}
-	/* The batch's responses are told (or kicked) once. */
-	if (n > n0)
+	/*
+	 * The batch's responses are told (or kicked) once, those the fast
+	 * path wrote before it handed the poll over included.
+	 */
+	if (n)
 		dg_after_tx(f);
 	return n;
 }
 
 /*
- * Requests of one or two frames on a shared-memory ring are taken in
- * place (as dg_poll does); anything else goes to serve_slow from there.
+ * Requests of one or two frames that do not wrap are taken in place (as
+ * dg_poll does) and answered; anything else goes to serve_slow from
+ * there. rflags is a constant: shared-memory rings (0; the engine guards
+ * them) or checksummed ones (each frame's checksum verified, consumed
+ * continuation frames scrubbed when released, dagger/ring.h).
  */
-int dg_serve_poll(struct dg_flow *f, int max)
+static inline __attribute__((always_inline)) int
+serve_fast(struct dg_flow *f, int max, const unsigned rflags)
 {
 	uint32_t pos;
-	int n = 0, rc;
+	int n = 0;
 
-	if (DG_UNLIKELY(f->owner != dg_thread_id()) && (rc = dg_own(f)))
-		return rc;
-	if (DG_UNLIKELY(!f->svc))
-		return -EINVAL;
-	dg_rx_release(f);
-	if (DG_UNLIKELY(f->rflags)) {
-		/* Doorbells: RDMA tenants, whose rings are checksummed. */
-		if (f->kick == DG_KICK_RDMA && f->db_sent != f->tx_tail)
-			dg_doorbell(f);
-		n = serve_slow(f, max, 0);
-		if (!n) /* idle: an operator may ask for a mode */
-			dg_mode_req_check(f);
-		return n;
-	}
 	for (pos = f->rx_tail; n < max; pos = f->rx_tail) {
 		const struct dg_frame *s = &f->rx[pos & f->mask];
 		uint32_t len, cnt;
 		uint64_t w;
 
 		/* Acquire: the frame's bytes were stored before its stamp. */
-		if (__atomic_load_n(&s->stamp, __ATOMIC_ACQUIRE) !=
-		    dg_stamp(pos))
+		if (!dg_slot_ready(s, pos, rflags))
 			break;
 		memcpy(&w, &s->len, 8); /* len, fn_id, cnt: one load */
 		len = (uint32_t)w;
@@ -208,23 +201,76 @@ int dg_serve_poll(struct dg_flow *f, int max)
 		} else if (cnt == 2 && len > DG_FRAME_PAYLOAD &&
 			   len <= DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD &&
 			   dg_msg_contig(pos, f->mask)) {
-			if (__atomic_load_n(
-				    &((const struct dg_frame_cont *)(s + 1))
-					     ->stamp,
-				    __ATOMIC_ACQUIRE) != dg_stamp(pos + 1))
+			if (!dg_cont_ready(
+				    (const struct dg_frame_cont *)(s + 1),
+				    pos + 1, rflags))
 				break;
 		} else {
 			return serve_slow(f, max, n);
 		}
-		/* No scrub on shared-memory rings: the engine guards them. */
 		f->rx_tail = pos + cnt;
-		serve_one(f, s, s->data, len);
+		if (rflags) /* else the engine guards the ring */
+			f->rx_scrub |= cnt - 1;
+		serve_one(f, s, s->data, len, rflags);
 		n++;
 	}
 	if (n)
 		dg_after_tx(f);
 	return n;
 }
+
+static inline __attribute__((always_inline)) int
+serve_poll(struct dg_flow *f, int max, const unsigned crc_inline)
+{
+	int n, rc;
+
+	if (DG_UNLIKELY(f->owner != dg_thread_id()) && (rc = dg_own(f)))
+		return rc;
+	if (DG_UNLIKELY(!f->svc))
+		return -EINVAL;
+	dg_rx_release(f);
+	if (DG_UNLIKELY(f->rflags)) {
+		/* Doorbells: RDMA tenants, whose rings are checksummed. */
+		if (f->kick == DG_KICK_RDMA && f->db_sent != f->tx_tail)
+			dg_doorbell(f);
+		n = serve_fast(f, max, DG_RING_F_CSUM | crc_inline);
+		if (!n) /* idle: an operator may ask for a mode */
+			dg_mode_req_check(f);
+		return n;
+	}
+	return serve_fast(f, max, 0);
+}
+
+/*
+ * dg_serve_poll, built twice on x86-64 as dg_call_csum is (client.c): the
+ * checksummed rings' CRC32C in line or through dg_slot_csum.
+ */
+static int serve_poll_portable(struct dg_flow *f, int max)
+{
+	return serve_poll(f, max, 0);
+}
+
+#if defined(DG_HAVE_IFUNC) && defined(__x86_64__)
+typedef int (*serve_fn)(struct dg_flow *, int);
+
+static int serve_poll_crc_inline(struct dg_flow *f, int max)
+{
+	return serve_poll(f, max, DG_RING_F_CRC_INLINE);
+}
+
+DG_RESOLVER serve_fn resolve_serve_poll(DG_RESOLVER_ARGS)
+{
+	return DG_CRC_NOW ? serve_poll_crc_inline : serve_poll_portable;
+}
+
+int dg_serve_poll(struct dg_flow *f, int max)
+	__attribute__((ifunc("resolve_serve_poll")));
+#else
+int dg_serve_poll(struct dg_flow *f, int max)
+{
+	return serve_poll_portable(f, max);
+}
+#endif
 
 struct dg_server {
 	struct dg_host *h;
