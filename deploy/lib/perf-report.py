@@ -82,6 +82,67 @@ def instr_per_rpc(out, label, rpcs, empty, calib=10000, side="",
     return ir / rpcs, per_empty
 
 
+def cg_functions(path):
+    """Self instructions by source file and function of one callgrind
+    dump (code inlined from a header counts under that header)."""
+    try:
+        text = subprocess.run(
+            ["callgrind_annotate", "--inclusive=no", "--threshold=100",
+             "--show-percs=no", path], capture_output=True, text=True,
+            check=True).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    got, body = {}, False
+    for line in text.splitlines():
+        if line.strip().endswith("file:function"):
+            body = True
+            continue
+        if not body or not line.strip():
+            if body and got:
+                break
+            continue
+        m = re.match(r"\s*([\d,]+)\s+(\S+?):(\S+)", line)
+        if not m:
+            continue
+        fn = m.group(3).split(".")[0]  # .isra.0, .constprop.0
+        # A dump taken while the thread runs charges its whole cost to
+        # the thread's entry frames too: not code of ours.
+        if fn in ("clone", "clone3", "start_thread"):
+            continue
+        key = "%s (%s)" % (os.path.basename(m.group(2)), fn)
+        got[key] = got.get(key, 0) + int(m.group(1).replace(",", ""))
+    return got
+
+
+def cg_profile(out, label, rpcs, empty, calib=10000, side="",
+               wrapped=None):
+    """Where instr_per_rpc's figure goes: instructions per RPC by source
+    file and function, the empty polls' and the wrapper's profiles taken
+    out the same way (what is left sums to the figure)."""
+    dumps = {}
+    for path in glob.glob(os.path.join(out, "cg-%s.*" % label)):
+        with open(path, errors="replace") as f:
+            for line in f:
+                if line.startswith("desc: Trigger:"):
+                    dumps[line.split(":")[-1].strip()] = path
+                    break
+    if side + "rpcs" not in dumps or not rpcs:
+        return None
+    prof = cg_functions(dumps[side + "rpcs"])
+    if prof is None:
+        return None
+    # An empty poll runs the same functions: taken out of each.
+    if empty and side + "empty" in dumps:
+        for k, v in (cg_functions(dumps[side + "empty"]) or {}).items():
+            prof[k] = prof.get(k, 0) - empty * v / calib
+    # The wrapper (its toggles around an empty function): one figure.
+    if wrapped is not None and side + "wrap" in dumps:
+        wrap = cg_functions(dumps[side + "wrap"]) or {}
+        prof["wrapper measured apart"] = \
+            -(wrapped - empty) * sum(wrap.values()) / calib
+    return {k: v / rpcs for k, v in prof.items()}
+
+
 def fmt(v, nd=1):
     if v is None:
         return "n/a"
@@ -448,6 +509,52 @@ def main():
           "service (`nic_tx_process` and all it routes and delivers; idle "
           "rounds not collected)." % native["engine"])
     w("")
+
+    # Where they go: the same dumps by source file and function.
+    profs = []
+    for side, k, name in (("client", "plain", "client, shared memory"),
+                          ("client", "csum", "client, checksummed"),
+                          ("server", "plain", "server, shared memory"),
+                          ("server", "csum", "server, checksummed")):
+        label = "native-%s-%s-64" % (side, k)
+        bench = "dagger" if side == "client" else "dagger-server"
+        r = pick(rows, bench=bench, label="cg-" + label)
+        if r:
+            profs.append((name, cg_profile(
+                out, label, r["rpcs"] if side == "client" else r["served"],
+                r["polls_empty"], side="" if side == "client" else "server-",
+                wrapped=r.get("cg_wrapped"))))
+    if eng and eng.get("rpcs"):
+        got = {}
+        for path in glob.glob(os.path.join(out, "cg-native-engine.*")):
+            for kk, v in (cg_functions(path) or {}).items():
+                got[kk] = got.get(kk, 0) + v / eng["rpcs"]
+        profs.append(("engine, loopback service", got or None))
+    if any(p for _, p in profs):
+        w("Where the 64-byte figures go: the same dumps by source file "
+          "and function (code inlined from a header counts under the "
+          "header, with the function it was inlined into), the empty "
+          "polls' profile taken out of each function and the wrapper's "
+          "measured cost as one figure, as above (`bench` is the wrapper's "
+          "side of each call); `other`: functions under 2 per RPC.")
+        w("")
+        w("| where | instr/RPC | by source (instructions per RPC) |")
+        w("|---|---|---|")
+        for name, prof in profs:
+            if not prof:
+                continue
+            top = sorted(prof.items(), key=lambda kv: -kv[1])
+            big = [(kk, v) for kk, v in top
+                   if v >= 2 or kk == "wrapper measured apart"]
+            rest = sum(v for kk, v in top if v < 2 and
+                       kk != "wrapper measured apart")
+            parts = ["%s %.0f" % (kk.replace("dagger_bench.c", "bench"), v)
+                     for kk, v in big]
+            if abs(rest) >= 0.5:
+                parts.append("other %.0f" % rest)
+            w("| %s | %.0f | %s |" % (name, sum(prof.values()),
+                                      "; ".join(parts)))
+        w("")
 
     w("## Shared memory, natively: in-process and across processes")
     w("")
