@@ -377,6 +377,9 @@ static int poll_csum(struct dg_flow *f, struct dg_completion *c, int max)
 
 int dg_poll_doorbell(struct dg_flow *f, struct dg_completion *c, int max)
 {
+	/* Exported: a caller that is not the flow's thread rings nothing. */
+	if (DG_UNLIKELY(f->owner != dg_thread_id()))
+		return dg_poll_full(f, c, max);
 	dg_doorbell(f);
 	return dg_poll_fast(f, c, max, DG_RING_F_CSUM | DG_POLL_RUNG);
 }
