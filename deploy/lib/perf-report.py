@@ -555,6 +555,22 @@ def main():
             w("| %s | %.0f | %s |" % (name, sum(prof.values()),
                                       "; ".join(parts)))
         w("")
+        w("Read against the bounds: on checksummed rings, `ring.h` is "
+          "mostly the CRC32C itself (one CRC32 instruction per 8 bytes, "
+          "eight per frame, two frames each way for 64 bytes) and the "
+          "stamps; the server's own figure carries the handler interface "
+          "(`server.c`, `host_impl.h`: a request and a response struct "
+          "built per call, the handler called through a pointer, its "
+          "result checked, and the response copied from the handler's "
+          "buffer into the ring, `memmove`/`bench (h_echo)` being the "
+          "handler's copy of the request); a bound under that needs a "
+          "handler that answers in the ring in place. The engine's "
+          "figure is one message routed both ways (`nic_tx_process`: "
+          "the TX ring read and validated, the connection looked up; "
+          "`rx_put`: the answer written into the caller's RX ring), "
+          "against which the ping-pong below moves a line each way and "
+          "nothing else.")
+        w("")
 
     w("## Shared memory, natively: in-process and across processes")
     w("")
