@@ -245,29 +245,20 @@ static __attribute__((noinline)) int cg_serve_poll(struct dg_flow *f, int max)
 }
 
 /*
- * A thread (server or client) that found nothing for the flow's spin (the
- * library's default, or --spin-us) sleeps until the engine delivers to its
- * flow or timeout_ms pass, as the library's own threads do (dg_wait,
- * dg_server_start): idle threads cost no CPU and leave the core to the
- * ones that have work. Not with --yield or --busy-poll (they spin on).
+ * A thread (server or client) that found nothing waits as the library's
+ * own threads do (dg_wait, dg_server_start): dg_flow_idle spins for the
+ * flow's spin (the library's default, or --spin-us), takes its yield
+ * phase (a client with calls outstanding; one server thread at a time),
+ * then sleeps until the engine delivers to its flow or timeout_ms pass:
+ * idle threads cost no CPU and leave the core to the ones that have work.
+ * Not with --yield or --busy-poll (they spin on).
  */
-static void idle_sleep(struct dg_flow *f, uint64_t *t0, int timeout_ms)
+static void idle_sleep(struct dg_flow *f, uint64_t *t0, int timeout_ms,
+		       bool own_calls)
 {
-	uint64_t now = bench_now_ns();
-	struct pollfd p = {.events = POLLIN};
-
-	if (!*t0) {
-		*t0 = now;
-		return;
-	}
-	if (now - *t0 < (uint64_t)(C.spin_us ? C.spin_us : 50) * 1000u)
-		return;
-	if (timeout_ms > 0 && dg_flow_arm(f) == 0) {
-		p.fd = dg_flow_fd(f);
-		(void)poll(&p, 1, timeout_ms);
-		dg_flow_disarm(f);
-	}
-	*t0 = 0;
+	if (timeout_ms > 0 &&
+	    dg_flow_idle(f, t0, timeout_ms, -1, own_calls) > 0)
+		*t0 = 0; /* slept: spin again first */
 }
 
 static void *server_main(void *arg)
@@ -300,8 +291,8 @@ static void *server_main(void *arg)
 			else if (C.yield || C.busy_poll)
 				sched_yield();
 			else if ((++idle & 255) == 0)
-				idle_sleep(f, &idle_t0,
-					   100); /* then the phase */
+				idle_sleep(f, &idle_t0, 100,
+					   false); /* then the phase */
 		}
 	}
 	if (C.callgrind) {
@@ -624,7 +615,8 @@ static void *client_main(void *arg)
 					ms = next > tn ? (int)((next - tn) /
 							       1000000u)
 						       : 0;
-				idle_sleep(f, &idle_t0, ms < 100 ? ms : 100);
+				idle_sleep(f, &idle_t0, ms < 100 ? ms : 100,
+					   out > 0);
 			}
 			continue;
 		}

@@ -271,6 +271,14 @@ static int env_defaults(struct dg_host_opts *o)
 			return -EINVAL;
 		o->spin_us = (uint32_t)us;
 	}
+	v = getenv("DG_YIELD_US");
+	if (!o->yield_us && v && *v) {
+		unsigned long us = strtoul(v, &end, 10);
+
+		if (*end || us > 10000000)
+			return -EINVAL;
+		o->yield_us = us ? (uint32_t)us : DG_YIELD_OFF;
+	}
 	v = getenv("DG_BUSY_POLL");
 	if (!o->busy_poll && v && *v)
 		o->busy_poll = strcmp(v, "0") != 0;
@@ -357,6 +365,9 @@ int dg_host_attach(const struct dg_host_opts *o, struct dg_host **out)
 							: DG_MODE_DOORBELL)
 				  : DG_MODE_POLL;
 		f->spin_us = h->o.spin_us ? h->o.spin_us : 50;
+		f->yield_us = !h->o.yield_us		      ? 2000
+			      : h->o.yield_us == DG_YIELD_OFF ? 0
+							      : h->o.yield_us;
 		f->busy_poll = h->o.busy_poll != 0;
 		f->resp_buf = malloc(DG_MAX_MSG);
 		/* Untouched pages of it cost no memory. */

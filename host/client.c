@@ -497,7 +497,7 @@ int dg_wait(struct dg_flow *f, uint32_t rpc_id, struct dg_completion *c,
 					  : deadline - now < INT32_MAX
 						  ? (int)(deadline - now) + 1
 						  : INT32_MAX,
-					  f->h->shm_sock);
+					  f->h->shm_sock, true);
 			if (rc < 0)
 				return rc;
 			if (rc > 0)
@@ -586,7 +586,7 @@ int dg_ctrl_call(struct dg_flow *f, const struct dg_ctrl_msg *m, int timeout_ms,
 		/* A control call is no hot path: let the engine run. */
 		if (!k) {
 			sched_yield();
-			dg_flow_idle(f, &idle, 20, -1);
+			dg_flow_idle(f, &idle, 20, -1, false);
 		} else {
 			idle = 0;
 		}

@@ -79,6 +79,16 @@ struct dg_host {
 	bool waker_on;
 	int broken; /* atomic: a failed completion (the queue is in error) */
 	int waker_stop;
+	/*
+	 * atomic: the end (ns) of the yield phase of the one thread waiting
+	 * for requests that may be in one (wake.c); 0 or past: none.
+	 */
+	uint64_t req_yielder;
+	/*
+	 * atomic: idle spells begun by threads waiting for requests (each
+	 * after taking some) and wake-ups the waker passed on (wake.c)
+	 */
+	uint32_t req_events;
 };
 
 int dg_flow_claim(struct dg_flow *f);
@@ -288,9 +298,6 @@ static inline void dg_after_tx(struct dg_flow *f)
  * (something was there, or busy_poll); or a negative errno.
  */
 int dg_flow_sleep(struct dg_flow *f, int timeout_ms, int also_fd);
-/* Spins up to f->spin_us for poll() to find work, then sleeps (wake.c). */
-int dg_flow_idle(struct dg_flow *f, uint64_t *idle_since_ns, int timeout_ms,
-		 int also_fd);
 /*
  * Receives an RDMA host keeps posted for the engine's wake-ups: at most one
  * per sleep of a flow, taken by the waker thread; room for bursts of them

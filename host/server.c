@@ -312,7 +312,7 @@ static void *server_thread(void *arg)
 		 * idle thread costs nothing, however many there are (and a
 		 * lost wake-up would hang a call, not hide as latency).
 		 */
-		if (dg_flow_idle(f, &idle, -1, s->stop_fd) < 0)
+		if (dg_flow_idle(f, &idle, -1, s->stop_fd, false) < 0)
 			sched_yield();
 	}
 	return NULL;

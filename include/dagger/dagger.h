@@ -74,7 +74,19 @@ struct dg_host_opts {
 	 */
 	uint32_t spin_us;
 	int busy_poll;
+	/*
+	 * Between the spin and the sleep: keep looking this long more
+	 * (default 2000 us), giving the CPU away (sched_yield) at each look,
+	 * so that on fewer CPUs than busy threads the engine, the peer and
+	 * the kernel's RDMA work run, and an answer (or request) that comes
+	 * within it costs no wake-up. Threads waiting for their own calls
+	 * always; those waiting for requests one per host at a time (see
+	 * dg_flow_idle). DG_YIELD_OFF: straight to sleep. 0 takes
+	 * $DG_YIELD_US if set (0 there: off; malformed: -EINVAL).
+	 */
+	uint32_t yield_us;
 };
+#define DG_YIELD_OFF UINT32_MAX
 
 /*
  * Points o at the engine named by spec, as the tools take it: "unix:PATH"
@@ -336,6 +348,21 @@ int dg_flow_mode(const struct dg_flow *f);
 int dg_flow_fd(struct dg_flow *f);
 int dg_flow_arm(struct dg_flow *f);
 void dg_flow_disarm(struct dg_flow *f);
+/*
+ * An application's own poll loop waits as the library's threads do: call
+ * dg_flow_idle() after each poll that found nothing, with *idle_since_ns
+ * set to 0 after each one that found something. It spins for the flow's
+ * spin_us (returning 0 at once), then looks on for its yield_us giving the
+ * CPU away (sched_yield) at each look, then sleeps until the engine
+ * delivers to the flow, also_fd (if >= 0) is readable or timeout_ms pass
+ * (-1: none), returning 1 after a sleep. own_calls: the thread waits for
+ * answers to its own calls (it always takes the yield phase); 0: it waits
+ * for requests (of those, one thread per host takes the yield phase at a
+ * time, and one whose last phase brought no request skips it for its
+ * next 1, 2, 4 ... 64 idle spells). Negative errno on failure.
+ */
+int dg_flow_idle(struct dg_flow *f, uint64_t *idle_since_ns, int timeout_ms,
+		 int also_fd, int own_calls);
 /* Per flow: the spin before sleeping, or never sleep (busy_poll). */
 void dg_flow_set_spin(struct dg_flow *f, uint32_t spin_us, int busy_poll);
 /*
@@ -384,6 +411,13 @@ struct dg_flow_stats {
 	 * and answers that came for them later (dropped).
 	 */
 	uint64_t abandoned, late;
+	/*
+	 * Waiting for requests (dg_flow_idle): yield phases this flow's
+	 * thread took (the host's one at a time), and of those, ones it
+	 * ended early because another thread of the host took a request or
+	 * was woken for one.
+	 */
+	uint64_t yield_phases, yield_given_way;
 };
 
 void dg_flow_stats(const struct dg_flow *f, struct dg_flow_stats *s);

@@ -92,6 +92,13 @@ struct dg_flow {
 	uint32_t sleep_seq;	/* our last sleep's (odd) */
 	uint32_t mode_req_seen; /* the engine's last mode request taken */
 	uint32_t spin_us;	/* spin this long before sleeping */
+	uint32_t yield_us;	/* then look, yielding, this long more */
+	bool yielding;		/* holds its host's req_yielder token */
+	uint64_t yield_end;	/* the token's value when taken */
+	uint32_t yield_seen;	/* the host's req_events then */
+	bool yield_skip_spell;	/* this idle spell has no yield phase */
+	uint8_t yield_backoff;	/* spells skipped after the last vain phase */
+	uint8_t yield_skip;	/* spells left to skip */
 	bool busy_poll;		/* never sleep */
 	/* Calls given up (dg_wait's deadline, dg_cancel): their answers are
 	 * dropped when they come (dg_abandoned_take). */

@@ -134,6 +134,8 @@ static struct dg_host *attach_mode(const char *addr, uint16_t port, int mode,
 				 .slots = slots,
 				 .mode = mode,
 				 .spin_us = spin_us,
+				 /* Asked to spin briefly: to sleep soon too. */
+				 .yield_us = spin_us ? DG_YIELD_OFF : 0,
 				 .timeout_ms = 30000};
 	struct dg_host *h = NULL;
 	int rc = dg_host_attach(&o, &h);

@@ -447,6 +447,25 @@ static int attach_rc(int mode)
 	return rc;
 }
 
+/* A flow's yield phase (us) as attached with yield_us, or the error. */
+static int attach_yield(uint32_t yield_us)
+{
+	struct dg_host_opts o = {.attach_local = dg_nic_attach_cb,
+				 .detach_local = dg_nic_detach_cb,
+				 .local_arg = E.nic,
+				 .yield_us = yield_us};
+	struct dg_host *h = NULL;
+	int rc = dg_host_attach(&o, &h);
+
+	if (rc) {
+		assert_null(h);
+		return rc;
+	}
+	rc = (int)dg_host_flow(h, 0)->yield_us;
+	dg_host_detach(h);
+	return rc;
+}
+
 static void test_env_settings(void **state)
 {
 	(void)state;
@@ -469,6 +488,20 @@ static void test_env_settings(void **state)
 	setenv("DG_BUSY_POLL", "1", 1);
 	assert_int_equal(attach_rc(0), 0);
 	unsetenv("DG_BUSY_POLL");
+	/* The yield phase: default, from the environment, off, malformed. */
+	assert_int_equal(attach_yield(0), 2000);
+	assert_int_equal(attach_yield(DG_YIELD_OFF), 0);
+	assert_int_equal(attach_yield(300), 300);
+	setenv("DG_YIELD_US", "700", 1);
+	assert_int_equal(attach_yield(0), 700);
+	assert_int_equal(attach_yield(300), 300); /* options first */
+	setenv("DG_YIELD_US", "0", 1);
+	assert_int_equal(attach_yield(0), 0);
+	setenv("DG_YIELD_US", "5ms", 1);
+	assert_int_equal(attach_yield(0), -EINVAL);
+	setenv("DG_YIELD_US", "20000000", 1);
+	assert_int_equal(attach_yield(0), -EINVAL);
+	unsetenv("DG_YIELD_US");
 }
 
 static void *other_thread(void *arg)

@@ -166,6 +166,7 @@ static void test_sleep_wake_stress(void **state)
 	struct dg_host_opts o = {.detach_local = dg_nic_detach_cb,
 				 .attach_local = dg_nic_attach_cb,
 				 .spin_us = 1,
+				 .yield_us = DG_YIELD_OFF,
 				 .slots = 256};
 	struct dg_host *srv, *cli[NCLIENTS];
 	struct client c[NCLIENTS];
@@ -246,6 +247,7 @@ static void test_flow_fd(void **state)
 	struct dg_host_opts o = {.detach_local = dg_nic_detach_cb,
 				 .attach_local = dg_nic_attach_cb,
 				 .spin_us = 1,
+				 .yield_us = DG_YIELD_OFF,
 				 .slots = 256};
 	struct dg_host *srv, *cli;
 	struct dg_server *s;
@@ -308,6 +310,124 @@ static void test_flow_fd(void **state)
 	dg_nic_destroy(nic);
 }
 
+/* Waits (on the clock: what is tested is time passing) until t_ns. */
+static void until_ns(uint64_t t_ns)
+{
+	while (now_ns() < t_ns)
+		;
+}
+
+/* dg_flow_idle once after the flow's spin (1 us) has passed. */
+static int idle_past_spin(struct dg_flow *f, uint64_t *idle, int own)
+{
+	until_ns(*idle + 2000);
+	return dg_flow_idle(f, idle, 0, -1, own);
+}
+
+static uint64_t stat_of(struct dg_flow *f, size_t off)
+{
+	struct dg_flow_stats st;
+
+	dg_flow_stats(f, &st);
+	return *(const uint64_t *)((const char *)&st + off);
+}
+#define STAT(f, field) stat_of(f, offsetof(struct dg_flow_stats, field))
+
+/*
+ * The yield phase of threads waiting for requests (dg_flow_idle, 0 for
+ * own_calls): one flow of a host at a time takes it; it gives way (and
+ * sleeps) when another flow of the host takes a request, then skips its
+ * next spell's phase; a phase whose holder stopped looking frees the
+ * token at its end. A thread waiting for its own calls always yields.
+ * Returns: 0 looked (spin or yield), 1 slept (timeout 0: at once).
+ */
+static void test_yield_phase(void **state)
+{
+	struct dg_nic_opts no = {.spin_us = 1};
+	struct dg_nic *nic;
+	struct dg_host_opts o = {.detach_local = dg_nic_detach_cb,
+				 .attach_local = dg_nic_attach_cb,
+				 .spin_us = 1,
+				 .yield_us = 60000000, /* a minute */
+				 .nflows = 2,
+				 .slots = 256};
+	struct dg_host *h, *h2;
+	struct dg_flow *a, *b, *c, *d;
+	uint64_t ia = 0, ib = 0, ic = 0, id = 0;
+	pthread_t et;
+
+	(void)state;
+	assert_int_equal(dg_nic_create(&no, &nic), 0);
+	assert_int_equal(pthread_create(&et, NULL, engine_main, nic), 0);
+	o.local_arg = nic;
+	assert_int_equal(dg_host_attach(&o, &h), 0);
+	a = dg_host_flow(h, 0);
+	b = dg_host_flow(h, 1);
+
+	/* b's spell begins (an event: it took a request), then a's. */
+	assert_int_equal(dg_flow_idle(b, &ib, 0, -1, 0), 0);
+	assert_int_equal(dg_flow_idle(a, &ia, 0, -1, 0), 0);
+	/* a takes the phase; b, past its spin too, sleeps. */
+	assert_int_equal(idle_past_spin(a, &ia, 0), 0);
+	assert_int_equal(STAT(a, yield_phases), 1);
+	assert_int_equal(idle_past_spin(b, &ib, 0), 1);
+	assert_int_equal(STAT(b, yield_phases), 0);
+	assert_int_equal(STAT(b, sleeps), 1);
+	/* a looks on; b waiting for its own calls yields all the same. */
+	assert_int_equal(dg_flow_idle(a, &ia, 0, -1, 0), 0);
+	ib = 0;
+	assert_int_equal(dg_flow_idle(b, &ib, 0, -1, 1), 0);
+	assert_int_equal(idle_past_spin(b, &ib, 1), 0);
+	assert_int_equal(dg_flow_idle(a, &ia, 0, -1, 0), 0);
+	assert_int_equal(STAT(a, yield_given_way), 0);
+	assert_int_equal(STAT(a, sleeps), 0);
+
+	/* b takes a request: a gives way at its next look, and sleeps. */
+	ib = 0;
+	assert_int_equal(dg_flow_idle(b, &ib, 0, -1, 0), 0);
+	assert_int_equal(dg_flow_idle(a, &ia, 0, -1, 0), 1);
+	assert_int_equal(STAT(a, yield_given_way), 1);
+	assert_int_equal(STAT(a, sleeps), 1);
+	/* Its next spell has no phase; b takes the free token. */
+	ia = 0;
+	assert_int_equal(dg_flow_idle(a, &ia, 0, -1, 0), 0);
+	assert_int_equal(idle_past_spin(a, &ia, 0), 1);
+	assert_int_equal(STAT(a, yield_phases), 1);
+	assert_int_equal(STAT(a, sleeps), 2);
+	/* (a's spell began after b's: b holds no stale event.) */
+	ib = 0;
+	assert_int_equal(dg_flow_idle(b, &ib, 0, -1, 0), 0);
+	assert_int_equal(idle_past_spin(b, &ib, 0), 0);
+	assert_int_equal(STAT(b, yield_phases), 1);
+	assert_int_equal(dg_flow_idle(b, &ib, 0, -1, 0), 0);
+
+	/*
+	 * A holder that stops looking (its thread ended) keeps the token
+	 * only to its phase's end: a host whose phase is 20 ms.
+	 */
+	o.yield_us = 20000;
+	assert_int_equal(dg_host_attach(&o, &h2), 0);
+	c = dg_host_flow(h2, 0);
+	d = dg_host_flow(h2, 1);
+	assert_int_equal(dg_flow_idle(d, &id, 0, -1, 0), 0);
+	assert_int_equal(dg_flow_idle(c, &ic, 0, -1, 0), 0);
+	assert_int_equal(idle_past_spin(c, &ic, 0), 0);
+	assert_int_equal(idle_past_spin(d, &id, 0), 1);
+	until_ns(ic + 21000000ull);
+	id = 0; /* (d's new spell is an event c, gone, never sees) */
+	assert_int_equal(dg_flow_idle(d, &id, 0, -1, 0), 0);
+	assert_int_equal(idle_past_spin(d, &id, 0), 0);
+	assert_int_equal(STAT(d, yield_phases), 1);
+	/* Another host's token: h's b looks on in its own phase. */
+	assert_int_equal(dg_flow_idle(b, &ib, 0, -1, 0), 0);
+
+	dg_host_detach(h2);
+	dg_host_detach(h);
+	dg_nic_stop(nic);
+	pthread_join(et, NULL);
+	dg_nic_destroy(nic);
+}
+
 static const uint32_t no_workers = 0, two_workers = 2;
 
 int main(void)
@@ -318,6 +438,7 @@ int main(void)
 		cmocka_unit_test_prestate(test_sleep_wake_stress,
 					  (void *)&two_workers),
 		cmocka_unit_test(test_flow_fd),
+		cmocka_unit_test(test_yield_phase),
 	};
 
 	return cmocka_run_group_tests_name("sleep", tests, NULL, NULL);
