@@ -386,6 +386,17 @@ for m in poll doorbell push; do
 	stop_bg
 done
 
+# The main job as a user runs it (deploy/demo's script: its own engines,
+# dagger-echo client and server, every setting at its default), set
+# beside this run's figures for the same path in the report.
+log "the main job (deploy/demo's exchange)"
+if sh "$(dirname "$0")/demo.sh" "$b" >"$out/demo.txt" 2>>"$out/stderr.log"; then
+	awk '/^RPC p50 / { printf "{\"bench\":\"demo\",\"p50_us\":%s,\"prim_us\":%s}\n", $3, $10 }' \
+		"$out/demo.txt" >>"$res"
+else
+	echo "bench-vm: FAILED: deploy/lib/demo.sh" | tee -a "$out/failed.txt" >&2
+fi
+
 # Idle cost: an engine with N idle server flows attached (dagger-echo
 # servers of 64 dispatch threads each, which sleep), in doorbell mode and
 # in poll mode: the engine's CPU and READs over a quiet interval.
