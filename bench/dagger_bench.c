@@ -66,8 +66,9 @@ struct cfg {
 	char listen_addr[64];
 	uint16_t listen_port;
 	uint32_t threads, sthreads, conns, size, window, work_ns, slots;
-	int iface;	/* --mode: enum dg_mode (0: the library's default) */
-	uint32_t trace; /* --trace N: every Nth call is traced (0: none) */
+	uint64_t payload; /* --payload: bytes of each payload area (0: auto) */
+	int iface;	  /* --mode: enum dg_mode (0: the library's default) */
+	uint32_t trace;	  /* --trace N: every Nth call is traced (0: none) */
 	uint32_t spin_us;
 	bool busy_poll;
 	double rate, duration, warmup, wait;
@@ -114,6 +115,13 @@ static int h_echo(void *arg, const struct dg_request *req,
 		  struct dg_response *resp)
 {
 	(void)arg;
+	/*
+	 * A large request: its response built in place in the payload area
+	 * (no copy by the library); the echo's own copy is the
+	 * application's work.
+	 */
+	if (req->len > DG_LARGE_DEFAULT && dg_response_buf(req, resp, req->len))
+		return DG_ST_APP_BASE + 1;
 	memcpy(resp->data, req->data, req->len);
 	resp->len = req->len;
 	return 0;
@@ -199,6 +207,17 @@ static __attribute__((noinline)) int cg_call(struct dg_flow *f, int conn,
 
 	cg_toggle();
 	rc = dg_call(f, conn, fn, req, len, id);
+	cg_toggle();
+	return rc;
+}
+
+static __attribute__((noinline)) int cg_call_buf(struct dg_flow *f, size_t len,
+						 void **p)
+{
+	int rc;
+
+	cg_toggle();
+	rc = dg_call_buf(f, len, p);
 	cg_toggle();
 	return rc;
 }
@@ -417,6 +436,7 @@ static int run_server(void)
 				 .src_addr = C.src,
 				 .nflows = C.sthreads,
 				 .slots = C.slots,
+				 .payload = C.payload,
 				 .timeout_ms = 30000};
 	struct srv_thread *s = calloc(C.sthreads, sizeof(*s));
 	struct dg_host *h;
@@ -557,9 +577,30 @@ static void *client_main(void *arg)
 				if (!rc)
 					traced[id & TS_MASK] = 1;
 			} else {
+				const void *req = buf;
+
+				/*
+				 * A large call is built in place (the bench
+				 * writes nothing into it: its bytes are what
+				 * the area holds); no copy by the library.
+				 */
+				if (sz > DG_LARGE_DEFAULT) {
+					void *p;
+
+					t->wrapped += cg;
+					rc = cg ? cg_call_buf(f, sz, &p)
+						: dg_call_buf(f, sz, &p);
+					if (rc == -EAGAIN)
+						break; /* completions first */
+					if (rc) {
+						t->live.rc = rc;
+						goto out;
+					}
+					req = p;
+				}
 				t->wrapped += cg;
-				rc = cg ? cg_call(f, cn, fn, buf, sz, &id)
-					: dg_call(f, cn, fn, buf, sz, &id);
+				rc = cg ? cg_call(f, cn, fn, req, sz, &id)
+					: dg_call(f, cn, fn, req, sz, &id);
 				if (!rc && traced)
 					traced[id & TS_MASK] = 0;
 			}
@@ -735,6 +776,43 @@ static void print_trace(struct cli_thread *t)
 	free(h);
 }
 
+/*
+ * memcpy of C.size bytes between two buffers of that size (touched first),
+ * back to back for the duration: MB/s (2^20 bytes) copied.
+ */
+static int run_memcpy(void)
+{
+	size_t n = C.size ? C.size : 1;
+	uint8_t *a = malloc(n), *b = malloc(n);
+	uint64_t t0, t, bytes = 0;
+	double sec;
+
+	if (!a || !b)
+		return 1;
+	memset(a, 1, n);
+	memset(b, 2, n);
+	t0 = bench_now_ns();
+	do {
+		memcpy(b, a, n);
+		/* Kept: the copy must happen. */
+		__asm__ volatile("" : : "r"(b) : "memory");
+		bytes += n;
+		t = bench_now_ns();
+	} while (t - t0 < (uint64_t)(C.duration * 1e9));
+	sec = (double)(t - t0) / 1e9;
+	if (C.json)
+		printf("{\"bench\":\"memcpy\",\"label\":\"%s\",\"size\":%u,"
+		       "\"mbps\":%.1f}\n",
+		       C.label ? C.label : "memcpy", C.size,
+		       (double)bytes / 1048576.0 / sec);
+	else
+		printf("memcpy of %u bytes: %.1f MB/s\n", C.size,
+		       (double)bytes / 1048576.0 / sec);
+	free(a);
+	free(b);
+	return 0;
+}
+
 /* Runs the client threads on host h; prints the result. */
 static int run_clients(struct dg_host *h)
 {
@@ -840,6 +918,7 @@ static int run_client(void)
 				 .src_addr = C.src,
 				 .nflows = C.threads,
 				 .slots = C.slots,
+				 .payload = C.payload,
 				 .timeout_ms = 30000};
 	struct dg_host *h;
 	int rc;
@@ -866,7 +945,8 @@ static int run_local(void)
 				 .csum = C.csum,
 				 .spin_us = C.spin_us,
 				 .busy_poll = C.busy_poll,
-				 .slots = C.slots};
+				 .slots = C.slots,
+				 .payload = C.payload};
 	struct srv_thread *s = calloc(C.sthreads, sizeof(*s));
 	struct dg_host *srv = NULL, *cli;
 	struct dg_nic *nic;
@@ -943,6 +1023,11 @@ static void usage(FILE *f)
 		"ADDR:PORT] [options]\n"
 		"       dagger-bench local [--loopback | --listen ADDR[:PORT] "
 		"[--server-only]] [options]\n"
+		"       dagger-bench memcpy --size B [--duration S]: this "
+		"machine's memcpy\n"
+		"                      bandwidth for B-byte copies (the "
+		"reference for\n"
+		"                      large messages on shared memory)\n"
 		"  --engine ADDR:PORT  the engine to attach to (RDMA)\n"
 		"  --src ADDR          local device address to attach from\n"
 		"  --wait S            retry the attach for S seconds (engine "
@@ -971,6 +1056,11 @@ static void usage(FILE *f)
 		"  --requests N        per thread, instead of a duration\n"
 		"  --slots N           ring slots (power of two; default: "
 		"enough for the window)\n"
+		"  --payload B         bytes of each payload area (power of "
+		"two;\n"
+		"                      default: the library's, or enough for "
+		"the window\n"
+		"                      of large calls, up to 64 MiB)\n"
 		"  --yield             sched_yield() when a poll finds "
 		"nothing\n"
 		"  --pin               client thread i on CPU i; in local mode "
@@ -1064,6 +1154,7 @@ int main(int argc, char **argv)
 					   {"warmup", 1, 0, 'u'},
 					   {"requests", 1, 0, 'n'},
 					   {"slots", 1, 0, 'l'},
+					   {"payload", 1, 0, 0x100},
 					   {"yield", 0, 0, 'y'},
 					   {"json", 0, 0, 'j'},
 					   {"label", 1, 0, 'b'},
@@ -1192,6 +1283,10 @@ int main(int argc, char **argv)
 		case 'l':
 			bad |= parse_u32(optarg, &C.slots);
 			break;
+		case 0x100:
+			bad |= parse_u32(optarg, &n);
+			C.payload = n;
+			break;
 		case 'y':
 			C.yield = true;
 			break;
@@ -1243,14 +1338,24 @@ int main(int argc, char **argv)
 			DG_MAX_FLOWS, DG_MAX_MSG);
 		return 2;
 	}
-	/* Rings that hold a whole window of the largest calls, twice. */
-	frames = dg_frames_for(C.size);
+	/*
+	 * Rings that hold a whole window of the largest calls, twice (a
+	 * large call is one descriptor frame; its bytes go in the payload
+	 * areas, sized for the window of them, up to 64 MiB).
+	 */
+	frames = C.size > DG_LARGE_DEFAULT ? 1 : dg_frames_for(C.size);
 	need = frames * C.window * 2;
+	if (!C.payload && C.size > DG_LARGE_DEFAULT) {
+		C.payload = 16u << 20;
+		while (C.payload < (uint64_t)C.size * C.window &&
+		       C.payload < 64u << 20)
+			C.payload <<= 1;
+	}
 	if (!C.slots) {
 		/* A server takes whatever its callers send: room for the
-		 * largest call, twice. */
+		 * largest call in ring frames, twice. */
 		if (!strcmp(C.mode, "server") || C.server_only)
-			need = 2 * dg_frames_for(DG_MAX_MSG);
+			need = 2 * dg_frames_for(DG_MAX_INLINE);
 		C.slots = 1024;
 		while (C.slots < need && C.slots < 65536)
 			C.slots <<= 1;
@@ -1264,6 +1369,8 @@ int main(int argc, char **argv)
 	}
 	if (!strcmp(C.mode, "local"))
 		return run_local();
+	if (!strcmp(C.mode, "memcpy"))
+		return run_memcpy();
 	if (!C.engine_addr[0]) {
 		fprintf(stderr,
 			"dagger-bench: %s needs --engine ADDR:PORT or "

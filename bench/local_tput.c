@@ -69,7 +69,7 @@ int main(int argc, char **argv)
 	struct dg_nic *nic;
 	struct dg_flow *f;
 	pthread_t et;
-	uint8_t buf[DG_MAX_MSG];
+	uint8_t buf[DG_MAX_INLINE];
 	double t0, t1;
 	uint32_t errors = 0, id;
 	int conn, o, json = 0, yield = 0;
@@ -101,7 +101,7 @@ int main(int argc, char **argv)
 			return o == 'h' ? 0 : 2;
 		}
 	}
-	if (!n || !window || size > DG_MAX_MSG) {
+	if (!n || !window || size > DG_MAX_INLINE) {
 		fprintf(stderr, "dagger-local-tput: bad arguments\n");
 		return 2;
 	}

@@ -64,6 +64,7 @@ static int attach_rdma(struct dg_host *h)
 	req.slots = h->o.slots;
 	req.flags = DG_RING_F_CSUM;
 	req.mode = (uint32_t)h->o.mode;
+	req.pay_shift = h->pay_shift;
 	rc = dg_wake_start(h);
 	if (rc)
 		return rc;
@@ -80,7 +81,8 @@ static int attach_rdma(struct dg_host *h)
 		return -EPROTO;
 	if (rep.status)
 		return rep.status;
-	if (rep.shadow_len != h->size)
+	/* The engine copies the rings part, not the payload areas. */
+	if (rep.shadow_len != h->lay.pay_off)
 		return -EPROTO;
 	h->shadow_addr = rep.shadow_addr;
 	h->shadow_rkey = rep.shadow_rkey;
@@ -139,6 +141,7 @@ static int attach_shm(struct dg_host *h, int mfd)
 					.nflows = h->nflows,
 					.slots = h->o.slots,
 					.flags = h->rflags,
+					.pay_shift = h->pay_shift,
 					.len = h->size};
 	struct iovec iov = {&req, sizeof(req)};
 	struct msghdr mh = {.msg_iov = &iov,
@@ -245,17 +248,75 @@ const char *dg_host_opts_str(const struct dg_host_opts *o, char *buf,
 	return buf;
 }
 
+/* "12345", "64K", "16M" (bytes), "none" (DG_PAYLOAD_NONE if allowed). */
+static int env_bytes(const char *v, bool none, uint64_t *out)
+{
+	unsigned long long x;
+	char *end;
+
+	if (none && !strcmp(v, "none")) {
+		*out = DG_PAYLOAD_NONE;
+		return 0;
+	}
+	x = strtoull(v, &end, 10);
+	if (end == v)
+		return -EINVAL;
+	if (*end == 'K' || *end == 'k')
+		x <<= 10, end++;
+	else if (*end == 'M' || *end == 'm')
+		x <<= 20, end++;
+	if (*end || x > (1ull << 32))
+		return -EINVAL;
+	*out = x;
+	return 0;
+}
+
+/*
+ * The payload areas' size as a shift (0: none): o->payload, or by default
+ * 16 MiB per area for up to 4 flows, 64 MiB over all flows beyond that,
+ * never under 1 MiB. -EINVAL for a size that is no power of two in range.
+ */
+static int pay_shift_of(const struct dg_host_opts *o, uint32_t nflows,
+			uint32_t *shift)
+{
+	uint64_t b = o->payload;
+	uint32_t sh;
+
+	if (b == DG_PAYLOAD_NONE) {
+		*shift = 0;
+		return 0;
+	}
+	if (!b) {
+		b = (64ull << 20) / nflows;
+		if (b > 16ull << 20)
+			b = 16ull << 20;
+		if (b < 1ull << 20)
+			b = 1ull << 20;
+		while (b & (b - 1))
+			b &= b - 1; /* down to a power of two */
+	}
+	if (b & (b - 1))
+		return -EINVAL;
+	for (sh = 0; (1ull << sh) < b; sh++)
+		;
+	if (sh < DG_PAY_MIN_SHIFT || sh > DG_PAY_MAX_SHIFT)
+		return -EINVAL;
+	*shift = sh;
+	return 0;
+}
+
 /*
  * Settings left at 0 come from the environment, so that a deployment
  * (dagger-launch exports a tenant's settings) or a user reaches every
  * program without flags of its own: DG_MODE (poll, doorbell, push),
- * DG_SPIN_US, DG_BUSY_POLL=1. A value that does not parse is an error,
- * not a silent default.
+ * DG_SPIN_US, DG_BUSY_POLL=1, DG_PAYLOAD, DG_LARGE. A value that does not
+ * parse is an error, not a silent default.
  */
 static int env_defaults(struct dg_host_opts *o)
 {
 	const char *v;
 	char *end;
+	uint64_t b;
 
 	v = getenv("DG_MODE");
 	if (!o->mode && v && *v) {
@@ -282,6 +343,18 @@ static int env_defaults(struct dg_host_opts *o)
 	v = getenv("DG_BUSY_POLL");
 	if (!o->busy_poll && v && *v)
 		o->busy_poll = strcmp(v, "0") != 0;
+	v = getenv("DG_PAYLOAD");
+	if (!o->payload && v && *v) {
+		if (env_bytes(v, true, &b))
+			return -EINVAL;
+		o->payload = b;
+	}
+	v = getenv("DG_LARGE");
+	if (!o->large && v && *v) {
+		if (env_bytes(v, false, &b) || !b || b > DG_MAX_MSG)
+			return -EINVAL;
+		o->large = (uint32_t)b;
+	}
 	return 0;
 }
 
@@ -311,7 +384,10 @@ int dg_host_attach(const struct dg_host_opts *o, struct dg_host **out)
 	if (rc)
 		goto err;
 	h->nflows = h->o.nflows;
-	rc = dg_region_layout(h->nflows, h->o.slots, &h->lay);
+	rc = pay_shift_of(&h->o, h->nflows ? h->nflows : 1, &h->pay_shift);
+	if (!rc)
+		rc = dg_region_layout_pay(h->nflows, h->o.slots, h->pay_shift,
+					  &h->lay);
 	if (rc)
 		goto err;
 	if (!h->o.engine_addr && !h->o.shm_path && !h->o.attach_local) {
@@ -330,7 +406,8 @@ int dg_host_attach(const struct dg_host_opts *o, struct dg_host **out)
 			rc = -ENOMEM;
 			goto err;
 		}
-		memset(h->region, 0, h->size);
+		/* The payload areas are written before they are read. */
+		memset(h->region, 0, h->lay.pay_off);
 	}
 	h->flows = aligned_alloc(64, h->nflows * sizeof(*h->flows));
 	if (!h->flows) {
@@ -346,6 +423,7 @@ int dg_host_attach(const struct dg_host_opts *o, struct dg_host **out)
 	hdr->nflows = h->nflows;
 	hdr->slots = h->o.slots;
 	hdr->flags = h->rflags;
+	hdr->pay_shift = h->pay_shift;
 	for (i = 0; i < h->nflows; i++) {
 		struct dg_flow *f = &h->flows[i];
 
@@ -368,6 +446,22 @@ int dg_host_attach(const struct dg_host_opts *o, struct dg_host **out)
 		f->yield_us = !h->o.yield_us		      ? 2000
 			      : h->o.yield_us == DG_YIELD_OFF ? 0
 							      : h->o.yield_us;
+		f->pay_size = (uint32_t)h->lay.pay_size;
+		f->pay_tx = f->pay_size ? h->region + dg_pay_tx_off(&h->lay, i)
+					: NULL;
+		f->pay_rx = f->pay_size ? h->region + dg_pay_rx_off(&h->lay, i)
+					: NULL;
+		f->large = h->o.large ? h->o.large : DG_LARGE_DEFAULT;
+		/*
+		 * With payload areas, nothing in ring frames takes more than
+		 * half the ring: a message that would leaves it, so that no
+		 * size between the ring's and the threshold is refused.
+		 */
+		if (f->pay_size &&
+		    f->large > DG_FRAME_PAYLOAD +
+				       (h->o.slots / 2 - 1) * DG_CONT_PAYLOAD)
+			f->large = DG_FRAME_PAYLOAD +
+				   (h->o.slots / 2 - 1) * DG_CONT_PAYLOAD;
 		f->busy_poll = h->o.busy_poll != 0;
 		f->resp_buf = malloc(DG_MAX_MSG);
 		/* Untouched pages of it cost no memory. */

@@ -48,6 +48,11 @@ static int call_flags(struct dg_flow *f, int conn, uint16_t fn, const void *req,
 		return rc;
 	if (len > DG_MAX_MSG || (len && !req) || conn < 0)
 		return len > DG_MAX_MSG ? -EMSGSIZE : -EINVAL;
+	if (dg_pay_use(f, len))
+		return dg_call_pay(f, conn, fn, flags, 0, req, (uint32_t)len,
+				   rpc_id);
+	if (len > DG_MAX_INLINE)
+		return -EMSGSIZE;
 	cnt = dg_frames_for((uint32_t)len);
 	if (dg_tx_reserve(f, cnt)) {
 		if (cnt > f->slots)
@@ -140,6 +145,12 @@ void dg_writer_put(struct dg_writer *w, const void *p, size_t n)
 		n = w->left;
 	}
 	w->left -= (uint32_t)n;
+	if (w->buf) {
+		/* A large message: its payload buffer is one piece. */
+		memcpy(w->buf + w->off, b, n);
+		w->off += (uint32_t)n;
+		return;
+	}
 	while (n) {
 		uint32_t cap;
 		uint8_t *d = writer_frame(w, &cap);
@@ -161,8 +172,17 @@ void dg_writer_put(struct dg_writer *w, const void *p, size_t n)
 void *dg_writer_room(struct dg_writer *w, size_t n)
 {
 	uint32_t cap;
-	uint8_t *p = writer_frame(w, &cap);
+	uint8_t *p;
 
+	if (w->buf) {
+		if (n > w->left)
+			return NULL;
+		p = w->buf + w->off;
+		w->left -= (uint32_t)n;
+		w->off += (uint32_t)n;
+		return p;
+	}
+	p = writer_frame(w, &cap);
 	if (n > w->left || w->off + n > cap)
 		return NULL;
 	p += w->off;
@@ -190,8 +210,11 @@ int dg_call_fill_as(struct dg_flow *f, int conn, uint16_t fn, uint8_t flags,
 		return -EMSGSIZE;
 	if (!fill || conn < 0)
 		return -EINVAL;
+	if (dg_pay_use(f, len))
+		return dg_fill_pay(f, conn, fn, flags, key, (uint32_t)len, fill,
+				   arg, rpc_id);
 	cnt = dg_frames_for((uint32_t)len);
-	if (cnt > f->slots)
+	if (len > DG_MAX_INLINE || cnt > f->slots)
 		return -EMSGSIZE;
 	if (dg_tx_reserve(f, cnt)) {
 		f->st.eagain++;
@@ -266,20 +289,41 @@ int dg_rx_take_multi(struct dg_flow *f, const struct dg_frame *s,
 		     struct dg_rx_msg *m)
 {
 	uint32_t cnt, len, i, n;
+	const void *pay = NULL;
 	uint8_t *d;
 
 	for (;;) {
 		cnt = s->cnt;
 		len = s->len;
-		if (len <= DG_MAX_MSG && cnt == dg_frames_for(len) &&
-		    cnt <= f->slots)
+		if (s->flags & DG_FF_PAY) {
+			/* A large message: in place in the RX payload area. */
+			if (cnt == 1 && (pay = dg_pay_rx_data(f, s, len)))
+				break;
+		} else if (len <= DG_MAX_INLINE && cnt == dg_frames_for(len) &&
+			   cnt <= f->slots) {
 			break;
+		}
 		f->st.bad_frames++;
 		f->rx_tail++;
 		f->rx_scrub |= f->rflags & DG_RING_F_CSUM;
 		s = &f->rx[f->rx_tail & f->mask];
 		if (!dg_slot_ready(s, f->rx_tail, f->rflags))
 			return 0;
+	}
+	if (pay) {
+		/*
+		 * The engine wrote the payload before it published this frame
+		 * (docs/ARCHITECTURE.md, "Large messages": a release store on
+		 * shared memory, an earlier WRITE on the same QP over RDMA),
+		 * and our acquire load of the stamp came first: the bytes are
+		 * there. They stay until we release the slot (rx_head).
+		 */
+		m->s = s;
+		m->data = pay;
+		m->len = len;
+		f->rx_tail++;
+		f->st.pay_recv++;
+		return 1;
 	}
 	if (cnt == 1) {
 		m->s = s;
@@ -651,6 +695,10 @@ int dg_close(struct dg_flow *f, int conn)
 void dg_flow_stats(const struct dg_flow *f, struct dg_flow_stats *s)
 {
 	*s = f->st;
+	s->pay_pending =
+		f->pay_size ? f->pay_tail - __atomic_load_n(&f->ctrl->pay_head,
+							    __ATOMIC_ACQUIRE)
+			    : 0;
 }
 
 const char *dg_status_str(int st)

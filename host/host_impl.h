@@ -8,6 +8,7 @@
  *   server.c  serving a service: dg_serve_poll, dispatch threads
  *   workers.c worker pools behind dispatch threads
  *   keys.c    keyed calls (DG_LB_KEY)
+ *   payload.c large messages: payload areas, descriptor frames
  *
  * and the per-RPC primitives (TX reservation and publication, RX parsing)
  * as inline functions for the library's own paths. struct dg_flow and the
@@ -30,7 +31,7 @@
  * frames are copied 56 bytes at a time: a message may write up to 55
  * bytes past its length, into DG_RX_SLACK.
  */
-#define DG_RX_ARENA (4u * DG_MAX_MSG)
+#define DG_RX_ARENA (4u * DG_MAX_INLINE)
 #define DG_RX_SLACK 64u
 
 struct dg_rdma_ep;
@@ -50,6 +51,7 @@ struct dg_host {
 	uint8_t *region;
 	uint64_t size;
 	struct dg_region_layout lay;
+	uint32_t pay_shift; /* payload areas: 1 << pay_shift bytes, 0: none */
 	struct dg_flow *flows;
 	uint32_t nflows;
 	uint32_t rflags; /* enum dg_ring_flags of its rings */
@@ -252,6 +254,57 @@ static inline int dg_rx_take(struct dg_flow *f, struct dg_rx_msg *m)
 		return 1;
 	}
 	return dg_rx_take_multi(f, s, m);
+}
+
+/* ---- large messages (payload.c) ----------------------------------------- */
+
+/* Whether a message of len bytes from f travels outside the ring. */
+static inline bool dg_pay_use(const struct dg_flow *f, size_t len)
+{
+	return len > f->large && len <= f->pay_size && len > DG_FRAME_PAYLOAD;
+}
+
+/*
+ * Reserves len contiguous bytes of f's TX payload area: their position in
+ * *pos (the buffer: f->pay_tx + (*pos & (pay_size - 1))). Nothing is taken
+ * until dg_pay_put publishes a message for them. 0 or -EAGAIN.
+ */
+int dg_pay_reserve(struct dg_flow *f, uint32_t len, uint32_t *pos);
+/*
+ * Writes and publishes the descriptor frame of a message whose len bytes
+ * are in place at TX payload position ppos (one ring slot, room checked),
+ * and takes those bytes.
+ */
+void dg_pay_put(struct dg_flow *f, uint8_t flags, uint8_t status,
+		uint32_t rpc_id, uint32_t conn, uint16_t fn, uint32_t key,
+		uint32_t ppos, uint32_t len);
+/* A large call (dg_call, dg_call_key): req copied unless dg_call_buf's. */
+int dg_call_pay(struct dg_flow *f, int conn, uint16_t fn, uint8_t flags,
+		uint32_t key, const void *req, uint32_t len, uint32_t *rpc_id);
+/* A large call written by fill (dg_call_fill, dg_call_fill_key). */
+int dg_fill_pay(struct dg_flow *f, int conn, uint16_t fn, uint8_t flags,
+		uint32_t key, uint32_t len, dg_fill_fn fill, void *arg,
+		uint32_t *rpc_id);
+/*
+ * A large response from a server flow (resp: the handler's; f->res_buf
+ * when it built it in place). Waits for payload room like tx_wait.
+ * false when it could not be sent.
+ */
+bool dg_pay_respond(struct dg_flow *f, uint8_t status, uint32_t rpc_id,
+		    uint32_t conn, uint16_t fn, const void *data, uint32_t len);
+/*
+ * The payload of a descriptor frame the engine delivered, or NULL when
+ * the descriptor does not lie inside this flow's RX payload area.
+ */
+static inline const void *dg_pay_rx_data(const struct dg_flow *f,
+					 const struct dg_frame *s, uint32_t len)
+{
+	uint32_t pos;
+
+	memcpy(&pos, s->data, 4);
+	if (len <= DG_FRAME_PAYLOAD || !dg_pay_fits(pos, len, f->pay_size))
+		return NULL;
+	return f->pay_rx + (pos & (f->pay_size - 1));
 }
 
 /* A control reply: taken out of the RX stream for the waiting call. */

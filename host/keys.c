@@ -47,8 +47,17 @@ int dg_call_key(struct dg_flow *f, int conn, uint16_t fn, uint32_t key,
 		const void *req, size_t len, uint32_t *rpc_id)
 {
 	struct bytes b = {req, len};
+	int rc;
 
 	if (len && !req)
 		return -EINVAL;
+	if (len <= DG_MAX_MSG && dg_pay_use(f, len)) {
+		rc = dg_own(f);
+		if (rc || conn < 0)
+			return rc ? rc : -EINVAL;
+		/* In place when req is dg_call_buf's, like dg_call. */
+		return dg_call_pay(f, conn, fn, DG_FF_REQ | DG_FF_KEY, key, req,
+				   (uint32_t)len, rpc_id);
+	}
 	return dg_call_fill_key(f, conn, fn, key, len, put_bytes, &b, rpc_id);
 }

@@ -90,11 +90,84 @@ static inline int handle(struct dg_flow *f, const struct dg_request *req,
 	if (DG_UNLIKELY((unsigned)st > 255 ||
 			(st && st < DG_ST_APP_BASE && st != DG_ST_BAD_FRAME &&
 			 st != DG_ST_TOO_BIG) ||
-			resp->len > DG_MAX_MSG)) {
+			resp->len > resp->cap)) {
 		resp->len = 0;
 		return DG_ST_BAD_FRAME;
 	}
 	return st;
+}
+
+int dg_response_buf(const struct dg_request *req, struct dg_response *resp,
+		    size_t len)
+{
+	struct dg_flow *f = req ? req->flow : NULL;
+	uint64_t deadline;
+	uint32_t pos;
+
+	if (!f || !resp)
+		return -EINVAL;
+	if (f->owner != dg_thread_id())
+		return -EPERM;
+	if (!len || len > DG_MAX_MSG || len > f->pay_size)
+		return -EMSGSIZE;
+	if (dg_pay_reserve(f, (uint32_t)len, &pos)) {
+		/*
+		 * The engine has not taken earlier responses' payloads: it
+		 * frees them unless their callers hold them back. Tell it
+		 * about what we wrote (doorbell and push modes learn only
+		 * that way), then wait, as tx_wait does for ring room.
+		 */
+		deadline = dg_now_ms() + 10000;
+		dg_after_tx(f);
+		while (dg_pay_reserve(f, (uint32_t)len, &pos)) {
+			if (dg_now_ms() > deadline)
+				return -EAGAIN;
+			if (f->kick == DG_KICK_RDMA && f->db_sent != f->tx_tail)
+				dg_doorbell(f);
+		}
+	}
+	f->res_buf = f->pay_tx + (pos & (f->pay_size - 1));
+	f->res_pos = pos;
+	f->res_len = (uint32_t)len;
+	resp->data = f->res_buf;
+	resp->cap = (uint32_t)len;
+	return 0;
+}
+
+/*
+ * A large response: in place if the handler built it with
+ * dg_response_buf, else copied into the TX payload area (waiting for room
+ * within tx_wait's bound). false when it could not be sent.
+ */
+static bool respond_pay(struct dg_flow *f, uint8_t st, uint32_t rpc_id,
+			uint32_t conn, uint16_t fn, const void *data,
+			uint32_t len)
+{
+	bool in_place = f->res_buf && data == f->res_buf && len <= f->res_len;
+	uint64_t deadline = 0;
+	uint32_t ppos;
+
+	if (DG_UNLIKELY(dg_tx_reserve(f, 1)) && !tx_wait(f, 1))
+		return false;
+	if (in_place) {
+		ppos = f->res_pos;
+	} else {
+		while (dg_pay_reserve(f, len, &ppos)) {
+			if (!deadline) {
+				deadline = dg_now_ms() + 10000;
+				dg_after_tx(f);
+			}
+			if (dg_now_ms() > deadline)
+				return false;
+			if (f->kick == DG_KICK_RDMA && f->db_sent != f->tx_tail)
+				dg_doorbell(f);
+		}
+		/* memmove: a handler may hand back a stale in-area buffer. */
+		memmove(f->pay_tx + (ppos & (f->pay_size - 1)), data, len);
+		f->st.pay_copies++;
+	}
+	dg_pay_put(f, DG_FF_RESP, st, rpc_id, conn, fn, 0, ppos, len);
+	return true;
 }
 
 /*
@@ -124,6 +197,25 @@ serve_one(struct dg_flow *f, const struct dg_frame *s, const void *data,
 	/* Each handler gets the whole dg_flow_alloc arena. */
 	f->heap_used = 0;
 	st = handle(f, &req, &resp);
+	if (DG_UNLIKELY(resp.len > DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD)) {
+		/* Large: out of the ring (in place, or copied there). */
+		if (dg_pay_use(f, resp.len) ||
+		    (resp.data == f->res_buf && resp.len <= f->res_len)) {
+			if (!respond_pay(f, (uint8_t)st, req.rpc_id, req.conn,
+					 req.fn, resp.data, resp.len)) {
+				f->st.bad_frames++;
+				return false;
+			}
+			f->st.requests++;
+			f->st.responses++;
+			return true;
+		}
+		if (resp.len > DG_MAX_INLINE ||
+		    dg_frames_for(resp.len) > f->slots) {
+			resp.len = 0;
+			st = DG_ST_TOO_BIG;
+		}
+	}
 	cnt = resp.len <= DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD
 		      ? 1u + (resp.len > DG_FRAME_PAYLOAD)
 		      : dg_frames_for(resp.len);

@@ -28,6 +28,11 @@
  * more and sleeps on its flow and its own eventfd, which a worker writes
  * after queueing a response if it saw the flag. Each side's store comes
  * before its load in the fences' order: one of them sees the other.
+ *
+ * Requests and responses in a pool are up to POOL_MSG bytes (a request
+ * over it is answered DG_ST_TOO_BIG by the dispatch thread): slots
+ * hold copies, and a copy of a multi-megabyte message per slot would
+ * make the pool's memory that many times its queue.
  */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -137,13 +142,15 @@ static bool q_pop(struct queue *q, uint32_t *v)
 
 /* ---- the pool ------------------------------------------------------------ */
 
+#define POOL_MSG DG_MAX_INLINE
+
 struct pslot {
 	uint32_t rpc_id, conn, len, resp_len;
 	uint16_t fn;
 	uint8_t trace; /* the request's DG_FF_TRACE */
 	int status;
-	uint8_t *req;  /* DG_MAX_MSG bytes */
-	uint8_t *resp; /* DG_MAX_MSG bytes */
+	uint8_t *req;  /* POOL_MSG bytes */
+	uint8_t *resp; /* POOL_MSG bytes */
 };
 
 struct disp {
@@ -283,7 +290,7 @@ static void *worker_main(void *arg)
 					  .data = s->req,
 					  .len = s->len,
 					  .flow = w->own};
-		resp = (struct dg_response){.data = s->resp, .cap = DG_MAX_MSG};
+		resp = (struct dg_response){.data = s->resp, .cap = POOL_MSG};
 		w->own->heap_used = 0; /* each handler gets the whole arena */
 		h = find_handler(p->def, s->fn);
 		st = h ? h(p->def->arg, &req, &resp) : DG_ST_NO_FUNCTION;
@@ -292,7 +299,7 @@ static void *worker_main(void *arg)
 		if ((unsigned)st > 255 ||
 		    (st && st < DG_ST_APP_BASE && st != DG_ST_BAD_FRAME &&
 		     st != DG_ST_TOO_BIG && st != DG_ST_NO_FUNCTION) ||
-		    resp.len > DG_MAX_MSG) {
+		    resp.len > POOL_MSG) {
 			resp.len = 0;
 			st = DG_ST_BAD_FRAME;
 		}
@@ -371,10 +378,17 @@ static int take(struct disp *d, struct dg_flow *f)
 		s->fn = h->fn_id;
 		s->trace = h->flags & DG_FF_TRACE;
 		s->len = m.len;
-		memcpy(s->req, m.data, m.len);
 		f->st.requests++;
-		q_push(&d->p->work, d->idx << 16 | i);
 		n++;
+		if (m.len > POOL_MSG) {
+			/* Too large for a slot: answered at once, from here. */
+			s->status = DG_ST_TOO_BIG;
+			s->resp_len = 0;
+			q_push(&d->done, i);
+			continue;
+		}
+		memcpy(s->req, m.data, m.len);
+		q_push(&d->p->work, d->idx << 16 | i);
 	}
 	if (n)
 		wake_workers(d->p, n);
@@ -539,7 +553,7 @@ int dg_pool_start(struct dg_host *h, const struct dg_service_def *def,
 		d->slots = calloc(p->queue, sizeof(*d->slots));
 		d->free = calloc(p->queue, sizeof(*d->free));
 		/* Request and response buffers: touched only as used. */
-		d->mem_len = (size_t)p->queue * 2 * DG_MAX_MSG;
+		d->mem_len = (size_t)p->queue * 2 * POOL_MSG;
 		d->mem = mmap(NULL, d->mem_len, PROT_READ | PROT_WRITE,
 			      MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1,
 			      0);
@@ -549,8 +563,8 @@ int dg_pool_start(struct dg_host *h, const struct dg_service_def *def,
 		    q_init(&d->done, p->queue + 1) < 0)
 			goto fail;
 		for (j = 0; j < p->queue; j++) {
-			d->slots[j].req = d->mem + (size_t)j * 2 * DG_MAX_MSG;
-			d->slots[j].resp = d->slots[j].req + DG_MAX_MSG;
+			d->slots[j].req = d->mem + (size_t)j * 2 * POOL_MSG;
+			d->slots[j].resp = d->slots[j].req + POOL_MSG;
 			d->free[j] = p->queue - 1 - j;
 		}
 		d->nfree = p->queue;

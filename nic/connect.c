@@ -49,6 +49,8 @@ static struct connect_job *job_for(struct dg_nic *n, const char *addr,
 	j->po = (struct dg_peer_opts){.send_bufs = 32,
 				      .engine_id = n->o.engine_id,
 				      .timeout_ms = n->o.peer_timeout_ms};
+	/* The staging pool, which a link's large transfers go through. */
+	nic_peer_bulk(n, &j->po);
 #ifdef DG_NIC_SYNC_CONNECT
 	/* The fuzzers' in-memory transport: no thread, done at once. */
 	connector_main(j);

@@ -19,7 +19,8 @@
 #define CTL_PROTOCOL 1
 
 static const char *const drop_names[DROP_NREASONS] = {
-	"bad_len", "bad_flags", "bad_conn", "bad_ctrl", "too_big", "no_request",
+	"bad_len", "bad_flags",	 "bad_conn", "bad_ctrl",
+	"too_big", "no_request", "bad_pay",
 };
 
 static const char *const commands[] = {

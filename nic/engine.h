@@ -65,6 +65,15 @@ struct dg_nic_opts {
 	 * 0660: its owner and group may connect, as its directory allows.
 	 */
 	const char *ctl_path;
+	/*
+	 * Large messages over RDMA go through a staging pool: stage_mb MiB
+	 * for payloads between this engine's tenants (default 64), and
+	 * peer_stage_mb MiB for payloads sent to peer engines, which they
+	 * READ from (default 32). Allocated and registered when the first
+	 * RDMA tenant or peer link needs it; a message larger than its part
+	 * is answered DG_ST_TOO_BIG.
+	 */
+	uint32_t stage_mb, peer_stage_mb;
 };
 
 int dg_nic_create(const struct dg_nic_opts *o, struct dg_nic **out);
@@ -105,6 +114,12 @@ enum dg_nic_drop {
 	DG_NIC_DROP_BAD_CTRL,	/* unknown or malformed control message */
 	DG_NIC_DROP_TOO_BIG,	/* more slots than the ring holds */
 	DG_NIC_DROP_NO_REQUEST, /* a response to no request the flow holds */
+	/*
+	 * A large message whose descriptor points outside the sender's
+	 * payload area (or a sender without one); its caller is answered
+	 * DG_ST_BAD_FRAME.
+	 */
+	DG_NIC_DROP_BAD_PAY,
 	DG_NIC_DROP_N,
 };
 
@@ -142,6 +157,14 @@ struct dg_nic_stats {
 	uint64_t dropped;
 	/* REGISTERs refused: another tenant's service (DG_ST_DENIED). */
 	uint64_t denied;
+	/*
+	 * Large messages: taken from hosts (and from peers), delivered to
+	 * hosts, payload bytes moved; staging bytes held now (the pool's
+	 * both parts), and payload transfers in flight now. Once traffic
+	 * stops, the last two return to 0 (nothing leaks).
+	 */
+	uint64_t pay_tx, pay_rx, pay_bytes;
+	uint64_t stage_used, xfers;
 };
 
 /*

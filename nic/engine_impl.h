@@ -16,6 +16,8 @@
  *   stats.c   counters
  *   ctl.c     the control socket (dagger-ctl): statistics as JSON, live
  *             settings, tenants and services, reload
+ *   payload.c large messages: the staging pool, payload transfers (one
+ *             READ and one WRITE, or a copy), between engines too
  *
  * Nothing here is part of the engine's API (engine.h).
  *
@@ -87,6 +89,7 @@ enum tag_kind {
 	TAG_WRITE = 3,
 	TAG_RECV = 4,	/* a receive for a host's WRITE WITH IMMEDIATE */
 	TAG_NOTIFY = 5, /* a WRITE WITH IMMEDIATE that wakes a host flow */
+	TAG_PAY = 6,	/* a payload READ or WRITE: seg is the transfer */
 };
 
 enum drop_reason {
@@ -96,6 +99,7 @@ enum drop_reason {
 	DROP_BAD_CTRL = DG_NIC_DROP_BAD_CTRL,
 	DROP_TOO_BIG = DG_NIC_DROP_TOO_BIG,
 	DROP_NO_REQUEST = DG_NIC_DROP_NO_REQUEST,
+	DROP_BAD_PAY = DG_NIC_DROP_BAD_PAY,
 	DROP_NREASONS = DG_NIC_DROP_N,
 };
 
@@ -117,6 +121,7 @@ struct flow_stats {
 	 * full past the hold bound; it was told DG_ST_DROPPED instead.
 	 */
 	uint64_t dropped;
+	uint64_t pay_tx, pay_rx; /* large messages taken, delivered */
 };
 
 /* d += s, counter by counter. */
@@ -138,6 +143,8 @@ static inline void nic_flow_stats_add(struct flow_stats *d,
 	d->doorbells += s->doorbells;
 	d->wakes += s->wakes;
 	d->dropped += s->dropped;
+	d->pay_tx += s->pay_tx;
+	d->pay_rx += s->pay_rx;
 	for (r = 0; r < DROP_NREASONS; r++)
 		d->drops[r] += s->drops[r];
 }
@@ -146,11 +153,61 @@ static inline void nic_flow_stats_add(struct flow_stats *d,
  * A whole message being routed: a copy of its first frame (taken once,
  * then validated: the host may rewrite its ring while we look) and where
  * its continuation frames lie: ring[(pos + i) & mask] for i in 1..cnt-1.
+ * A large message (DG_FF_PAY): where its len payload bytes are now (the
+ * staging pool, or a shared-memory sender's payload area) and the
+ * transfer that holds them in the pool (NO_XFER: none).
  */
 struct msg {
 	struct dg_frame h;
 	const struct dg_frame *ring;
 	uint32_t pos, mask;
+	const uint8_t *pay;
+	uint32_t px;
+};
+
+/* ---- large messages (payload.c) ----------------------------------------- */
+
+#define MAX_XFERS 1024u
+#define NO_XFER	  0xffffffffu
+/* Delivered large messages a flow's host has not released yet. */
+#define RXP_Q	  256u
+
+/*
+ * A payload transfer: len bytes of the staging pool (the local part, or
+ * the part peer engines may READ from), and who holds them.
+ */
+enum xfer_state {
+	X_FREE = 0,
+	X_READ,	 /* a READ into the pool is in flight (tenant or link) */
+	X_READY, /* the bytes are in the pool; the message waits to be routed */
+	X_WRITE, /* a WRITE out of the pool into a tenant is in flight */
+	X_SENT,	 /* sent to a peer engine, which READs it and says done */
+};
+
+enum { ARENA_LOCAL = 0, ARENA_PEER = 1 };
+
+struct xfer {
+	uint8_t state, arena;
+	uint16_t tenant, peer; /* the holder (NO_IDX: not that kind) */
+	uint16_t qt;	       /* the tenant whose staging quota it uses */
+	uint32_t off, len;     /* in the arena */
+	uint32_t ent;	       /* the arena's allocation */
+	uint32_t rpos;	       /* a peer's READ: where, in its send area */
+	uint32_t rtag;	       /* ... and its transfer, echoed when done */
+	uint32_t next;	       /* free list */
+};
+
+/*
+ * A byte ring with frees in any order: allocations are contiguous (one
+ * that would run past the end starts over at the beginning) and are given
+ * back when done; the ring's tail moves past every done allocation at its
+ * head. Live allocations are bounded by ents.
+ */
+struct arena {
+	uint8_t *base;
+	uint64_t size, head, tail, used;
+	uint64_t *ent_end; /* per allocation: where it ends; bit 63: done */
+	uint32_t ehead, etail, emask;
 };
 
 struct pending {
@@ -220,6 +277,23 @@ struct flow {
 	bool rx_head_pending; /* a READ of rx_head is in flight */
 	struct busy busy;
 	/*
+	 * Large messages. px: the transfer of the large message at tx_tail
+	 * (a READ of its payload, then its bytes in the pool), px_pos its
+	 * position, px_h its header as taken when the READ began (routed
+	 * with that, whatever the ring says later). pay_head: the host's TX
+	 * payload area is consumed up to here (told like tx_head). rxp_*:
+	 * the RX payload area we fill: allocated up to rxp_tail, released
+	 * up to rxp_free (the host releases a payload with its frame's RX
+	 * slot: rxp_q remembers, per delivered message, the RX position
+	 * past its frame and the payload position past its bytes).
+	 */
+	uint32_t px, px_pos;
+	struct dg_frame px_h;
+	uint32_t pay_head, pay_head_sent;
+	uint32_t rxp_tail, rxp_free;
+	uint32_t (*rxp_q)[2];
+	uint32_t rxp_qh, rxp_qt;
+	/*
 	 * Requests not yet answered, in the order they were handed on:
 	 * those delivered to this flow as a server (if the tenant dies, each
 	 * caller is answered UNREACHABLE instead of waiting forever), and
@@ -272,6 +346,10 @@ struct tenant {
 	uint32_t nflows, slots, mask, rflags;
 	struct flow *flows;
 	void *local_region; /* in-process host: its region */
+	struct dg_nic *nic;
+	/* RDMA: the staging pool registered with this tenant's PD. */
+	struct dg_rdma_mr *pool_mr;
+	uint64_t stage_used; /* staging bytes its READs hold (a quota) */
 };
 
 struct server_ref {
@@ -349,6 +427,7 @@ enum peer_op {
 	PEER_BIND = 16,	    /* conn: client conn; dg_ctrl_msg.service */
 	PEER_BIND_ACK = 17, /* conn: client conn; status */
 	PEER_UNBIND = 18,   /* conn: client conn */
+	PEER_PAY_DONE = 19, /* conn: send-area offset, rpc_id: transfer */
 };
 
 struct peer_stats {
@@ -402,6 +481,16 @@ struct peer_ref {
 	 * flow.hold_ns); 0: none. */
 	uint64_t hold_ns;
 	struct peer_stats st;
+	/*
+	 * Large messages from the peer: the transfer of the one at the FIFO
+	 * head (our READ of its payload from the peer's send area), and the
+	 * PAY_DONEs owed to the peer (its transfers we have read), which
+	 * go as soon as the link has room.
+	 */
+	uint32_t px, px_pos;
+	uint32_t done_q[16][2];
+	uint32_t dq_head, dq_tail;
+	struct dg_nic *nic;
 };
 
 /*
@@ -498,6 +587,17 @@ struct dg_nic {
 	 */
 	struct dg_hist trace_server, trace_remote;
 	uint32_t nsvc_conf;
+	/*
+	 * Large messages (payload.c): the staging pool (one allocation:
+	 * the local arena, then the arena peer engines may READ), made when
+	 * the first RDMA tenant or peer link needs it, and the transfers.
+	 */
+	uint8_t *pool;
+	uint64_t pool_len;
+	struct arena ar[2];
+	struct xfer *xf;
+	uint32_t xf_free, xf_used;
+	uint64_t pay_bytes; /* payload bytes moved */
 };
 
 static inline uint64_t mono_ns(void)
@@ -616,8 +716,8 @@ static inline uint32_t nic_rx_room(struct tenant *t, struct flow *fl)
  * end of the iteration. Returns -ENOSPC (and asks for fresh credits) when
  * the ring has no room.
  */
-static inline int rx_put(struct tenant *t, uint32_t f, const struct msg *m,
-			 uint32_t conn, uint8_t flags)
+static inline int rx_frames(struct tenant *t, uint32_t f, const struct msg *m,
+			    uint32_t conn, uint8_t flags)
 {
 	struct flow *fl = &t->flows[f];
 	uint32_t cnt = m->h.cnt, pos = fl->rx_tail, i;
@@ -676,6 +776,25 @@ static inline int rx_put(struct tenant *t, uint32_t f, const struct msg *m,
 		fl->wake_due = true;
 	}
 	return 0;
+}
+
+/* payload.c: rx_put of a large message. */
+int nic_pay_rx_put(struct tenant *t, uint32_t f, const struct msg *m,
+		   uint32_t conn, uint8_t flags);
+
+/*
+ * rx_frames, or for a large message: its payload into the flow's RX
+ * payload area, then its descriptor frame (nic_pay_rx_put). Large
+ * messages can also fail with -EMSGSIZE (they never fit this flow: the
+ * caller answers DG_ST_TOO_BIG) and -EAGAIN (the engine's staging pool is
+ * full: retry, the receiver is not at fault).
+ */
+static inline int rx_put(struct tenant *t, uint32_t f, const struct msg *m,
+			 uint32_t conn, uint8_t flags)
+{
+	if (UNLIKELY(m->h.flags & DG_FF_PAY))
+		return nic_pay_rx_put(t, f, m, conn, flags);
+	return rx_frames(t, f, m, conn, flags);
 }
 
 /* lb.c */
@@ -808,6 +927,29 @@ void nic_ctl_poll(struct dg_nic *n);
 void nic_ctl_tick(struct dg_nic *n);	/* polls once a millisecond at most */
 int nic_ctl_fd(const struct dg_nic *n); /* to sleep on; -1: none */
 void nic_ctl_close(struct dg_nic *n);
+
+/* payload.c */
+int nic_pool_ensure(struct dg_nic *n);
+void nic_pool_destroy(struct dg_nic *n);
+int nic_pay_tenant_init(struct dg_nic *n, struct tenant *t);
+void nic_pay_tenant_free(struct dg_nic *n, uint32_t tid);
+void nic_pay_peer_free(struct dg_nic *n, uint32_t pi);
+enum verdict nic_pay_tx(struct dg_nic *n, uint32_t tid, uint32_t f,
+			struct msg *m);
+enum verdict nic_pay_peer_rx(struct dg_nic *n, uint32_t pi, struct msg *m);
+int nic_pay_peer_send(struct dg_nic *n, uint32_t pi, const struct msg *m,
+		      uint32_t conn);
+void nic_pay_peer_done(struct dg_nic *n, uint32_t pi, uint32_t pos,
+		       uint32_t xi);
+void nic_pay_peer_flush(struct dg_nic *n, uint32_t pi);
+void nic_pay_complete(struct dg_nic *n, uint32_t tid, uint32_t xi, int status);
+void nic_pay_peer_init(struct dg_nic *n, uint32_t pi);
+/* The staging pool as a new link's bulk memory and send area. */
+void nic_peer_bulk(struct dg_nic *n, struct dg_peer_opts *po);
+/* tx.c, route.c: a message's routing (after its payload is staged). */
+enum verdict nic_tx_route(struct dg_nic *n, uint32_t tid, uint32_t f,
+			  const struct msg *m);
+enum verdict nic_peer_route(struct dg_nic *n, uint32_t pi, const struct msg *m);
 
 /* shm.c */
 int nic_shm_listen(struct dg_nic *n, const char *path);

@@ -118,6 +118,7 @@ static int direct_new(void *region, uint64_t size, int sock, bool mapped,
 	d->hm.ops = ops;
 	d->hm.shadow = region;
 	d->hm.size = size;
+	d->hm.shadow_size = size;
 	d->hm.direct = true;
 	d->sock = sock;
 	d->mapped = mapped;
@@ -139,16 +140,21 @@ int dg_hostmem_shm_create(void *map, uint64_t size, int sock,
 
 /* ---- RDMA backend ----------------------------------------------------- */
 
-static bool range_ok(const struct dg_hostmem *hm, uint64_t off, uint32_t len)
+/* Whether [off, off + len) is inside the first size bytes. */
+static bool range_ok(uint64_t size, uint64_t off, uint32_t len)
 {
-	return len && off <= hm->size && len <= hm->size - off;
+	return len && off <= size && len <= size - off;
 }
+
+/* Engine memory registered with a tenant's PD (reg): the staging pool. */
+#define RDMA_HM_EXTRA 2
 
 struct rdma_hm {
 	struct dg_hostmem hm;
 	struct dg_rdma_ep *ep;
 	struct dg_rdma_mr *mr;
 	struct dg_rdma_remote remote;
+	struct dg_rdma_mr *extra[RDMA_HM_EXTRA];
 };
 
 static int rdma_read(struct dg_hostmem *hm, uint64_t off, uint32_t len,
@@ -156,7 +162,7 @@ static int rdma_read(struct dg_hostmem *hm, uint64_t off, uint32_t len,
 {
 	struct rdma_hm *r = (struct rdma_hm *)hm;
 
-	if (!range_ok(hm, off, len))
+	if (!range_ok(hm->shadow_size, off, len))
 		return -EINVAL;
 	/*
 	 * Every request is signaled: the engine needs each READ's
@@ -172,7 +178,7 @@ static int rdma_write(struct dg_hostmem *hm, uint64_t off, uint32_t len,
 {
 	struct rdma_hm *r = (struct rdma_hm *)hm;
 
-	if (!range_ok(hm, off, len))
+	if (!range_ok(hm->shadow_size, off, len))
 		return -EINVAL;
 	return dg_rdma_post_write(r->ep, r->mr, hm->shadow + off, len,
 				  r->remote.addr + off, r->remote.rkey, tag,
@@ -207,10 +213,57 @@ static int rdma_check(struct dg_hostmem *hm)
 	return dg_rdma_ep_check(((struct rdma_hm *)hm)->ep);
 }
 
-static void rdma_destroy(struct dg_hostmem *hm)
+static int rdma_pread(struct dg_hostmem *hm, uint64_t off, uint32_t len,
+		      void *dst, struct dg_rdma_mr *mr, uint64_t tag)
 {
 	struct rdma_hm *r = (struct rdma_hm *)hm;
 
+	/* The caller checked the range against the payload area too. */
+	if (!range_ok(hm->size, off, len))
+		return -EINVAL;
+	return dg_rdma_post_read(r->ep, mr, dst, len, r->remote.addr + off,
+				 r->remote.rkey, tag,
+				 DG_RDMA_SIGNALED | DG_RDMA_MORE);
+}
+
+static int rdma_pwrite(struct dg_hostmem *hm, uint64_t off, uint32_t len,
+		       const void *src, struct dg_rdma_mr *mr, uint64_t tag)
+{
+	struct rdma_hm *r = (struct rdma_hm *)hm;
+
+	if (!range_ok(hm->size, off, len))
+		return -EINVAL;
+	return dg_rdma_post_write(r->ep, mr, src, len, r->remote.addr + off,
+				  r->remote.rkey, tag,
+				  DG_RDMA_SIGNALED | DG_RDMA_MORE);
+}
+
+static int rdma_reg(struct dg_hostmem *hm, void *addr, size_t len,
+		    struct dg_rdma_mr **mr)
+{
+	struct rdma_hm *r = (struct rdma_hm *)hm;
+	uint32_t i;
+	int rc;
+
+	for (i = 0; i < RDMA_HM_EXTRA && r->extra[i]; i++)
+		;
+	if (i == RDMA_HM_EXTRA)
+		return -ENOSPC;
+	rc = dg_rdma_reg(r->ep, addr, len, DG_RDMA_ACC_LOCAL_WRITE,
+			 &r->extra[i]);
+	if (!rc)
+		*mr = r->extra[i];
+	return rc;
+}
+
+static void rdma_destroy(struct dg_hostmem *hm)
+{
+	struct rdma_hm *r = (struct rdma_hm *)hm;
+	uint32_t i;
+
+	/* Registrations before the endpoint: it frees their PD. */
+	for (i = 0; i < RDMA_HM_EXTRA; i++)
+		dg_rdma_dereg(r->extra[i]);
 	dg_rdma_dereg(r->mr);
 	dg_rdma_ep_destroy(r->ep);
 	free(hm->shadow);
@@ -274,28 +327,32 @@ static const struct dg_hostmem_ops rdma_ops = {
 	.poll = rdma_poll,
 	.check = rdma_check,
 	.destroy = rdma_destroy,
+	.pread = rdma_pread,
+	.pwrite = rdma_pwrite,
+	.reg = rdma_reg,
 };
 
 int dg_hostmem_rdma_create(struct dg_rdma_ep *ep,
 			   const struct dg_rdma_remote *remote,
-			   struct dg_hostmem **out)
+			   uint64_t shadow_len, struct dg_hostmem **out)
 {
 	struct rdma_hm *r;
 	int rc;
 
-	if (!remote->len || remote->len % DG_SLOT_SIZE)
+	if (!remote->len || remote->len % DG_SLOT_SIZE || !shadow_len ||
+	    shadow_len > remote->len || shadow_len % DG_SLOT_SIZE)
 		return -EINVAL;
 	r = calloc(1, sizeof(*r));
 	if (!r)
 		return -ENOMEM;
 	/* 64-bit: a length near 4 GiB must not wrap to a small buffer. */
-	r->hm.shadow = aligned_alloc(4096, ((uint64_t)remote->len + 4095) &
-						   ~(uint64_t)4095);
+	r->hm.shadow =
+		aligned_alloc(4096, (shadow_len + 4095) & ~(uint64_t)4095);
 	if (!r->hm.shadow) {
 		free(r);
 		return -ENOMEM;
 	}
-	memset(r->hm.shadow, 0, remote->len);
+	memset(r->hm.shadow, 0, shadow_len);
 	/*
 	 * The host may WRITE into its own shadow (doorbell and push modes):
 	 * its tx_db and sleep lines, and in push mode its TX frames. The
@@ -303,7 +360,7 @@ int dg_hostmem_rdma_create(struct dg_rdma_ep *ep,
 	 * the engine reads nothing in the shadow without checking it as it
 	 * would the host's own memory.
 	 */
-	rc = dg_rdma_reg(ep, r->hm.shadow, remote->len,
+	rc = dg_rdma_reg(ep, r->hm.shadow, shadow_len,
 			 DG_RDMA_ACC_LOCAL_WRITE | DG_RDMA_ACC_REMOTE_WRITE,
 			 &r->mr);
 	if (rc) {
@@ -313,6 +370,7 @@ int dg_hostmem_rdma_create(struct dg_rdma_ep *ep,
 	}
 	r->hm.ops = &rdma_ops;
 	r->hm.size = remote->len;
+	r->hm.shadow_size = shadow_len;
 	r->ep = ep;
 	r->remote = *remote;
 	*out = &r->hm;

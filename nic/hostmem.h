@@ -32,6 +32,7 @@
 
 struct dg_hostmem;
 struct dg_rdma_remote;
+struct dg_rdma_mr;
 
 struct dg_hostmem_comp {
 	uint64_t tag;
@@ -75,13 +76,28 @@ struct dg_hostmem_ops {
 	int (*recv)(struct dg_hostmem *hm, uint64_t tag);
 	int (*notify)(struct dg_hostmem *hm, uint32_t imm, uint64_t tag);
 	int (*shadow)(struct dg_hostmem *hm, struct dg_rdma_remote *out);
+	/*
+	 * RDMA only: payload transfers between the host region's payload
+	 * areas (anywhere in the region, not only the shadowed part) and
+	 * engine memory registered with reg() (the staging pool). One READ
+	 * or WRITE each, queued like read/write, always signaled. reg:
+	 * registers engine memory with this tenant's protection domain, for
+	 * local access only; the backend deregisters it when destroyed.
+	 */
+	int (*pread)(struct dg_hostmem *hm, uint64_t off, uint32_t len,
+		     void *dst, struct dg_rdma_mr *mr, uint64_t tag);
+	int (*pwrite)(struct dg_hostmem *hm, uint64_t off, uint32_t len,
+		      const void *src, struct dg_rdma_mr *mr, uint64_t tag);
+	int (*reg)(struct dg_hostmem *hm, void *addr, size_t len,
+		   struct dg_rdma_mr **mr);
 };
 
 struct dg_hostmem {
 	const struct dg_hostmem_ops *ops;
-	uint8_t *shadow; /* engine side, same layout as the host region */
-	uint64_t size;	 /* bytes in the region */
-	bool direct;	 /* shadow is the host region itself */
+	uint8_t *shadow;      /* engine side, same layout as the host region */
+	uint64_t size;	      /* bytes in the region */
+	uint64_t shadow_size; /* bytes of the shadow: the rings part */
+	bool direct;	      /* shadow is the host region itself */
 };
 
 /*
@@ -103,10 +119,12 @@ struct dg_rdma_ep;
 struct dg_rdma_remote;
 /*
  * RDMA backend over a connected endpoint to the host; remote describes the
- * host region (from the attach private data). Registers its own shadow.
+ * host region (from the attach private data). Registers its own shadow of
+ * the region's first shadow_len bytes (its rings part: the payload areas
+ * are not copied, payload transfers reach them directly).
  */
 int dg_hostmem_rdma_create(struct dg_rdma_ep *ep,
 			   const struct dg_rdma_remote *remote,
-			   struct dg_hostmem **out);
+			   uint64_t shadow_len, struct dg_hostmem **out);
 
 #endif /* DG_HOSTMEM_H */

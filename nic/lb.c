@@ -333,6 +333,11 @@ int nic_svc_deliver(struct dg_nic *n, struct busy *b, uint16_t svc,
 	/* A server holding 2 x slots unanswered requests takes no more. */
 	rc = nic_pend_full(&st->flows[flow]) ? -ENOSPC
 					     : rx_put(st, flow, m, cid, 0);
+	/* Large: never fits this server, or the engine's staging is full. */
+	if (rc == -EMSGSIZE || rc == -EAGAIN) {
+		b->armed = false;
+		return rc == -EAGAIN ? -EAGAIN : DG_ST_TOO_BIG;
+	}
 	if (rc && !armed) {
 		b->armed = true;
 		b->rpc = m->h.rpc_id;

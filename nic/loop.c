@@ -109,6 +109,14 @@ static int tenant_poll(struct dg_nic *n, uint32_t tid)
 				work++;
 				continue;
 			}
+			if (kind == TAG_PAY) {
+				/* A payload READ or WRITE (payload.c). */
+				nic_pay_complete(
+					n, tid,
+					(uint32_t)c[i].tag & 0xffffffffu, 0);
+				work++;
+				continue;
+			}
 			if (fi >= t->nflows)
 				continue;
 			fl = &t->flows[fi];
@@ -708,6 +716,7 @@ void dg_nic_destroy(struct dg_nic *n)
 	for (i = 0; i < MAX_PEERS; i++)
 		if (n->peers[i].used)
 			nic_peer_free(n, i);
+	nic_pool_destroy(n);
 	dg_rdma_listener_destroy(n->listener);
 	nic_shm_close(n);
 	nic_ctl_close(n);

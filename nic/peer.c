@@ -59,10 +59,16 @@ struct msg_hdr {
 static_assert(sizeof(struct msg_hdr) == DG_SLOT_SIZE, "one slot");
 static_assert(DG_PEER_BATCH_MAX <= UINT16_MAX, "nframes fits");
 
-/* wr_id = tag | buffer index; the tag tells send from receive buffers. */
+/*
+ * wr_id = kind | buffer index (or, for READs, the caller's tag); the kind
+ * tells send from receive buffers and payload READs.
+ */
 #define WR_SEND	    (1ull << 32)
 #define WR_RECV	    (2ull << 32)
+#define WR_READ	    (4ull << 32)
 #define WR_IDX_MASK 0xffffffffull
+/* Payload READs one link may have in flight. */
+#define PEER_READS  4u
 
 /* Completions taken from the CQ per dg_rdma_poll() call. */
 #define POLL_CHUNK	 32u
@@ -110,6 +116,15 @@ struct dg_peer {
 	uint32_t poll_calls;
 	int err; /* sticky: the link is dead */
 	struct dg_peer_stats st;
+
+	/* Large payloads: our bulk memory, our send area, the peer's. */
+	uint8_t *bulk;
+	size_t bulk_len, send_off, send_len;
+	struct dg_rdma_mr *bulk_mr, *send_mr;
+	uint64_t rsend_addr, rsend_len;
+	uint32_t rsend_rkey, reads;
+	void (*rd_cb)(void *arg, uint32_t tag, int status);
+	void *rd_arg;
 };
 
 static int fail(struct dg_peer *p, int rc)
@@ -146,6 +161,13 @@ static int norm_opts(const struct dg_peer_opts *o, struct dg_peer_opts *n)
 	n->send_bufs = o->send_bufs ? o->send_bufs : DG_PEER_SEND_BUFS_DEFAULT;
 	n->engine_id = o->engine_id;
 	n->timeout_ms = o->timeout_ms ? o->timeout_ms : DG_PEER_TIMEOUT_DEFAULT;
+	n->bulk = o->bulk;
+	n->bulk_len = o->bulk ? o->bulk_len : 0;
+	n->send_off = o->bulk ? o->send_off : 0;
+	n->send_len = o->bulk ? o->send_len : 0;
+	if (n->bulk && (!n->bulk_len || n->send_off > n->bulk_len ||
+			n->send_len > n->bulk_len - n->send_off))
+		return -EINVAL;
 	if (n->timeout_ms < DG_PEER_TIMEOUT_MIN ||
 	    n->timeout_ms > DG_PEER_TIMEOUT_MAX ||
 	    n->batch_frames > DG_PEER_BATCH_MAX ||
@@ -168,9 +190,10 @@ void dg_peer_ep_attr(const struct dg_peer_opts *o, struct dg_rdma_ep_attr *a)
 	 * so at most send_bufs requests are on the send queue; the CQ the
 	 * endpoint sizes from these holds every completion that can be due.
 	 */
-	a->sq_depth = n.send_bufs;
+	a->sq_depth = n.send_bufs + PEER_READS;
 	a->rq_depth = n.recv_bufs;
-	a->rd_depth = 1; /* no READs on a peer link */
+	/* Payload READs, ours and the peer's of our send area. */
+	a->rd_depth = PEER_READS;
 }
 
 int dg_peer_is_hello(const void *pdata, size_t plen)
@@ -193,6 +216,8 @@ static void free_peer(struct dg_peer *p)
 	 * MR before endpoint: the endpoint frees the protection domain,
 	 * which must no longer have registrations.
 	 */
+	dg_rdma_dereg(p->send_mr);
+	dg_rdma_dereg(p->bulk_mr);
 	dg_rdma_dereg(p->mr);
 	dg_rdma_ep_destroy(p->ep);
 	free(p->mem);
@@ -209,6 +234,10 @@ static int peer_new(const struct dg_peer_opts *n, struct dg_peer **out)
 	if (!p)
 		return -ENOMEM;
 	p->buf_frames = n->batch_frames;
+	p->bulk = n->bulk;
+	p->bulk_len = n->bulk_len;
+	p->send_off = n->send_off;
+	p->send_len = n->send_len;
 	p->recv_bufs = n->recv_bufs;
 	p->send_bufs = n->send_bufs;
 	p->local_id = n->engine_id;
@@ -251,6 +280,23 @@ static int peer_attach(struct dg_peer *p)
 			 &p->mr);
 	if (rc)
 		return rc;
+	/*
+	 * Payloads: READs land anywhere in our bulk memory; the peer may
+	 * READ our send area, and with this key nothing else of ours (the
+	 * key is the link's: its own protection domain).
+	 */
+	if (p->bulk) {
+		rc = dg_rdma_reg(p->ep, p->bulk, p->bulk_len,
+				 DG_RDMA_ACC_LOCAL_WRITE, &p->bulk_mr);
+		if (!rc && p->send_len)
+			rc = dg_rdma_reg(p->ep, p->bulk + p->send_off,
+					 p->send_len,
+					 DG_RDMA_ACC_LOCAL_WRITE |
+						 DG_RDMA_ACC_REMOTE_READ,
+					 &p->send_mr);
+		if (rc)
+			return rc;
+	}
 	for (i = 0; i < p->recv_bufs; i++) {
 		rc = dg_rdma_post_recv(p->ep, p->mr, rbuf(p, i),
 				       (uint32_t)p->buf_size, WR_RECV | i);
@@ -272,6 +318,14 @@ static struct dg_peer_hello local_hello(const struct dg_peer *p)
 		.recv_bufs = p->recv_bufs,
 		.buf_frames = p->buf_frames,
 	};
+
+	if (p->send_mr) {
+		struct dg_rdma_remote r = dg_rdma_mr_remote(p->send_mr);
+
+		h.send_addr = r.addr;
+		h.send_rkey = r.rkey;
+		h.send_len = p->send_len;
+	}
 	return h;
 }
 
@@ -291,6 +345,9 @@ static void set_remote(struct dg_peer *p, const void *pdata)
 	p->remote_ka_ms = h.keepalive_ms;
 	if ((uint32_t)h.keepalive_ms * 3 > p->dead_ms)
 		p->dead_ms = (uint32_t)h.keepalive_ms * 3;
+	p->rsend_addr = h.send_addr;
+	p->rsend_rkey = h.send_rkey;
+	p->rsend_len = h.send_len;
 }
 
 int dg_peer_connect(const char *src, const char *dst, uint16_t port,
@@ -640,6 +697,60 @@ static int deliver(struct dg_peer *p, uint32_t idx, uint32_t len,
 	return (int)n;
 }
 
+/* A send-queue completion: a send buffer back, or a payload READ done. */
+static void send_done(struct dg_peer *p, const struct dg_rdma_wc *wc)
+{
+	uint32_t idx = (uint32_t)(wc->wr_id & WR_IDX_MASK);
+
+	if (wc->wr_id & WR_SEND) {
+		/* Acknowledged by the peer: reusable. */
+		p->free_sb[p->nfree++] = idx;
+		return;
+	}
+	/* The READ's bytes are in place: its completion says so. */
+	p->reads--;
+	if (p->rd_cb)
+		p->rd_cb(p->rd_arg, idx, 0);
+}
+
+int dg_peer_read(struct dg_peer *p, void *laddr, uint32_t len, uint64_t roff,
+		 uint32_t tag)
+{
+	uintptr_t a = (uintptr_t)laddr, b = (uintptr_t)p->bulk;
+	int rc;
+
+	if (p->err)
+		return p->err;
+	if (!p->bulk_mr || !p->rsend_len || !len || a < b ||
+	    a - b > p->bulk_len - len || len > p->bulk_len ||
+	    roff > p->rsend_len || len > p->rsend_len - roff)
+		return -EINVAL;
+	if (p->reads >= PEER_READS)
+		return -EAGAIN;
+	rc = dg_rdma_post_read(p->ep, p->bulk_mr, laddr, len,
+			       p->rsend_addr + roff, p->rsend_rkey,
+			       WR_READ | tag, DG_RDMA_SIGNALED);
+	if (rc == -EAGAIN)
+		return rc;
+	if (rc)
+		return fail(p, rc);
+	p->reads++;
+	return 0;
+}
+
+void dg_peer_set_read_cb(struct dg_peer *p,
+			 void (*cb)(void *arg, uint32_t tag, int status),
+			 void *arg)
+{
+	p->rd_cb = cb;
+	p->rd_arg = arg;
+}
+
+uint64_t dg_peer_send_area(const struct dg_peer *p)
+{
+	return p->rsend_len;
+}
+
 int dg_peer_poll(struct dg_peer *p,
 		 void (*cb)(void *arg, const struct dg_frame *f), void *arg,
 		 uint32_t max_msgs)
@@ -671,9 +782,8 @@ int dg_peer_poll(struct dg_peer *p,
 			/* Any failed completion: the QP is in error. */
 			if (wc[i].status)
 				return fail(p, -EIO);
-			if (wc[i].wr_id & WR_SEND) {
-				/* Acknowledged by the peer: reusable. */
-				p->free_sb[p->nfree++] = idx;
+			if (wc[i].wr_id & (WR_SEND | WR_READ)) {
+				send_done(p, &wc[i]);
 				continue;
 			}
 			rc = deliver(p, idx, wc[i].byte_len, cb, arg);

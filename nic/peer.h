@@ -31,6 +31,12 @@
  * sent (no credit) or no send buffer is free, dg_peer_put() returns -EAGAIN
  * and the caller polls (dg_peer_poll) and retries later.
  *
+ * Large payloads do not travel in messages: the sending engine leaves
+ * them in its send area (memory the peer may READ, announced in the
+ * hello) and sends a frame that says where; the receiving engine READs
+ * them into its own memory with dg_peer_read() (one RDMA READ each) and
+ * tells the sender when it is done (a frame of the engine's protocol).
+ *
  * Threading: a link is used by one thread at a time (the engine's poll
  * loop); nothing here locks. The per-frame path (put/reserve/commit) copies
  * and counts only; a SEND is posted per batch (one doorbell per SEND).
@@ -41,6 +47,7 @@
 #ifndef DG_NIC_PEER_H
 #define DG_NIC_PEER_H
 
+#include <assert.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -82,6 +89,15 @@ struct dg_peer_opts {
 	 * sending nothing, and announces that interval in its hello.
 	 */
 	uint32_t timeout_ms;
+	/*
+	 * Large payloads: engine memory dg_peer_read() READs into (bulk,
+	 * bulk_len bytes, registered for local access on the link), and the
+	 * part of it the peer may READ from: this side's send area,
+	 * [send_off, send_off + send_len) of bulk, registered for remote
+	 * READ on the link only and announced in the hello. NULL: none.
+	 */
+	void *bulk;
+	size_t bulk_len, send_off, send_len;
 };
 
 /*
@@ -90,7 +106,7 @@ struct dg_peer_opts {
  * data to tell a peer engine from other clients.
  */
 #define DG_PEER_HELLO_MAGIC   0x4c504744u /* "DGPL" little-endian */
-#define DG_PEER_HELLO_VERSION 1u
+#define DG_PEER_HELLO_VERSION 2u
 
 struct dg_peer_hello {
 	uint32_t magic;
@@ -99,7 +115,12 @@ struct dg_peer_hello {
 	uint32_t engine_id;
 	uint32_t recv_bufs;  /* receive buffers = credits for the peer */
 	uint32_t buf_frames; /* frames one receive buffer holds */
+	uint32_t send_rkey;  /* the sender's send area (0 bytes: none) */
+	uint64_t send_addr;
+	uint64_t send_len;
 };
+
+static_assert(sizeof(struct dg_peer_hello) <= 56, "rdma_cm private data");
 
 /* Nonzero when pdata/plen is a valid peer hello. */
 int dg_peer_is_hello(const void *pdata, size_t plen);
@@ -204,6 +225,21 @@ int dg_peer_poll(struct dg_peer *p,
  * link's sticky error.
  */
 int dg_peer_tick(struct dg_peer *p, uint64_t now_ms);
+
+/*
+ * Large payloads. dg_peer_read READs len bytes at offset roff of the
+ * peer's send area into laddr (inside this side's bulk memory), signaled:
+ * the read callback gets tag and 0 (or the failure) from a later
+ * dg_peer_poll. 0, -EINVAL (outside either area, or
+ * no send area), -EAGAIN (the send queue is full), or the link's error.
+ */
+int dg_peer_read(struct dg_peer *p, void *laddr, uint32_t len, uint64_t roff,
+		 uint32_t tag);
+void dg_peer_set_read_cb(struct dg_peer *p,
+			 void (*cb)(void *arg, uint32_t tag, int status),
+			 void *arg);
+/* Bytes of the peer's send area (0: it has none). */
+uint64_t dg_peer_send_area(const struct dg_peer *p);
 
 /* 0 while alive; -ENOTCONN / -EIO / -EPROTO once dead (not per-frame). */
 int dg_peer_check(struct dg_peer *p);

@@ -41,6 +41,7 @@ int nic_peer_add(struct dg_nic *n, struct dg_peer *link, bool outbound,
 	if (addr)
 		snprintf(p->addr, sizeof(p->addr), "%s", addr);
 	p->port = port;
+	nic_pay_peer_init(n, i);
 	nic_lists_update(n);
 	/* A peer with few or small buffers: say what it cannot carry. */
 	if (dg_peer_capacity(link) < DG_MAX_FRAMES)
@@ -142,6 +143,8 @@ void nic_peer_free(struct dg_nic *n, uint32_t pi)
 
 	nic_peer_kill(n, pi, -ECONNRESET);
 	dg_peer_destroy(p->link);
+	/* Its queue pair is gone: no READ of ours or theirs can run now. */
+	nic_pay_peer_free(n, pi);
 	free(p->inmap);
 	free(p->fifo);
 	memset(p, 0, sizeof(*p));
@@ -162,6 +165,8 @@ int nic_peer_send(struct dg_nic *n, uint32_t pi, const struct msg *m,
 	struct peer_ref *p = &n->peers[pi];
 	uint32_t cnt = m->h.cnt, i;
 
+	if (UNLIKELY(m->h.flags & DG_FF_PAY))
+		return nic_pay_peer_send(n, pi, m, conn); /* payload.c */
 	if (p->dead)
 		return -ENOTCONN;
 	if (dg_peer_room(p->link) < cnt)
@@ -369,6 +374,10 @@ static enum verdict peer_ctrl(struct dg_nic *n, uint32_t pi,
 			*slot = NO_IDX;
 		}
 		return V_DONE;
+	case PEER_PAY_DONE:
+		/* The peer has READ a payload we sent: it goes back. */
+		nic_pay_peer_done(n, pi, x, m->h.rpc_id);
+		return V_DONE;
 	default:
 		p->st.drops++;
 		return V_DONE;
@@ -410,6 +419,7 @@ static enum verdict peer_response(struct dg_nic *n, uint32_t pi,
 	struct pending *pd;
 	struct tenant *ct;
 	struct flow *cf;
+	int rc;
 
 	if (!c || c->state != CONN_REMOTE || c->peer != pi) {
 		n->peers[pi].st.drops++; /* closed meanwhile */
@@ -428,7 +438,11 @@ static enum verdict peer_response(struct dg_nic *n, uint32_t pi,
 	 * DG_ST_DROPPED, and the link carries on for everyone else.
 	 */
 	cf = &ct->flows[c->flow];
-	if (nic_rx_put(ct, c->flow, m, m->h.conn, 0)) {
+	rc = nic_rx_put(ct, c->flow, m, m->h.conn, 0);
+	if (rc == -EMSGSIZE) /* never fits: the client learns why */
+		rc = nic_rx_status(ct, c->flow, DG_FF_RESP, m->h.rpc_id,
+				   m->h.conn, m->h.fn_id, DG_ST_TOO_BIG);
+	if (rc) {
 		if (!nic_hold_over(n, &n->peers[pi].hold_ns, cf) ||
 		    nic_owe(n, cf, m->h.rpc_id, m->h.conn, m->h.fn_id,
 			    DG_ST_DROPPED))
@@ -439,6 +453,12 @@ static enum verdict peer_response(struct dg_nic *n, uint32_t pi,
 	}
 	nic_pend_done(cf, pd);
 	return V_DONE;
+}
+
+enum verdict nic_peer_route(struct dg_nic *n, uint32_t pi, const struct msg *m)
+{
+	return m->h.flags & DG_FF_REQ ? peer_request(n, pi, m)
+				      : peer_response(n, pi, m);
 }
 
 /* Routes whole messages from peer pi's FIFO; returns frames consumed. */
@@ -464,7 +484,9 @@ static uint32_t peer_process(struct dg_nic *n, uint32_t pi)
 		if (p->tail - p->head < cnt)
 			break; /* the rest is still on its way */
 		m.pos = p->head;
-		if (m.h.flags & DG_FF_CTRL)
+		if (UNLIKELY(m.h.flags & DG_FF_PAY))
+			v = nic_pay_peer_rx(n, pi, &m); /* payload.c */
+		else if (m.h.flags & DG_FF_CTRL)
 			v = peer_ctrl(n, pi, &m);
 		else if (m.h.flags & DG_FF_REQ)
 			v = peer_request(n, pi, &m);
@@ -504,6 +526,9 @@ int nic_peer_poll(struct dg_nic *n, uint32_t pi)
 	done = peer_process(n, pi);
 	if (!p->dead && p->nunbind)
 		peer_unbind_flush(n, pi);
+	/* Payloads READ from the peer's send area: it may reuse them. */
+	if (!p->dead && p->dq_head != p->dq_tail)
+		nic_pay_peer_flush(n, pi);
 	if (!p->dead)
 		dg_peer_set_backlog(p->link, p->tail - p->head, PEER_FIFO);
 	return (int)done + (rc > 0 ? rc : 0);

@@ -242,7 +242,7 @@ static int take_request(struct dg_nic *n, int fd)
 		goto refuse;
 	}
 	rc = -EINVAL;
-	if (dg_region_layout(req.nflows, req.slots, &lay) ||
+	if (dg_region_layout_pay(req.nflows, req.slots, req.pay_shift, &lay) ||
 	    dg_region_bytes(&lay) != req.len || (uint32_t)nfd != 1 + req.nflows)
 		goto refuse;
 	for (i = 1; i < nfd; i++)
@@ -260,7 +260,8 @@ static int take_request(struct dg_nic *n, int fd)
 				     .version = req.version,
 				     .nflows = req.nflows,
 				     .slots = req.slots,
-				     .flags = req.flags & DG_RING_F_CSUM};
+				     .flags = req.flags & DG_RING_F_CSUM,
+				     .pay_shift = req.pay_shift};
 	rc = nic_tenant_init(n, hm, &hdr, NULL, DG_MODE_POLL, fds + 1,
 			     (uint32_t)nfd - 1);
 	if (rc < 0) {

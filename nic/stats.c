@@ -15,7 +15,8 @@
 #include "engine_impl.h"
 
 static const char *const drop_names[DROP_NREASONS] = {
-	"bad_len", "bad_flags", "bad_conn", "bad_ctrl", "too_big", "no_request",
+	"bad_len", "bad_flags",	 "bad_conn", "bad_ctrl",
+	"too_big", "no_request", "bad_pay",
 };
 
 static void stats_take(struct dg_nic *n, void *arg);
@@ -98,6 +99,10 @@ void dg_nic_stats_print(struct dg_nic *n, FILE *f)
 				fprintf(f, " doorbells %llu wakes %llu",
 					(unsigned long long)s->doorbells,
 					(unsigned long long)s->wakes);
+			if (s->pay_tx || s->pay_rx)
+				fprintf(f, " pay_tx %llu pay_rx %llu",
+					(unsigned long long)s->pay_tx,
+					(unsigned long long)s->pay_rx);
 			for (r = 0; r < DROP_NREASONS; r++)
 				if (s->drops[r])
 					fprintf(f, " drop_%s %llu",
@@ -138,6 +143,8 @@ static void stats_take(struct dg_nic *n, void *arg)
 	s->doorbells = tot.doorbells;
 	s->wakes = tot.wakes;
 	s->dropped = tot.dropped;
+	s->pay_tx = tot.pay_tx;
+	s->pay_rx = tot.pay_rx;
 	for (r = 0; r < DROP_NREASONS; r++)
 		s->drops[r] = tot.drops[r];
 	for (c = 0; c < MAX_CONNS; c++)
@@ -157,6 +164,9 @@ static void stats_take(struct dg_nic *n, void *arg)
 	s->attach_refused = n->attach_refused;
 	s->quota_refused = n->quota_refused;
 	s->denied = n->denied;
+	s->pay_bytes = n->pay_bytes;
+	s->stage_used = n->ar[ARENA_LOCAL].used + n->ar[ARENA_PEER].used;
+	s->xfers = n->xf_used;
 	s->sleeps = n->sleeps;
 	s->missed_wakes = n->missed_wakes;
 	s->trace_server_n = n->trace_server.n;

@@ -38,9 +38,11 @@ int nic_tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
 
 	if (hdr->magic != DG_REGION_MAGIC || hdr->version != DG_REGION_VERSION)
 		return -EPROTO;
-	if (dg_region_layout(hdr->nflows, hdr->slots, &lay) ||
-	    dg_region_bytes(&lay) != hm->size || mode >= DG_MODE_COUNT ||
-	    (fds && nfds != hdr->nflows))
+	if (dg_region_layout_pay(hdr->nflows, hdr->slots, hdr->pay_shift,
+				 &lay) ||
+	    dg_region_bytes(&lay) != hm->size ||
+	    (!hm->direct && hm->shadow_size != lay.pay_off) ||
+	    mode >= DG_MODE_COUNT || (fds && nfds != hdr->nflows))
 		return -EINVAL;
 	if (mode == DG_MODE_DEFAULT)
 		mode = DG_MODE_DOORBELL;
@@ -94,6 +96,16 @@ int nic_tenant_init(struct dg_nic *n, struct dg_hostmem *hm,
 	t->mask = hdr->slots - 1;
 	t->rflags = hdr->flags & DG_RING_F_CSUM;
 	t->local_region = local_region;
+	/* Large messages: the flows' transfer state, the staging pool. */
+	if (nic_pay_tenant_init(n, t)) {
+		for (j = 0; j < t->nflows; j++) {
+			free(t->flows[j].pend);
+			free(t->flows[j].rxp_q);
+		}
+		free(t->flows);
+		memset(t, 0, sizeof(*t));
+		return -ENOMEM;
+	}
 	if (fds) {
 		t->fds = malloc(nfds * sizeof(*t->fds));
 		if (t->fds)
@@ -206,6 +218,8 @@ void nic_tenant_free(struct dg_nic *n, uint32_t tid)
 		nic_reap(t->hm, NULL);
 	else
 		t->hm->ops->destroy(t->hm);
+	/* Its queue pair is gone: the transfers it held go back. */
+	nic_pay_tenant_free(n, tid);
 	for (i = 0; t->fds && i < t->nflows; i++)
 		close(t->fds[i]);
 	free(t->fds);
@@ -407,6 +421,7 @@ void nic_accept_rdma(struct dg_nic *n)
 	}
 	a = &n->acc[i];
 	if (dg_peer_is_hello(&pd, plen)) {
+		nic_peer_bulk(n, &po);
 		rc = dg_peer_accept_start(ep, &pd, plen, &po, &link);
 		if (rc) {
 			fprintf(stderr, "dagger-nic: peer accept: %s\n",
@@ -435,13 +450,14 @@ void nic_accept_rdma(struct dg_nic *n)
 		.nflows = req.nflows,
 		.slots = req.slots,
 		.flags = req.flags,
+		.pay_shift = req.pay_shift,
 	};
 	/*
 	 * The length is checked against the layout before anything is
-	 * allocated: the shadow is as large as the region.
+	 * allocated: the shadow is as large as the region's rings part.
 	 */
 	if (req.version != DG_REGION_VERSION ||
-	    dg_region_layout(req.nflows, req.slots, &lay) ||
+	    dg_region_layout_pay(req.nflows, req.slots, req.pay_shift, &lay) ||
 	    dg_region_bytes(&lay) != req.len || req.addr + req.len < req.addr) {
 		n->attach_refused++;
 		fprintf(stderr,
@@ -467,7 +483,7 @@ void nic_accept_rdma(struct dg_nic *n)
 		return;
 	}
 	rem = (struct dg_rdma_remote){req.addr, req.rkey, req.len};
-	rc = dg_hostmem_rdma_create(ep, &rem, &hm);
+	rc = dg_hostmem_rdma_create(ep, &rem, lay.pay_off, &hm);
 	if (rc) {
 		n->attach_refused++;
 		dg_rdma_ep_destroy(ep);

@@ -79,9 +79,11 @@ static enum verdict do_request(struct dg_nic *n, uint32_t tid, uint32_t f,
 				     : 0;
 	} else if (c->svc == SVC_LOOPBACK) {
 		/* Back to the caller as its own response; no room: retry. */
-		if (rx_put(t, f, m, cid, DG_FF_RESP))
+		st = rx_put(t, f, m, cid, DG_FF_RESP);
+		if (st == -EMSGSIZE)
+			st = DG_ST_TOO_BIG;
+		else if (st)
 			return V_RETRY;
-		st = 0;
 	} else {
 		st = nic_svc_deliver(n, &fl->busy, c->svc, m, cid);
 		if (st == -EAGAIN)
@@ -146,8 +148,13 @@ static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
 	 * but not past the hold bound: then the answer is dropped and the
 	 * client owed DG_ST_DROPPED, so a client that does not read delays
 	 * the server's other clients once, by the bound, and stops nobody.
+	 * A large response the client can never take: it learns why.
 	 */
-	if (rx_put(ct, c->flow, m, m->h.conn, 0)) {
+	rc = rx_put(ct, c->flow, m, m->h.conn, 0);
+	if (rc == -EMSGSIZE)
+		rc = nic_rx_status(ct, c->flow, DG_FF_RESP, m->h.rpc_id,
+				   m->h.conn, m->h.fn_id, DG_ST_TOO_BIG);
+	if (rc) {
 		cf = &ct->flows[c->flow];
 		if (!nic_hold_over(n, &fl->hold_ns, cf) ||
 		    nic_owe(n, cf, m->h.rpc_id, m->h.conn, m->h.fn_id,
@@ -162,6 +169,13 @@ static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
 	return V_DONE;
 }
 
+enum verdict nic_tx_route(struct dg_nic *n, uint32_t tid, uint32_t f,
+			  const struct msg *m)
+{
+	return m->h.flags & DG_FF_REQ ? do_request(n, tid, f, m)
+				      : do_response(n, tid, f, m);
+}
+
 /*
  * Checks the header of a message's first frame (a copy: the host is not
  * trusted and may rewrite its ring while we look): exactly one kind, no
@@ -171,20 +185,30 @@ static enum verdict do_response(struct dg_nic *n, uint32_t tid, uint32_t f,
 int nic_frame_check(const struct dg_frame *h)
 {
 	/*
-	 * Valid flag bytes: one kind, the key only on a request, the trace
-	 * mark only on a request or a response.
+	 * Valid flag bytes: one kind, the key only on a request, a payload
+	 * outside the ring and the trace mark only on a request or a
+	 * response.
 	 */
-	static const uint16_t ok = 1u << DG_FF_REQ | 1u << DG_FF_RESP |
-				   1u << DG_FF_CTRL |
-				   1u << (DG_FF_REQ | DG_FF_KEY);
+	static const uint64_t ok = 1ull << DG_FF_REQ | 1ull << DG_FF_RESP |
+				   1ull << DG_FF_CTRL |
+				   1ull << (DG_FF_REQ | DG_FF_KEY) |
+				   1ull << (DG_FF_REQ | DG_FF_PAY) |
+				   1ull << (DG_FF_RESP | DG_FF_PAY) |
+				   1ull << (DG_FF_REQ | DG_FF_KEY | DG_FF_PAY);
 	uint8_t f = h->flags & (uint8_t)~DG_FF_TRACE;
 
-	if (f >= 16 || !(ok >> f & 1) ||
+	if (f >= 64 || !(ok >> f & 1) ||
 	    (h->flags & DG_FF_TRACE && (f & DG_FF_CTRL)))
 		return DROP_BAD_FLAGS;
+	/* Large: one frame, more bytes than it could carry, DG_MAX_MSG. */
+	if (UNLIKELY(h->flags & DG_FF_PAY))
+		return h->cnt != 1 || h->len <= DG_FRAME_PAYLOAD ||
+				       h->len > DG_MAX_MSG
+			       ? DROP_BAD_LEN
+			       : -1;
 	if (h->len <= DG_FRAME_PAYLOAD
 		    ? h->cnt != 1
-		    : h->len > DG_MAX_MSG || h->cnt != dg_frames_for(h->len))
+		    : h->len > DG_MAX_INLINE || h->cnt != dg_frames_for(h->len))
 		return DROP_BAD_LEN;
 	return -1;
 }
@@ -246,7 +270,9 @@ uint32_t nic_tx_process(struct dg_nic *n, uint32_t tid, uint32_t f,
 		if (i < cnt)
 			break; /* the rest is not written yet */
 		m.pos = pos;
-		if (m.h.flags & DG_FF_REQ)
+		if (UNLIKELY(m.h.flags & DG_FF_PAY))
+			v = nic_pay_tx(n, tid, f, &m); /* payload.c */
+		else if (m.h.flags & DG_FF_REQ)
 			v = do_request(n, tid, f, &m);
 		else if (m.h.flags & DG_FF_RESP)
 			v = do_response(n, tid, f, &m);
@@ -334,25 +360,41 @@ void nic_tx_write_head(struct tenant *t, uint32_t f, bool force)
 {
 	struct flow *fl = &t->flows[f];
 	uint32_t progress = fl->tx_tail - fl->tx_head_sent;
+	bool pay = fl->pay_head != fl->pay_head_sent;
 
-	if (!progress || (!force && progress < t->slots / 4))
+	/* Payload room is told at once: a WRITE is little beside a payload. */
+	if ((!progress && !pay) || (!force && !pay && progress < t->slots / 4))
 		return;
 	if (t->direct) {
 		/*
 		 * Release: our reads of the slots below tx_tail (the copies
-		 * out of them) happen before the host may rewrite them.
+		 * out of them) happen before the host may rewrite them; the
+		 * same for the payload bytes below pay_head.
 		 */
+		if (pay)
+			__atomic_store_n(&fl->ctrl->pay_head, fl->pay_head,
+					 __ATOMIC_RELEASE);
 		__atomic_store_n(&fl->ctrl->tx_head, fl->tx_tail,
 				 __ATOMIC_RELEASE);
 		fl->tx_head_sent = fl->tx_tail;
+		fl->pay_head_sent = fl->pay_head;
 		return;
 	}
+	/*
+	 * tx_head and pay_head in one WRITE (engine_epoch and mode_req
+	 * between them are the shadow's own words, the engine's too):
+	 * pay_head moves only once the READs of the payloads below it
+	 * completed (nic_pay_tx).
+	 */
 	fl->ctrl->tx_head = fl->tx_tail;
+	fl->ctrl->pay_head = fl->pay_head;
 	if (t->hm->ops->write(t->hm,
 			      dg_ctrl_off(&t->lay, f) +
 				      offsetof(struct dg_flow_ctrl, tx_head),
-			      4, mktag(TAG_WRITE, f, 1)) == 0)
+			      pay ? 16 : 4, mktag(TAG_WRITE, f, 1)) == 0) {
 		fl->tx_head_sent = fl->tx_tail;
+		fl->pay_head_sent = fl->pay_head;
+	}
 }
 
 /*

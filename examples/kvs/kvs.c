@@ -396,7 +396,8 @@ static void bench(struct client *c, uint32_t n)
 		 *te = calloc(n ? n : 1, sizeof(*te));
 	Kvs__GetRequest rq = KVS__GET_REQUEST__INIT;
 	Kvs__GetResponse *rs, probe = KVS__GET_RESPONSE__INIT;
-	uint8_t want[DG_FRAME_PAYLOAD * 64], echo[DG_MAX_MSG], back[DG_MAX_MSG];
+	uint8_t want[DG_FRAME_PAYLOAD * 64], echo[DG_MAX_INLINE],
+		back[DG_MAX_INLINE];
 	uint32_t i = 0, j = 0, bad_g = 0, bad_e = 0, esize, seed = 12345;
 	char k[17];
 	int rc;

@@ -112,8 +112,9 @@ struct dg_attach_req {
 	uint32_t len;
 	uint32_t nflows;
 	uint32_t slots;
-	uint32_t flags; /* enum dg_ring_flags */
-	uint32_t mode;	/* enum dg_mode of every flow, at first */
+	uint32_t flags;	    /* enum dg_ring_flags */
+	uint32_t mode;	    /* enum dg_mode of every flow, at first */
+	uint32_t pay_shift; /* payload areas (dg_region_hdr.pay_shift) */
 };
 
 static_assert(sizeof(struct dg_attach_req) <= 56, "rdma_cm private data");
@@ -124,9 +125,10 @@ struct dg_attach_rep {
 	uint32_t tenant;
 	uint32_t engine_id;
 	/*
-	 * RDMA: the engine's copy of the region (same layout), which a host
-	 * in doorbell or push mode writes into: its tx_db and sleep lines,
-	 * and in push mode its TX frames.
+	 * RDMA: the engine's copy of the region's rings part (same layout,
+	 * dg_region_layout.pay_off bytes), which a host in doorbell or push
+	 * mode writes into: its tx_db and sleep lines, and in push mode its
+	 * TX frames.
 	 */
 	uint64_t shadow_addr;
 	uint32_t shadow_rkey;
@@ -151,9 +153,9 @@ struct dg_shm_attach_req {
 	uint32_t version; /* DG_REGION_VERSION */
 	uint32_t nflows;
 	uint32_t slots;
-	uint32_t flags; /* enum dg_ring_flags */
-	uint32_t rsvd;
-	uint64_t len; /* bytes of the memfd */
+	uint32_t flags;	    /* enum dg_ring_flags */
+	uint32_t pay_shift; /* payload areas (dg_region_hdr.pay_shift) */
+	uint64_t len;	    /* bytes of the memfd */
 };
 
 #endif /* DAGGER_CTRL_H */

@@ -9,9 +9,17 @@
  * no verb, no lock. A flow belongs to the first thread that uses it; any
  * other thread gets -EPERM.
  *
- * Errors are negative errno values: -EAGAIN (ring full, poll and retry),
- * -EMSGSIZE (payload over DG_MAX_MSG or the ring), -EPERM (wrong thread),
- * -ETIMEDOUT, -ENOTCONN (engine gone), -EINVAL.
+ * Large messages travel outside the ring: above a threshold a request or
+ * response is written into a payload area of the flow (in place, with
+ * dg_call_buf() and dg_response_buf()) and the ring carries a one-frame
+ * descriptor; the engine moves the bytes (one RDMA READ and one WRITE, or
+ * one copy on shared memory) into the receiver's payload area, where the
+ * completion or request points (docs/ARCHITECTURE.md, "Large messages").
+ *
+ * Errors are negative errno values: -EAGAIN (ring or payload area full,
+ * poll and retry), -EMSGSIZE (payload over DG_MAX_MSG, the ring or the
+ * payload area), -EPERM (wrong thread), -ETIMEDOUT, -ENOTCONN (engine
+ * gone), -EINVAL.
  */
 #ifndef DAGGER_DAGGER_H
 #define DAGGER_DAGGER_H
@@ -85,8 +93,27 @@ struct dg_host_opts {
 	 * $DG_YIELD_US if set (0 there: off; malformed: -EINVAL).
 	 */
 	uint32_t yield_us;
+	/*
+	 * Large messages. payload: bytes of each of a flow's two payload
+	 * areas (TX and RX), a power of two from 4 KiB to 64 MiB; 0: the
+	 * default (16 MiB, less with more than 4 flows: 64 MiB over all
+	 * flows, at least 1 MiB); DG_PAYLOAD_NONE: none (every message in
+	 * ring frames, up to DG_MAX_INLINE; large messages to this host are
+	 * answered DG_ST_TOO_BIG). A flow sends and takes messages up to its
+	 * payload area's size. large: messages of more bytes than this
+	 * travel outside the ring (0: DG_LARGE_DEFAULT; never more than half
+	 * the ring holds, 32 + (slots / 2 - 1) * 56 bytes). 0 takes $DG_PAYLOAD
+	 * and $DG_LARGE if set (bytes; K, M suffixes).
+	 */
+	uint64_t payload;
+	uint32_t large;
 };
 #define DG_YIELD_OFF UINT32_MAX
+
+#define DG_PAYLOAD_NONE	 UINT64_MAX
+/* Bytes above which a message leaves the ring by default (measured:
+ * docs/PERFORMANCE.md, "Large messages"). */
+#define DG_LARGE_DEFAULT 4096u
 
 /*
  * Points o at the engine named by spec, as the tools take it: "unix:PATH"
@@ -189,9 +216,11 @@ struct dg_writer {
 	uint32_t mask;
 	uint32_t first; /* ring position of the message's first frame */
 	uint32_t pos;	/* ring position of the frame being written */
-	uint32_t off;	/* bytes written into that frame */
+	uint32_t off;	/* bytes written into that frame (or into buf) */
 	uint32_t left;	/* bytes still expected */
 	int overrun;	/* set when the writer offered more than len */
+	/* A large message: its payload buffer, written in one piece. */
+	uint8_t *buf;
 };
 
 typedef int (*dg_fill_fn)(void *arg, struct dg_writer *w);
@@ -227,7 +256,7 @@ int dg_wait(struct dg_flow *f, uint32_t rpc_id, struct dg_completion *c,
  * malloc (libdagger-pb passes it to protobuf-c as its allocator). Owner
  * thread only, like every per-flow call.
  */
-#define DG_FLOW_ARENA (16u * DG_MAX_MSG)
+#define DG_FLOW_ARENA (2u * DG_MAX_MSG + 16u * DG_MAX_INLINE)
 void *dg_flow_alloc(struct dg_flow *f, size_t n);
 
 /*
@@ -253,6 +282,23 @@ int dg_call_sync(struct dg_flow *f, int conn, uint16_t fn, const void *req,
  */
 int dg_cancel(struct dg_flow *f, uint32_t rpc_id);
 
+/*
+ * A large request built in place: *buf gets len bytes of this flow's TX
+ * payload area. Write the request there and pass that pointer to dg_call
+ * (dg_call_key, dg_call_sync) as req with at most len bytes: it travels
+ * without a copy. The buffer is the caller's until that call, or until
+ * another call on the flow sends a large message (the reservation is then
+ * gone: passing the pointer gives -EINVAL). 0, -EAGAIN (the engine has
+ * not taken earlier payloads yet: poll, retry), -EMSGSIZE (no payload
+ * area, or len over DG_MAX_MSG or the area), -EINVAL.
+ *
+ * A large completion (or request) is read in place: its data points into
+ * the flow's RX payload area until the next dg_poll (dg_serve_poll).
+ * dg_call with any other buffer copies a large request into the payload
+ * area (dg_flow_stats.pay_copies counts those copies).
+ */
+int dg_call_buf(struct dg_flow *f, size_t len, void **buf);
+
 /* ---- server ------------------------------------------------------------- */
 
 struct dg_request {
@@ -269,6 +315,19 @@ struct dg_response {
 	uint32_t cap; /* DG_MAX_MSG */
 	uint32_t len; /* set by the handler */
 };
+
+/*
+ * A large response built in place: points resp->data at len bytes of the
+ * serving flow's TX payload area (resp->cap = len), which the handler
+ * fills; it travels without a copy. Waits (up to 10 s) while the engine
+ * has not taken earlier responses' payloads. 0, -EMSGSIZE (no payload
+ * area, or len over DG_MAX_MSG or the area; also in a worker pool),
+ * -EAGAIN (no room in time), -EPERM. resp->data stays as it was on
+ * failure. Without it, a response over the threshold is copied from
+ * resp->data into the payload area.
+ */
+int dg_response_buf(const struct dg_request *req, struct dg_response *resp,
+		    size_t len);
 
 /*
  * A handler fills resp and returns 0, or a status >= DG_ST_APP_BASE that
@@ -418,6 +477,14 @@ struct dg_flow_stats {
 	 * was woken for one.
 	 */
 	uint64_t yield_phases, yield_given_way;
+	/* Large messages: sent (requests and responses), of those copied
+	 * into the payload area by the library, and received. */
+	uint64_t pay_sent, pay_copies, pay_recv;
+	/*
+	 * TX payload bytes the engine has not released yet (as of the
+	 * call): 0 once everything sent was taken.
+	 */
+	uint64_t pay_pending;
 };
 
 void dg_flow_stats(const struct dg_flow *f, struct dg_flow_stats *s);

@@ -103,6 +103,20 @@ struct dg_flow {
 	/* Calls given up (dg_wait's deadline, dg_cancel): their answers are
 	 * dropped when they come (dg_abandoned_take). */
 	uint32_t abandoned[DG_ABANDON_MAX];
+	/*
+	 * Large messages (payload.c): the TX payload area we fill and the
+	 * engine takes from, the RX payload area the engine fills. pay_tail:
+	 * the next free TX payload position (free-running); pay_head: the
+	 * engine's (dg_flow_ctrl.pay_head), as last loaded. res_*: the
+	 * buffer dg_call_buf or dg_response_buf handed out (NULL: none).
+	 */
+	uint8_t *pay_tx;
+	const uint8_t *pay_rx;
+	uint32_t pay_size; /* bytes per area; 0: none */
+	uint32_t pay_tail, pay_head;
+	uint32_t large; /* messages over this many bytes leave the ring */
+	uint8_t *res_buf;
+	uint32_t res_pos, res_len;
 } __attribute__((aligned(64)));
 
 enum dg_kick {

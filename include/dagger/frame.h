@@ -26,6 +26,15 @@
  * holding the previous lap has stamp p + 1 - ring_size, and zeroed memory
  * has 0: neither can be mistaken for a new frame.
  *
+ * Large messages. A message whose payload travels outside the ring
+ * (DG_FF_PAY) is one first frame whose data holds a struct dg_pay_desc: the
+ * payload's position in a payload area of the same region (the sender's
+ * TX payload area in its TX ring, the receiver's RX payload area in its RX
+ * ring). Its bytes are in place before the frame is published, and stay
+ * until the frame's consumer released them: TX payload bytes by pay_head
+ * (the engine's control line), RX payload bytes with the RX slot of their
+ * frame (rx_head). docs/ARCHITECTURE.md, "Large messages".
+ *
  * Checksums. On rings reached by RDMA (DG_RING_F_CSUM), every slot carries
  * CRC32C over its stamp and its other 56 bytes (bytes 8..63 of a first
  * frame, 0..55 of a continuation frame). A remote READ can overlap
@@ -50,9 +59,11 @@
 #define DG_CONT_TRAILER	 8u				  /* csum, stamp */
 #define DG_CONT_PAYLOAD	 (DG_SLOT_SIZE - DG_CONT_TRAILER) /* 56 bytes */
 /* Largest RPC payload (request or response). */
-#define DG_MAX_MSG	 (64u * 1024u)
+#define DG_MAX_MSG	 (8u * 1024u * 1024u)
+/* Largest message carried in ring frames; larger ones go out of the ring. */
+#define DG_MAX_INLINE	 (64u * 1024u)
 #define DG_MAX_FRAMES                                                          \
-	(1u + (DG_MAX_MSG - DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD - 1) /          \
+	(1u + (DG_MAX_INLINE - DG_FRAME_PAYLOAD + DG_CONT_PAYLOAD - 1) /       \
 		      DG_CONT_PAYLOAD)
 
 /* frame.flags */
@@ -66,6 +77,12 @@ enum dg_frame_flags {
 	 * dagger-bench --trace): on a request and on its response.
 	 */
 	DG_FF_TRACE = 1u << 4,
+	/*
+	 * A request or response whose len payload bytes lie in a payload
+	 * area, not in the ring: a one-frame message whose data holds a
+	 * struct dg_pay_desc.
+	 */
+	DG_FF_PAY = 1u << 5,
 };
 #define DG_FF_KIND (DG_FF_REQ | DG_FF_RESP | DG_FF_CTRL)
 
@@ -80,7 +97,7 @@ enum dg_status {
 	DG_ST_BUSY = 3,	       /* the server's ring had no room */
 	DG_ST_UNREACHABLE = 4, /* the peer engine or server tenant is gone */
 	DG_ST_BAD_FRAME = 5,   /* a frame failed validation */
-	DG_ST_TOO_BIG = 6,     /* larger than DG_MAX_MSG or the ring */
+	DG_ST_TOO_BIG = 6,     /* larger than the receiver takes (ring, area) */
 	DG_ST_NO_CONN = 7,     /* unknown or closed connection id */
 	DG_ST_QUOTA = 8,       /* the tenant holds its share already */
 	/*
@@ -120,7 +137,8 @@ struct dg_frame {
 	uint32_t csum;	 /* CRC32C(stamp, bytes 8..63); unused without CSUM */
 	uint32_t rpc_id; /* chosen by the client flow, echoed in responses */
 	uint32_t conn; /* connection id (DG_CONN_ID) at the receiver's engine */
-	uint32_t len;  /* message payload bytes, 0..DG_MAX_MSG */
+	uint32_t len;  /* payload bytes: 0..DG_MAX_INLINE,
+			  DG_FF_PAY: 1..DG_MAX_MSG */
 	uint16_t fn_id; /* function within the service */
 	uint16_t cnt;	/* slots of the message: dg_frames_for(len) */
 	uint8_t flags;	/* enum dg_frame_flags */
@@ -163,6 +181,22 @@ static_assert(offsetof(struct dg_frame_cont, csum) == DG_CONT_PAYLOAD, "csum");
 static_assert(offsetof(struct dg_frame_cont, stamp) == DG_SLOT_SIZE - 4,
 	      "stamp last");
 static_assert(DG_MAX_FRAMES <= UINT16_MAX, "cnt fits 16 bits");
+
+/*
+ * What a DG_FF_PAY frame carries in its data: where the payload is. In a
+ * host's rings, pos is a free-running byte position in a payload area of
+ * the flow (the sender's TX area, the receiver's RX area) whose offset is
+ * pos & (area - 1); the len bytes from there lie inside the area (a
+ * payload never wraps around its end). Between engines (peer links), pos
+ * is the byte offset in the sending engine's send area.
+ */
+struct dg_pay_desc {
+	uint32_t pos;
+	uint32_t rsvd[7];
+};
+
+static_assert(sizeof(struct dg_pay_desc) == DG_FRAME_PAYLOAD, "frame data");
+static_assert(DG_MAX_MSG <= UINT32_MAX / 2, "positions wrap safely");
 #if __BYTE_ORDER__ != __ORDER_LITTLE_ENDIAN__
 #error "frames are little-endian: the host and the engine store words whole"
 #endif
@@ -193,16 +227,25 @@ static inline int dg_msg_contig(uint32_t pos, uint32_t mask)
 
 /*
  * Host memory region. One registered region per attached host holds a
- * header, per-flow control lines and per-flow rings, laid out by
- * dg_region_layout() from (nflows, slots) so both sides agree:
+ * header, per-flow control lines, per-flow rings and per-flow payload
+ * areas, laid out by dg_region_layout_pay() from (nflows, slots,
+ * pay_shift) so both sides agree:
  *
  *   [dg_region_hdr][flow 0 ctrl][flow 1 ctrl]...[flow 0 TX][flow 0 RX]...
+ *   (next page) [flow 0 TX payload][flow 0 RX payload][flow 1 ...]...
+ *
+ * The part before the payload areas (pay_off bytes) is what an RDMA
+ * engine keeps a copy of; payload areas are reached only by payload
+ * transfers. pay_shift 0: no payload areas (every message inline).
  */
 #define DG_REGION_MAGIC	  0x44474731u /* "DGG1" */
 #define DG_REGION_VERSION 4u
 #define DG_MAX_FLOWS	  64u
 #define DG_MIN_SLOTS	  64u
 #define DG_MAX_SLOTS	  65536u
+/* Payload areas: 1 << pay_shift bytes each, 4 KiB .. 64 MiB. */
+#define DG_PAY_MIN_SHIFT  12u
+#define DG_PAY_MAX_SHIFT  26u
 
 enum dg_ring_flags {
 	DG_RING_F_CSUM = 1u << 0, /* slots carry CRC32C (RDMA backends) */
@@ -223,11 +266,14 @@ struct dg_region_hdr {
 	uint32_t engine_sleep;
 	/* In-process engines: the engine's eventfd (same process). */
 	int32_t engine_fd;
-	uint32_t rsvd[9];
+	/* Each flow's two payload areas are 1 << pay_shift bytes; 0: none. */
+	uint32_t pay_shift;
+	uint32_t rsvd[8];
 };
 
 static_assert(sizeof(struct dg_region_hdr) == DG_SLOT_SIZE, "one line");
 static_assert(offsetof(struct dg_region_hdr, engine_sleep) == 20, "sleep");
+static_assert(offsetof(struct dg_region_hdr, pay_shift) == 28, "pay_shift");
 
 /*
  * Per-flow control. Each line has one writer (engine or host), so neither
@@ -239,6 +285,9 @@ static_assert(offsetof(struct dg_region_hdr, engine_sleep) == 20, "sleep");
  *   only after its READ of those slots completed, so the host can never
  *   overwrite a slot the engine is still reading.
  * engine_epoch: written by the engine while it serves the region.
+ * pay_head: the engine consumed the flow's TX payload area up to this
+ *   free-running byte position; the host may reuse payload bytes below
+ *   it. Over RDMA written only after the READ of those bytes completed.
  *
  * line 1, the host's (hot):
  * rx_head: the host consumed RX slots up to this position (a release
@@ -263,7 +312,8 @@ struct dg_flow_ctrl {
 	 * next time it is idle with no call outstanding, once per sequence.
 	 */
 	uint32_t mode_req;
-	uint8_t pad0[DG_SLOT_SIZE - 12];
+	uint32_t pay_head;
+	uint8_t pad0[DG_SLOT_SIZE - 16];
 	uint32_t rx_head;
 	uint32_t host_epoch;
 	uint8_t pad1[DG_SLOT_SIZE - 8];
@@ -279,6 +329,8 @@ static_assert(DG_MAX_FLOWS <= 256, "a flow fits an immediate's low byte");
 static_assert(offsetof(struct dg_flow_ctrl, mode_req) == 8, "mode_req");
 static_assert(offsetof(struct dg_flow_ctrl, rx_head) == DG_SLOT_SIZE,
 	      "rx_head on its own line");
+static_assert(offsetof(struct dg_flow_ctrl, pay_head) == 12,
+	      "pay_head on the engine's line, written with tx_head");
 static_assert(offsetof(struct dg_flow_ctrl, tx_db) == 2 * DG_SLOT_SIZE,
 	      "doorbell and sleep state on a line of their own");
 
@@ -338,21 +390,41 @@ struct dg_region_layout {
 	uint64_t ctrl_off;  /* first struct dg_flow_ctrl */
 	uint64_t rings_off; /* first ring */
 	uint64_t ring_size; /* bytes per ring */
+	uint64_t pay_off;   /* first payload area: the rings part ends here */
+	uint64_t pay_size;  /* bytes per payload area, 0: none */
 	uint64_t total;	    /* bytes in the region */
 };
 
-static inline int dg_region_layout(uint32_t nflows, uint32_t slots,
-				   struct dg_region_layout *l)
+#define DG_REGION_ALIGN 4096u
+
+static inline int dg_region_layout_pay(uint32_t nflows, uint32_t slots,
+				       uint32_t pay_shift,
+				       struct dg_region_layout *l)
 {
 	if (!nflows || nflows > DG_MAX_FLOWS || slots < DG_MIN_SLOTS ||
-	    slots > DG_MAX_SLOTS || (slots & (slots - 1)))
+	    slots > DG_MAX_SLOTS || (slots & (slots - 1)) ||
+	    (pay_shift &&
+	     (pay_shift < DG_PAY_MIN_SHIFT || pay_shift > DG_PAY_MAX_SHIFT)))
 		return -EINVAL;
 	l->ctrl_off = sizeof(struct dg_region_hdr);
 	l->rings_off =
 		l->ctrl_off + (uint64_t)nflows * sizeof(struct dg_flow_ctrl);
 	l->ring_size = (uint64_t)slots * DG_SLOT_SIZE;
-	l->total = l->rings_off + 2ull * nflows * l->ring_size;
+	l->pay_off = l->rings_off + 2ull * nflows * l->ring_size;
+	l->pay_size = pay_shift ? 1ull << pay_shift : 0;
+	/* Payload areas start on a page (one READ or WRITE moves each). */
+	if (pay_shift)
+		l->pay_off = (l->pay_off + DG_REGION_ALIGN - 1) &
+			     ~(uint64_t)(DG_REGION_ALIGN - 1);
+	l->total = l->pay_off + 2ull * nflows * l->pay_size;
 	return 0;
+}
+
+/* A region without payload areas (every message in ring frames). */
+static inline int dg_region_layout(uint32_t nflows, uint32_t slots,
+				   struct dg_region_layout *l)
+{
+	return dg_region_layout_pay(nflows, slots, 0, l);
 }
 
 /*
@@ -360,7 +432,6 @@ static inline int dg_region_layout(uint32_t nflows, uint32_t slots,
  * allocates (and registers, or maps) exactly this; an engine takes an
  * attach only with this length.
  */
-#define DG_REGION_ALIGN 4096u
 static inline uint64_t dg_region_bytes(const struct dg_region_layout *l)
 {
 	return (l->total + DG_REGION_ALIGN - 1) &
@@ -383,6 +454,31 @@ static inline uint64_t dg_rx_ring_off(const struct dg_region_layout *l,
 				      uint32_t flow)
 {
 	return dg_tx_ring_off(l, flow) + l->ring_size;
+}
+
+/* A flow's TX payload area (the host writes, the engine reads). */
+static inline uint64_t dg_pay_tx_off(const struct dg_region_layout *l,
+				     uint32_t flow)
+{
+	return l->pay_off + 2ull * flow * l->pay_size;
+}
+
+/* A flow's RX payload area (the engine writes, the host reads). */
+static inline uint64_t dg_pay_rx_off(const struct dg_region_layout *l,
+				     uint32_t flow)
+{
+	return dg_pay_tx_off(l, flow) + l->pay_size;
+}
+
+/*
+ * Whether a payload of len bytes at free-running position pos lies inside
+ * a payload area of size bytes (a power of two) without wrapping: what
+ * both sides check of every descriptor they are handed.
+ */
+static inline int dg_pay_fits(uint32_t pos, uint32_t len, uint64_t size)
+{
+	return size && len && len <= DG_MAX_MSG && len <= size &&
+	       (pos & (size - 1)) <= size - len;
 }
 
 #endif /* DAGGER_FRAME_H */

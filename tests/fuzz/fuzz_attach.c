@@ -108,11 +108,12 @@ static uint32_t pick_slots(struct fz_in *in)
 	return s < 192 ? 1u << (s % 18) : fz_u32(in);
 }
 
-static bool layout_len(uint32_t nflows, uint32_t slots, uint64_t *len)
+static bool layout_len(uint32_t nflows, uint32_t slots, uint32_t pay_shift,
+		       uint64_t *len)
 {
 	struct dg_region_layout l;
 
-	if (dg_region_layout(nflows, slots, &l))
+	if (dg_region_layout_pay(nflows, slots, pay_shift, &l))
 		return false;
 	*len = dg_region_bytes(&l);
 	return true;
@@ -187,15 +188,20 @@ static void shm_case(struct fz_in *in)
 		req.nflows = fz_u8(in) % 70;
 		req.slots = pick_slots(in);
 		req.flags = fz_u32(in);
-		req.rsvd = fz_u32(in);
+		/* Mostly none or small payload areas; any value at times. */
+		req.pay_shift = fz_u8(in);
+		req.pay_shift = req.pay_shift < 128   ? 0
+				: req.pay_shift < 240 ? 12 + req.pay_shift % 2
+						      : req.pay_shift % 40;
 		req.magic = form & 32 ? DG_SHM_MAGIC : fz_u32(in);
 		req.version = form & 64 ? DG_REGION_VERSION : fz_u32(in);
-		layout = layout_len(req.nflows, req.slots, &want_len);
+		layout = layout_len(req.nflows, req.slots, req.pay_shift,
+				    &want_len);
 		req.len = form & 128 && layout ? want_len : fz_u32(in);
 		memcpy(raw, &req, sizeof(req));
 		msg_len = sizeof(req);
 	}
-	layout = layout_len(req.nflows, req.slots, &want_len);
+	layout = layout_len(req.nflows, req.slots, req.pay_shift, &want_len);
 	fd_len = kind == FD_SEALED_SIZE ? fz_u32(in) % MAX_REGION : req.len;
 	if (fd_len > MAX_REGION)
 		fd_len = 0; /* not allocated: a wrong size then */
@@ -414,13 +420,15 @@ static void rdma_case(struct fz_in *in)
 			pd.req.mode = DG_MODE_POLL;
 			pd.req.nflows = 1 + pd.req.nflows % 4;
 			pd.req.slots = 64u << (pd.req.slots % 4);
+			pd.req.pay_shift = pd.req.pay_shift % 2 ? 12 : 0;
 		}
-		if (form & 8 &&
-		    layout_len(pd.req.nflows, pd.req.slots, &want_len))
+		if (form & 8 && layout_len(pd.req.nflows, pd.req.slots,
+					   pd.req.pay_shift, &want_len))
 			pd.req.len = (uint32_t)want_len;
 	}
 	hello = dg_peer_is_hello(&pd, plen);
-	layout = layout_len(pd.req.nflows, pd.req.slots, &want_len);
+	layout = layout_len(pd.req.nflows, pd.req.slots, pd.req.pay_shift,
+			    &want_len);
 	valid = !hello && plen >= sizeof(pd.req) &&
 		pd.req.magic == DG_ATTACH_MAGIC &&
 		pd.req.version == DG_REGION_VERSION && layout &&

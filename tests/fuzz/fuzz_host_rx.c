@@ -405,11 +405,14 @@ static void server_poll(struct env *e)
 
 static void setup(struct env *e, unsigned rflags)
 {
-	struct dg_host_opts o = {.attach_local = attach_cb,
-				 .detach_local = detach_cb,
-				 .nflows = 2,
-				 .slots = SLOTS,
-				 .csum = rflags ? 1 : 0};
+	struct dg_host_opts o = {
+		.attach_local = attach_cb,
+		.detach_local = detach_cb,
+		.nflows = 2,
+		.slots = SLOTS,
+		.csum = rflags ? 1 : 0,
+		/* The ring paths (payload areas: test_large). */
+		.payload = DG_PAYLOAD_NONE};
 	static struct dg_service_def def = {
 		.name = "echo", .handlers = handlers, .nhandlers = 3};
 	int rc;

@@ -376,11 +376,14 @@ static void server_side(struct env *e, const struct method *m, const uint8_t *p,
 
 static void setup(struct env *e, unsigned rflags)
 {
-	struct dg_host_opts o = {.attach_local = attach_cb,
-				 .detach_local = detach_cb,
-				 .nflows = NFLOWS,
-				 .slots = SLOTS,
-				 .csum = rflags ? 1 : 0};
+	struct dg_host_opts o = {
+		.attach_local = attach_cb,
+		.detach_local = detach_cb,
+		.nflows = NFLOWS,
+		.slots = SLOTS,
+		.csum = rflags ? 1 : 0,
+		/* The ring paths (payload areas: test_large). */
+		.payload = DG_PAYLOAD_NONE};
 	static const struct dg__test__v3__types__handlers th = {
 		.echo = echo3, .echo_list = list3, .count = count3};
 	static const struct dg__test2__store__handlers sh = {.put = put2,

@@ -1073,12 +1073,15 @@ static void test_garbage_response(void **state)
 static void test_arena_exhausted(void **state)
 {
 	struct dg_flow *f = dg_host_flow(E.cli, 0);
-	static uint8_t wire[60000];
+	static uint8_t wire[1000000];
 	ProtobufCMessage *m;
 	size_t i;
 
 	(void)state;
-	/* 30,000 empty bags: 2 bytes each on the wire, far more decoded. */
+	/*
+	 * 500,000 empty bags: 2 bytes each on the wire (a large message),
+	 * far more than the arena decoded.
+	 */
 	for (i = 0; i + 1 < sizeof(wire); i += 2) {
 		wire[i] = 0x0a;
 		wire[i + 1] = 0;
@@ -1094,7 +1097,7 @@ static void test_arena_exhausted(void **state)
 		assert_int_equal(
 			dg_call_sync(f, E.c3,
 				     DG__TEST__V3__TYPES__ECHO_LIST__FN, wire,
-				     sizeof(wire), resp, &rlen, 5000),
+				     sizeof(wire), resp, &rlen, 20000),
 			DG_ST_BAD_FRAME);
 	}
 	assert_int_equal(dg_pb_unpack(f, &dg__test__v3__bag_list__descriptor,

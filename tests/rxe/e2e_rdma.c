@@ -192,8 +192,8 @@ static uint32_t pick_size(uint32_t *s)
 	if (r < 950)
 		return 1 + lcg(s) % 4096;
 	if (r < 995)
-		return 1 + lcg(s) % DG_MAX_MSG;
-	return DG_MAX_MSG;
+		return 1 + lcg(s) % DG_MAX_INLINE;
+	return DG_MAX_INLINE;
 }
 
 struct client_arg {
@@ -215,7 +215,7 @@ static void *client_main(void *arg)
 {
 	struct client_arg *a = arg;
 	struct dg_flow *f = dg_host_flow(a->h, a->flow);
-	uint8_t *buf = malloc(DG_MAX_MSG);
+	uint8_t *buf = malloc(DG_MAX_INLINE);
 	uint32_t sizes[256], next = 0, resend[64], nresend = 0, i;
 	uint32_t s = 99u + a->flow;
 	struct dg_completion c[16];

@@ -195,8 +195,8 @@ static uint32_t pick_size(uint32_t *s)
 	if (r < 960)
 		return 1 + lcg(s) % 4096;
 	if (r < 995)
-		return 1 + lcg(s) % DG_MAX_MSG;
-	return DG_MAX_MSG;
+		return 1 + lcg(s) % DG_MAX_INLINE;
+	return DG_MAX_INLINE;
 }
 
 static void fill(uint8_t *p, uint32_t len, uint32_t seed)
@@ -226,7 +226,7 @@ static void *client_main(void *arg)
 {
 	struct client_arg *a = arg;
 	struct dg_flow *f = dg_host_flow(a->h, a->flow);
-	uint8_t *buf = malloc(DG_MAX_MSG), *want = malloc(DG_MAX_MSG);
+	uint8_t *buf = malloc(DG_MAX_INLINE), *want = malloc(DG_MAX_INLINE);
 	struct track *tr = calloc(TRACK, sizeof(*tr));
 	/* Calls the server's full ring turned away (BUSY), to send again. */
 	struct track *again = calloc(TRACK, sizeof(*again));

@@ -18,13 +18,19 @@ out=$("$b/dagger-bench" local --requests 2000 --window 4 --size 3000 \
 echo "$out"
 [ "$(echo "$out" | json rpcs)" = 2000 ] || fail "echo: rpcs != 2000"
 [ "$(echo "$out" | json errors)" = 0 ] || fail "echo: errors"
-# 64 KiB calls into a server ring that holds one: BUSY answers are sent
-# again (back-pressure), none is an error.
+# Large calls (outside the rings, built in place) into payload areas
+# that hold one at a time: BUSY answers are sent again (back-pressure),
+# none is an error.
 out=$("$b/dagger-bench" local --requests 200 --window 4 --size 65536 \
-	--slots 2048 --json --quiet --yield) || fail "busy run exited $?"
+	--payload 65536 --json --quiet --yield) || fail "busy run exited $?"
 echo "$out"
 [ "$(echo "$out" | json rpcs)" = 200 ] || fail "busy: rpcs != 200"
 [ "$(echo "$out" | json errors)" = 0 ] || fail "busy: errors"
+out=$("$b/dagger-bench" local --requests 20 --window 4 --size 8388608 \
+	--json --quiet --yield) || fail "8 MiB run exited $?"
+echo "$out"
+[ "$(echo "$out" | json rpcs)" = 20 ] || fail "8 MiB: rpcs != 20"
+[ "$(echo "$out" | json errors)" = 0 ] || fail "8 MiB: errors"
 out=$("$b/dagger-bench" local --requests 300 --work-ns 20000 --json \
 	--quiet --yield) || fail "work run exited $?"
 [ "$(echo "$out" | json errors)" = 0 ] || fail "work: errors"
@@ -35,7 +41,7 @@ echo "$out"
 [ "$(echo "$out" | json mode)" = '"open"' ] || fail "open: mode"
 [ "$(echo "$out" | json errors)" = 0 ] || fail "open: errors"
 "$b/dagger-pingpong" -n 100000 -w 8 | grep -q '"mrps"' || fail "pingpong"
-for args in "client" "local --size 70000" "local --threads 0" \
+for args in "client" "local --size 8388609" "local --threads 0" \
 	"local --window 5000" "local --work-ns 10 --size 2" \
 	"client --engine nowhere" "local --slots 1000" "local --bogus" \
 	"local --rate abc" "frobnicate --engine 1.2.3.4:5"; do

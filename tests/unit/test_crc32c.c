@@ -289,7 +289,7 @@ static void test_lengths_alignments(void **state)
 	assert_int_equal(checked, 8 * 201 * 4 * nimpls);
 }
 
-/* Random seeds, lengths and contents up to 64 KiB (DG_MAX_MSG). */
+/* Random seeds, lengths and contents up to 64 KiB (DG_MAX_INLINE). */
 static void test_random_long(void **state)
 {
 	size_t n = 64 * 1024 + 7;

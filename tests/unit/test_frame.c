@@ -45,13 +45,13 @@ static_assert(DG_SLOT_SIZE == 64, "a slot is one cache line");
 static_assert(DG_FRAME_PAYLOAD == 32, "32 payload bytes in a first frame");
 static_assert(DG_CONT_PAYLOAD == 56, "56 in each continuation frame");
 static_assert(DG_MAX_FRAMES == 1171, "1 + ceil((65536 - 32) / 56)");
-/* DG_MAX_FRAMES frames carry DG_MAX_MSG, one fewer do not */
+/* DG_MAX_FRAMES frames carry DG_MAX_INLINE, one fewer do not */
 static_assert(DG_FRAME_PAYLOAD + (DG_MAX_FRAMES - 2) * DG_CONT_PAYLOAD <
-			      DG_MAX_MSG &&
+			      DG_MAX_INLINE &&
 		      DG_FRAME_PAYLOAD +
 				      (DG_MAX_FRAMES - 1) * DG_CONT_PAYLOAD >=
-			      DG_MAX_MSG,
-	      "DG_MAX_FRAMES is the fewest frames that carry DG_MAX_MSG");
+			      DG_MAX_INLINE,
+	      "DG_MAX_FRAMES is the fewest frames that carry DG_MAX_INLINE");
 static_assert(DG_MAX_FLOWS <= UINT8_MAX + 1, "frame.flow is 8 bits");
 static_assert(sizeof(struct dg_region_hdr) % DG_SLOT_SIZE == 0,
 	      "control lines start aligned");
@@ -348,15 +348,15 @@ static void test_frames_for(void **state)
 	assert_int_equal(dg_frames_for(89), 3);
 	assert_int_equal(dg_frames_for(144), 3);
 	assert_int_equal(dg_frames_for(145), 4);
-	assert_int_equal(dg_frames_for(DG_MAX_MSG - 1), DG_MAX_FRAMES);
-	assert_int_equal(dg_frames_for(DG_MAX_MSG), DG_MAX_FRAMES);
-	assert_int_equal(dg_frames_for(DG_MAX_MSG), 1171);
+	assert_int_equal(dg_frames_for(DG_MAX_INLINE - 1), DG_MAX_FRAMES);
+	assert_int_equal(dg_frames_for(DG_MAX_INLINE), DG_MAX_FRAMES);
+	assert_int_equal(dg_frames_for(DG_MAX_INLINE), 1171);
 	assert_int_equal(dg_frames_for((uint32_t)carries(DG_MAX_FRAMES)),
 			 DG_MAX_FRAMES);
 	assert_int_equal(dg_frames_for((uint32_t)carries(DG_MAX_FRAMES) + 1),
 			 DG_MAX_FRAMES + 1);
 	/* the smallest count that holds len, for every valid length */
-	for (len = 0; len <= DG_MAX_MSG; len++)
+	for (len = 0; len <= DG_MAX_INLINE; len++)
 		if (!frames_ok(len, dg_frames_for(len)))
 			fail_msg("dg_frames_for(%u) = %u", len,
 				 dg_frames_for(len));

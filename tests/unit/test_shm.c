@@ -237,7 +237,7 @@ static void echo_sizes(int csum)
 	static const uint32_t sizes[] = {0,   1,   7,	31,   32,   33,
 					 63,  64,  87,	88,   89,   143,
 					 144, 145, 200, 1000, 1080, 3000};
-	static uint8_t req[DG_MAX_MSG], out[DG_MAX_MSG];
+	static uint8_t req[DG_MAX_INLINE], out[DG_MAX_INLINE];
 	struct dg_host *h;
 	struct dg_flow *f;
 	uint32_t round, i, seed = 7;

@@ -220,8 +220,9 @@ struct client {
 
 static uint32_t size_of(uint32_t s)
 {
-	static const uint32_t sz[] = {0,  4,   31,   32,   33,	  88,
-				      89, 200, 1000, 4096, 20000, DG_MAX_MSG};
+	static const uint32_t sz[] = {0,    4,	  31,	 32,
+				      33,   88,	  89,	 200,
+				      1000, 4096, 20000, DG_MAX_INLINE};
 
 	return sz[s % (sizeof(sz) / sizeof(sz[0]))];
 }
@@ -240,7 +241,7 @@ static void *client_main(void *arg)
 {
 	struct client *a = arg;
 	struct dg_flow *f = dg_host_flow(a->h, a->flow);
-	static __thread uint8_t buf[DG_MAX_MSG], want[DG_MAX_MSG];
+	static __thread uint8_t buf[DG_MAX_INLINE], want[DG_MAX_INLINE];
 	uint32_t sent = 0, done = 0, seq[1024], last = 0;
 	uint8_t *seen = calloc(a->n, 1);
 	struct dg_completion c[16];
