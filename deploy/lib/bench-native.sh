@@ -14,8 +14,10 @@
 #    loopback service from a client process, and an echo server process
 #    (three processes on two CPUs: client and server share CPU 0 and
 #    give it up when a poll finds nothing);
-#  - host instructions per RPC (callgrind): client and server at 32 and
-#    64 bytes on shared-memory rings, and with checksummed slots (the ring
+#  - large messages (64 KiB .. 8 MiB, window 1 and 4) through the
+#    in-process engine, beside memcpy's bandwidth for the same size;
+#  - host instructions per RPC (callgrind): client and server at 32, 64
+#    and 65536 bytes on shared-memory rings, and with checksummed slots (the ring
 #    format RDMA uses, the checksums' cost alone); the engine's
 #    instructions per RPC (its message processing, idle loops excluded).
 set -euo pipefail
@@ -90,13 +92,28 @@ wait "$srvpid" "$nicpid" 2>/dev/null || true
 srvpid=
 trap - EXIT
 
+# Large messages on shared memory: payloads outside the rings (the engine
+# copies each once, from the sender's payload area into the receiver's),
+# an echo server thread in the process, beside this machine's memcpy
+# bandwidth for the same size.
+log "large messages on shared memory (in-process engine), and memcpy"
+for s in 65536 1048576 8388608; do
+	"$bench" memcpy --size "$s" --duration 1 --json \
+		--label "memcpy-$s" >>"$res"
+	for w in 1 4; do
+		"$bench" local --pin --window "$w" --size "$s" --duration "$dur" \
+			--warmup 0.5 --quiet --json --label "local-large-$s-w$w" |
+			grep '"bench":"dagger"' >>"$res"
+	done
+done
+
 log "host and engine instructions per RPC (callgrind, $cg_n calls)"
 cg() {
 	valgrind --tool=callgrind --collect-atstart=no --separate-threads=yes \
 		"--callgrind-out-file=$out/cg-native-$1.%p" "${@:2}" \
 		2>>"$out/valgrind.log"
 }
-for s in 32 64; do
+for s in 32 64 65536; do
 	for k in plain csum; do
 		flag=()
 		[ $k = csum ] && flag=(--csum)

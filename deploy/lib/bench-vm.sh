@@ -110,23 +110,24 @@ run() {
 
 # perftest: one latency or bandwidth tool between the two devices, as JSON.
 perftest() {
-	local tool=$1 label=$2 n=1000 sp line _ need=3,5,6,8,9
+	local tool=$1 label=$2 n=${PT_N:-1000} sz=${PT_SIZE:-64} sp line _
+	local need=3,5,6,8,9
 	shift 2
 	case $tool in *_bw) need=4,5 ;; esac
 	line=
 	# The server needs a moment to listen, and serves one client: retry
 	# the client while it lives, start it again when it has gone.
 	for _ in 1 2 3; do
-		timeout 120 "$tool" -R -d "$d0" -F -s 64 -n "$n" "$@" \
+		timeout 120 "$tool" -R -d "$d0" -F -s "$sz" -n "$n" "$@" \
 			>>"$out/stderr.log" 2>&1 &
 		sp=$!
 		for _ in 1 2 3 4 5; do
 			sleep 1
-			line=$(timeout 60 "$tool" -R -d "$d1" -F -s 64 -n "$n" \
+			line=$(timeout 60 "$tool" -R -d "$d1" -F -s "$sz" -n "$n" \
 				"$@" --source_ip "$a1" "$a0" 2>>"$out/stderr.log" |
-				awk -v need="$need" '
+				awk -v need="$need" -v sz="$sz" '
 				function num(x) { return x ~ /^[0-9]+(\.[0-9]+)?$/ }
-				$1 == 64 && NF >= 5 {
+				$1 == sz && NF >= 5 {
 					# the fields used must be numbers (a failed
 					# run prints inf or nan)
 					n = split(need, f, ",")
@@ -385,6 +386,32 @@ for m in poll doorbell push; do
 	ctl_emit "mode-two-b-$m" "$sb0" "$(ctl_snap "$ctldir/two-b-$m.ctl")"
 	stop_bg
 done
+
+# Large messages: an echo of 4 KiB .. 8 MiB at window 1 and 4 through one
+# engine (doorbell mode, the default; above 4 KiB the payloads travel
+# outside the rings, the engine moving each with one READ and one
+# WRITE), beside ib_read_bw and ib_write_bw of the same size in this run.
+log "dagger: large messages (4 KiB .. 8 MiB), and perftest's bandwidth"
+for sz in 4096 65536 1048576 8388608; do
+	n=$((20971520 / sz))
+	[ "$n" -gt 1000 ] && n=1000
+	[ "$n" -lt 5 ] && n=5
+	PT_SIZE=$sz PT_N=$n perftest ib_read_bw "read_bw_$sz"
+	PT_SIZE=$sz PT_N=$n perftest ib_write_bw "write_bw_$sz"
+done
+engine --listen "$a0" --port 7498 --id 1
+wait_port "$a0" 7498
+bg "$bench" server --wait 60 --engine "$a0:7498" --src "$a0" \
+	--payload 67108864 --label server-large
+sleep 1
+for sz in 4096 65536 1048576 8388608; do
+	for w in 1 4; do
+		run "$bench" client --engine "$a0:7498" --src "$a1" \
+			--size "$sz" --window "$w" --duration "$dur" \
+			--warmup "$warm" --label "large-$sz-w$w"
+	done
+done
+stop_bg
 
 # The main job as a user runs it (deploy/demo's script: its own engines,
 # dagger-echo client and server, every setting at its default), set
