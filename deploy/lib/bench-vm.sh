@@ -111,19 +111,22 @@ run() {
 # perftest: one latency or bandwidth tool between the two devices, as JSON.
 perftest() {
 	local tool=$1 label=$2 n=${PT_N:-1000} sz=${PT_SIZE:-64} sp line _
-	local need=3,5,6,8,9
+	local need=3,5,6,8,9 tries=3 wait=60
+	# PT_OPTIONAL: one try, and no result is listed, not fatal.
+	local inner="1 2 3 4 5"
+	[ -n "${PT_OPTIONAL:-}" ] && tries=1 && wait=30 && inner="1 2"
 	shift 2
 	case $tool in *_bw) need=4,5 ;; esac
 	line=
 	# The server needs a moment to listen, and serves one client: retry
 	# the client while it lives, start it again when it has gone.
-	for _ in 1 2 3; do
-		timeout 120 "$tool" -R -d "$d0" -F -s "$sz" -n "$n" "$@" \
+	for _ in $(seq 1 "$tries"); do
+		timeout $((wait * 2)) "$tool" -R -d "$d0" -F -s "$sz" -n "$n" "$@" \
 			>>"$out/stderr.log" 2>&1 &
 		sp=$!
-		for _ in 1 2 3 4 5; do
+		for _ in $inner; do
 			sleep 1
-			line=$(timeout 60 "$tool" -R -d "$d1" -F -s "$sz" -n "$n" \
+			line=$(timeout "$wait" "$tool" -R -d "$d1" -F -s "$sz" -n "$n" \
 				"$@" --source_ip "$a1" "$a0" 2>>"$out/stderr.log" |
 				awk -v need="$need" -v sz="$sz" '
 				function num(x) { return x ~ /^[0-9]+(\.[0-9]+)?$/ }
@@ -142,6 +145,11 @@ perftest() {
 		wait "$sp" 2>/dev/null || true
 		[ -n "$line" ] && break
 	done
+	if [ -z "$line" ] && [ -n "${PT_OPTIONAL:-}" ]; then
+		echo "bench-vm: FAILED: $tool -s $sz gave no result" |
+			tee -a "$out/failed.txt" >&2
+		return 0
+	fi
 	[ -n "$line" ] || die "$tool gave no result"
 	case $tool in
 	*_lat)
@@ -396,8 +404,8 @@ for sz in 4096 65536 1048576 8388608; do
 	n=$((20971520 / sz))
 	[ "$n" -gt 1000 ] && n=1000
 	[ "$n" -lt 5 ] && n=5
-	PT_SIZE=$sz PT_N=$n perftest ib_read_bw "read_bw_$sz"
-	PT_SIZE=$sz PT_N=$n perftest ib_write_bw "write_bw_$sz"
+	PT_OPTIONAL=1 PT_SIZE=$sz PT_N=$n perftest ib_read_bw "read_bw_$sz"
+	PT_OPTIONAL=1 PT_SIZE=$sz PT_N=$n perftest ib_write_bw "write_bw_$sz"
 done
 engine --listen "$a0" --port 7498 --id 1
 wait_port "$a0" 7498
