@@ -58,16 +58,19 @@ static inline struct dg_large_run
 dg_large_pressure(struct dg_flow *f, int conn, uint16_t fn, uint32_t n,
 		  uint32_t len, uint32_t window, int timeout_s)
 {
-	enum { MAXSEND = 8192, AGAIN = 64 };
+	enum { MAXWIN = 64 };
+	/* The calls out: each id with its message, found by id. */
+	struct {
+		uint32_t id, seq;
+		bool used;
+	} out[MAXWIN] = {{0}};
 	struct dg_large_run r = {0};
-	uint32_t *seq_of = calloc(MAXSEND, sizeof(*seq_of));
 	bool *answered = calloc(n, sizeof(*answered));
 	uint8_t *buf = malloc(len);
-	uint32_t again[AGAIN], nagain = 0, next = 0, out = 0, sends = 0;
-	uint32_t base = 0, i;
+	uint32_t again[MAXWIN], nagain = 0, next = 0, nout = 0, i, j;
 	time_t until = time(NULL) + timeout_s;
 
-	if (!seq_of || !answered || !buf || window > AGAIN) {
+	if (!answered || !buf || window > MAXWIN) {
 		r.err = -ENOMEM;
 		goto done;
 	}
@@ -75,21 +78,23 @@ dg_large_pressure(struct dg_flow *f, int conn, uint16_t fn, uint32_t n,
 		struct dg_completion c[4];
 		int k, rc;
 
-		if ((nagain || next < n) && out < window) {
+		if ((nagain || next < n) && nout < window) {
 			uint32_t seq = nagain ? again[nagain - 1] : next, id;
 
 			dg_large_fill(buf, len, seq);
 			rc = dg_call(f, conn, fn, buf, len, &id);
 			if (rc == -EAGAIN) {
 				r.eagain++;
-			} else if (rc || (sends && id - base >= MAXSEND)) {
-				r.err = rc ? rc : -EOVERFLOW;
+			} else if (rc) {
+				r.err = rc;
 				break;
 			} else {
-				if (!sends++)
-					base = id;
-				seq_of[id - base] = seq;
-				out++;
+				for (j = 0; out[j].used; j++)
+					;
+				out[j].id = id;
+				out[j].seq = seq;
+				out[j].used = true;
+				nout++;
 				if (nagain)
 					nagain--;
 				else
@@ -104,12 +109,16 @@ dg_large_pressure(struct dg_flow *f, int conn, uint16_t fn, uint32_t n,
 		for (i = 0; i < (uint32_t)k; i++) {
 			uint32_t seq;
 
-			if (c[i].rpc_id - base >= sends) {
-				r.err = EPROTO; /* not a call of ours */
+			for (j = 0; j < window; j++)
+				if (out[j].used && out[j].id == c[i].rpc_id)
+					break;
+			if (j == window) {
+				r.err = EPROTO; /* not a call of ours out */
 				break;
 			}
-			seq = seq_of[c[i].rpc_id - base];
-			out--;
+			seq = out[j].seq;
+			out[j].used = false;
+			nout--;
 			if (c[i].status == DG_ST_BUSY) {
 				r.busy++;
 				again[nagain++] = seq;
@@ -125,7 +134,6 @@ dg_large_pressure(struct dg_flow *f, int conn, uint16_t fn, uint32_t n,
 		}
 	}
 done:
-	free(seq_of);
 	free(answered);
 	free(buf);
 	return r;
