@@ -800,7 +800,12 @@ def main():
     mib = 1048576.0
 
     def mbs(r, size):
-        return r["krps"] * 1e3 * size / mib if r else None
+        # From the run's own counts (krps is rounded to 3 decimals).
+        if not r:
+            return None
+        if r.get("rpcs") and r.get("seconds"):
+            return r["rpcs"] * size / r["seconds"] / mib
+        return r["krps"] * 1e3 * size / mib
 
     if any(dg("large-%d-w1" % z) for z in lsz):
         w("## Large messages")
@@ -826,13 +831,15 @@ def main():
             wb = pick(rows, bench="perftest", label="write_bw_%d" % z)
             best = max([v for v in (mbs(r1, z), mbs(r4, z)) if v] or [0])
             ratio = best / rb["mbps"] if rb and rb["mbps"] else None
+            wr = best / wb["mbps"] if wb and wb["mbps"] else None
             w("| %s | %s | %s | %s | %s | %s | %s | %s |" % (
                 "%d KiB" % (z // 1024) if z < mib else "%d MiB" % (z // mib),
                 fmt(mbs(r1, z), 2), fmt(r1["p50_us"] / 1e3, 2) if r1 else "-",
                 fmt(mbs(r4, z), 2), fmt(r4["p50_us"] / 1e3, 2) if r4 else "-",
-                fmt(rb["mbps"], 2) if rb else "-",
-                fmt(wb["mbps"], 2) if wb else "-",
-                "%.2fx" % ratio if ratio is not None else "-"))
+                fmt(rb["mbps"], 2) if rb else "no result",
+                fmt(wb["mbps"], 2) if wb else "no result",
+                "%.2fx" % ratio if ratio is not None else
+                "- (%.2fx ib_write_bw)" % wr if wr is not None else "-"))
             if z >= 65536 and (r1 or r4):
                 large_targets.append((
                     "rxe, %s echo: MB/s each way >= 0.7x ib_read_bw of "
